@@ -1,0 +1,174 @@
+"""Typed settings of one lab-llm deployment: the engine, how it is served, and who may use it.
+
+One YAML document (or the `args` of a Ray Serve application) validates into `AppConfig`. Every
+other part of lab-llm (the CLI, the Ansible roles, the RayService renderer) writes or reads this shape.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Scope = Literal["models", "chat", "completions", "metrics", "admin"]
+ALL_SCOPES: tuple[Scope, ...] = ("models", "chat", "completions", "metrics", "admin")
+
+Quantization = Literal["awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "bitsandbytes", "compressed-tensors"]
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# vLLM reads these itself; lab-llm sets them from typed fields, so they may not be overridden through `env`.
+_RESERVED_ENV = {"CUDA_VISIBLE_DEVICES"}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used, with every problem named by its field path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineConfig(_Strict):
+    """vLLM engine settings (names as vLLM's own engine arguments)."""
+
+    model: str = Field(min_length=1, description="Local path of the model directory, or a model id.")
+    served_model_name: str | None = Field(
+        default=None, description="Name clients use in `model`; defaults to the last part of `model`."
+    )
+    tensor_parallel_size: Annotated[int, Field(ge=1, le=64)] = 1
+    pipeline_parallel_size: Annotated[int, Field(ge=1, le=64)] = 1
+    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    cpu_offload_gb: Annotated[float, Field(ge=0.0)] = 0.0
+    max_model_len: Annotated[int, Field(ge=16)] | None = None
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
+    quantization: Quantization | None = None
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
+    enforce_eager: bool = False
+    max_num_seqs: Annotated[int, Field(ge=1)] | None = None
+    env: dict[str, str] = Field(default_factory=dict, description="Environment of the engine workers.")
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"env: {name!r} is not a valid environment variable name")
+            if name in _RESERVED_ENV:
+                raise ValueError(f"env: {name} is set by the placement of the workers, not by configuration")
+        return env
+
+    @model_validator(mode="after")
+    def _layer_partition_matches_pipeline(self) -> EngineConfig:
+        partition = self.env.get("VLLM_PP_LAYER_PARTITION")
+        if partition is None:
+            return self
+        parts = partition.split(",")
+        if not all(part.strip().isdigit() and int(part) > 0 for part in parts):
+            raise ValueError(
+                f"env.VLLM_PP_LAYER_PARTITION={partition!r}: expected comma-separated positive layer counts"
+            )
+        if len(parts) != self.pipeline_parallel_size:
+            raise ValueError(
+                f"env.VLLM_PP_LAYER_PARTITION={partition!r} has {len(parts)} stages but "
+                f"pipeline_parallel_size is {self.pipeline_parallel_size}"
+            )
+        return self
+
+    @property
+    def model_id(self) -> str:
+        """The name clients ask for."""
+        return self.served_model_name or self.model.rstrip("/").split("/")[-1]
+
+    @property
+    def world_size(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+
+class ServingConfig(_Strict):
+    """How Ray Serve runs the engine and the ingress in front of it."""
+
+    accelerator: Literal["gpu", "cpu"] = Field(
+        default="gpu",
+        description="`cpu` runs vLLM's CPU build (tests, the demo); `gpu` places one GPU per rank.",
+    )
+    cpus_per_worker: Annotated[float, Field(gt=0)] = 1.0
+    num_replicas: Annotated[int, Field(ge=1)] = 1
+    max_ongoing_requests: Annotated[int, Field(ge=1)] = Field(
+        default=64, description="Requests one engine replica works on at once; more wait in the queue."
+    )
+    max_queued_requests: Annotated[int, Field(ge=1)] = Field(
+        default=256, description="Requests allowed to wait; beyond that the endpoint answers 503 at once."
+    )
+    request_timeout_s: Annotated[float, Field(gt=0)] = 600.0
+
+
+class RolePolicy(_Strict):
+    """What a role may do: endpoint scopes and model names (shell-style patterns)."""
+
+    scopes: tuple[Scope, ...]
+    models: tuple[str, ...] = ("*",)
+
+
+def _default_roles() -> dict[str, RolePolicy]:
+    return {
+        "admin": RolePolicy(scopes=ALL_SCOPES),
+        "user": RolePolicy(scopes=("models", "chat", "completions")),
+        "viewer": RolePolicy(scopes=("models",)),
+    }
+
+
+class AuthConfig(_Strict):
+    """OAuth2/JWT settings. The files hold secrets and may be mounted from Kubernetes Secrets."""
+
+    store_path: Path = Field(description="Users and API keys (YAML), reloaded when it changes.")
+    signing_keys_path: Path = Field(description="JWT signing keys with their `kid` (YAML), reloaded on change.")
+    issuer: str = "lab-llm"
+    audience: str = "lab-llm"
+    access_token_ttl_s: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
+    roles: dict[str, RolePolicy] = Field(default_factory=_default_roles)
+    login_attempts_per_user: Annotated[int, Field(ge=1)] = 5
+    login_attempts_per_client: Annotated[int, Field(ge=1)] = 20
+    login_window_s: Annotated[float, Field(gt=0)] = 300.0
+    metrics_public: bool = Field(
+        default=True, description="Serve /metrics without a token (Prometheus scrapes); else scope `metrics`."
+    )
+
+    @model_validator(mode="after")
+    def _admin_role_exists(self) -> AuthConfig:
+        if not any("admin" in policy.scopes for policy in self.roles.values()):
+            raise ValueError("roles: no role has the `admin` scope, so nobody could manage API keys")
+        return self
+
+
+class AppConfig(_Strict):
+    """One lab-llm deployment."""
+
+    engine: EngineConfig
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    auth: AuthConfig
+
+
+def parse_config(data: Any, *, source: str = "configuration") -> AppConfig:
+    """Validate a mapping into an AppConfig, or raise ConfigError naming each bad field."""
+    try:
+        return AppConfig.model_validate(data)
+    except ValidationError as error:
+        problems = [
+            f"  {'.'.join(str(part) for part in problem['loc']) or '(top level)'}: {problem['msg']}"
+            for problem in error.errors()
+        ]
+        raise ConfigError(f"{source} is not valid:\n" + "\n".join(problems)) from None
+
+
+def load_config(path: Path) -> AppConfig:
+    """Read and validate a YAML configuration file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read configuration {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    return parse_config(data, source=str(path))
