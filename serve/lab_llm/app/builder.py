@@ -1,0 +1,79 @@
+"""Builds the Ray Serve application from one `AppConfig`: the vLLM deployment and the gated ingress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+from ray.llm._internal.serve.core.ingress.ingress import init as init_openai_fastapi_app
+from ray.serve.deployment import Application
+from ray.serve.llm import LLMConfig, build_llm_deployment
+from ray.serve.llm.ingress import make_fastapi_ingress
+
+from lab_llm.app.errors import ApiError, handle_api_error
+from lab_llm.app.ingress import GatedIngress, gated_endpoints
+from lab_llm.app.routes import gate_router
+from lab_llm.app.security import Gate
+from lab_llm.config import AppConfig, parse_config
+
+# EngineConfig fields that are vLLM engine arguments of the same name.
+_ENGINE_ARGUMENTS = (
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "gpu_memory_utilization",
+    "cpu_offload_gb",
+    "max_model_len",
+    "dtype",
+    "quantization",
+    "kv_cache_dtype",
+    "enforce_eager",
+    "max_num_seqs",
+)
+
+
+def to_llm_config(config: AppConfig) -> LLMConfig:
+    engine, serving = config.engine, config.serving
+    engine_kwargs = {name: getattr(engine, name) for name in _ENGINE_ARGUMENTS if getattr(engine, name) is not None}
+    # One bundle per rank (TP x PP). On CPU, vLLM's CPU build runs each rank on logical CPUs instead of a GPU.
+    bundle: dict[str, float] = {"CPU": serving.cpus_per_worker}
+    if serving.accelerator == "gpu":
+        bundle["GPU"] = 1
+    return LLMConfig(
+        model_loading_config={"model_id": engine.model_id, "model_source": engine.model},
+        engine_kwargs=engine_kwargs,
+        placement_group_config={"bundles": [dict(bundle) for _ in range(engine.world_size)], "strategy": "PACK"},
+        runtime_env={"env_vars": dict(engine.env)} if engine.env else None,
+        deployment_config={
+            "num_replicas": serving.num_replicas,
+            "max_ongoing_requests": serving.max_ongoing_requests,
+            "max_queued_requests": serving.max_queued_requests,
+        },
+    )
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Ray Serve application builder (`import_path: lab_llm.app:build_app`)."""
+    config = parse_config(args, source="the lab-llm application args")
+    llm_config = to_llm_config(config)
+    gate = Gate(config.auth)
+
+    fastapi_app = init_openai_fastapi_app()
+    fastapi_app.add_exception_handler(ApiError, handle_api_error)
+    fastapi_app.include_router(gate_router(gate))
+    ingress_cls = make_fastapi_ingress(GatedIngress, endpoint_map=gated_endpoints(gate), app=fastapi_app)
+
+    ingress_options = GatedIngress.get_deployment_options([llm_config])
+    ingress_options.pop("autoscaling_config", None)
+    ingress_options.update(
+        num_replicas=1,
+        # The ingress only relays streams; its queue bound is what turns overload into 503 instead of waiting forever.
+        max_ongoing_requests=config.serving.max_ongoing_requests * config.serving.num_replicas,
+        max_queued_requests=config.serving.max_queued_requests,
+        ray_actor_options={"num_cpus": 0},
+    )
+    model_id = config.engine.model_id
+    return serve.deployment(ingress_cls, name="LabLLMIngress", **ingress_options).bind(
+        llm_deployments={model_id: build_llm_deployment(llm_config)},
+        model_cards={model_id: to_model_metadata(model_id, llm_config)},
+    )

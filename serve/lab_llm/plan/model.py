@@ -1,0 +1,190 @@
+"""What the planner needs to know about a model: its shape (from config.json) and how it is stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from lab_llm.plan.errors import PlanInputError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+WeightDtype = Literal["fp16", "bf16", "fp8", "awq", "gptq"]
+KvCacheDtype = Literal["auto", "fp16", "bf16", "fp8"]
+
+WEIGHT_DTYPES: tuple[str, ...] = ("fp16", "bf16", "fp8", "awq", "gptq")
+KV_CACHE_DTYPES: tuple[str, ...] = ("auto", "fp16", "bf16", "fp8")
+
+# Aliases people type for the same storage format.
+_WEIGHT_ALIASES = {
+    "float16": "fp16",
+    "half": "fp16",
+    "bfloat16": "bf16",
+    "float8": "fp8",
+    "fp8_e4m3": "fp8",
+    "awq_marlin": "awq",
+    "auto_awq": "awq",
+    "awq-4bit": "awq",
+    "int4-awq": "awq",
+    "gptq_marlin": "gptq",
+    "auto_gptq": "gptq",
+    "gptq-4bit": "gptq",
+}
+_KV_ALIASES = {"float16": "fp16", "bfloat16": "bf16", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8"}
+
+# Where a config.json names the number of routed experts (Mixtral, Qwen-MoE, OLMoE ...).
+_EXPERT_KEYS = ("num_local_experts", "num_experts")
+
+
+class ModelSpec(BaseModel):
+    """The shape of a decoder-only transformer, with the field names of a Hugging Face config.json."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(default="model", description="What vLLM loads: a hub id or a local path.")
+    architectures: tuple[str, ...] = ()
+    num_hidden_layers: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    num_key_value_heads: int = Field(default=0, ge=0, description="0 means no GQA: as many as attention heads.")
+    head_dim: int = Field(default=0, ge=0, description="0 means hidden_size / num_attention_heads.")
+    intermediate_size: int = Field(gt=0)
+    vocab_size: int = Field(gt=0)
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False
+    num_local_experts: int = Field(default=0, ge=0, description="Routed experts of a MoE; 0 for a dense model.")
+    num_experts_per_tok: int = Field(default=0, ge=0)
+    moe_intermediate_size: int = Field(default=0, ge=0, description="Expert width when it differs from the MLP.")
+    max_position_embeddings: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> ModelSpec:
+        if self.num_attention_heads % self.kv_heads:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) is not a multiple of "
+                f"num_key_value_heads ({self.kv_heads})"
+            )
+        if not self.head_dim and self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) is not divisible by num_attention_heads "
+                f"({self.num_attention_heads}) and no head_dim is given"
+            )
+        if self.num_local_experts and not self.num_experts_per_tok:
+            raise ValueError("a MoE model (num_local_experts > 0) needs num_experts_per_tok")
+        return self
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_key_value_heads or self.num_attention_heads
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim or self.hidden_size // self.num_attention_heads
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_local_experts > 0
+
+    @property
+    def expert_intermediate_size(self) -> int:
+        return self.moe_intermediate_size or self.intermediate_size
+
+
+class WeightFormat(BaseModel):
+    """How the checkpoint stores its linear layers (embeddings and norms stay 16-bit in all of them)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dtype: WeightDtype = "bf16"
+    bits: int = Field(default=4, description="Only for awq/gptq; vLLM's Marlin kernels take 4 (and 8 for GPTQ).")
+    group_size: int = Field(default=128, description="Only for awq/gptq; -1 means one group per column.")
+
+    @property
+    def is_int_quantized(self) -> bool:
+        return self.dtype in ("awq", "gptq")
+
+
+def normalise_weight_dtype(value: str) -> str:
+    dtype = _WEIGHT_ALIASES.get(value.strip().lower(), value.strip().lower())
+    if dtype not in WEIGHT_DTYPES:
+        raise PlanInputError(f"unknown weight dtype {value!r}; expected one of {', '.join(WEIGHT_DTYPES)}")
+    return dtype
+
+
+def normalise_kv_cache_dtype(value: str) -> str:
+    dtype = _KV_ALIASES.get(value.strip().lower(), value.strip().lower())
+    if dtype not in KV_CACHE_DTYPES:
+        raise PlanInputError(f"unknown KV cache dtype {value!r}; expected one of {', '.join(KV_CACHE_DTYPES)}")
+    return dtype
+
+
+def _flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Multimodal wrappers (Mistral3, Qwen2-VL ...) keep the language model's shape in text_config."""
+    fields = dict(config)
+    text_config = config.get("text_config")
+    if isinstance(text_config, Mapping):
+        fields.update(text_config)
+    for key in _EXPERT_KEYS:
+        if fields.get(key):
+            fields["num_local_experts"] = fields[key]
+            break
+    if fields.get("kv_lora_rank") or fields.get("q_lora_rank"):
+        raise PlanInputError(
+            "multi-head latent attention (DeepSeek-V2/V3 style, kv_lora_rank in config.json) is not "
+            "modelled by the planner yet"
+        )
+    if "attention_bias" not in fields and str(fields.get("model_type", "")).startswith("qwen2"):
+        # Qwen2 / Qwen2.5 have q/k/v biases without saying so in config.json (transformers' Qwen2Attention).
+        fields["attention_bias"] = True
+    return fields
+
+
+def load_model_spec(source: ModelSpec | Mapping[str, Any] | str | Path, name: str | None = None) -> ModelSpec:
+    """A ModelSpec from a spec, a config.json mapping, or a path to config.json or its directory."""
+    if isinstance(source, ModelSpec):
+        return source.model_copy(update={"name": name}) if name else source
+    if isinstance(source, str | Path):
+        path = Path(source)
+        config_path = path / "config.json" if path.is_dir() else path
+        if not config_path.is_file():
+            raise PlanInputError(f"model config {str(config_path)!r} does not exist")
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise PlanInputError(f"model config {str(config_path)!r} is not readable JSON: {error}") from error
+        if not isinstance(config, Mapping):
+            raise PlanInputError(f"model config {str(config_path)!r} is not a JSON object")
+        name = name or str(config.get("_name_or_path") or (path if path.is_dir() else path.parent))
+        return load_model_spec(config, name=name)
+    fields = _flatten_config(source)
+    if name:
+        fields["name"] = name
+    required = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
+    missing = [key for key in required if fields.get(key) in (None, "")]
+    if missing:
+        raise PlanInputError(f"model config is missing required field(s): {', '.join(missing)}")
+    try:
+        return ModelSpec.model_validate(fields)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'model'}: {item['msg']}" for item in error.errors()
+        )
+        raise PlanInputError(f"model config is invalid: {problems}") from error
+
+
+def weight_format_from_config(config: Mapping[str, Any]) -> WeightFormat | None:
+    """The checkpoint's own quantization_config (AWQ/GPTQ/fp8), when it has one."""
+    quant = config.get("quantization_config")
+    if not isinstance(quant, Mapping):
+        return None
+    method = str(quant.get("quant_method", "")).lower()
+    if method in ("awq", "gptq"):
+        return WeightFormat(
+            dtype=method,  # type: ignore[arg-type]
+            bits=int(quant.get("bits", quant.get("w_bit", 4))),
+            group_size=int(quant.get("group_size", quant.get("q_group_size", 128))),
+        )
+    if method == "fp8":
+        return WeightFormat(dtype="fp8")
+    return None
