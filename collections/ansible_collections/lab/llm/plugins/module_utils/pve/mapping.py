@@ -1,0 +1,91 @@
+# -*- coding: utf-8 -*-
+# Copyright: lab-llm developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Cluster PCI resource mappings (/cluster/mapping/pci, Proxmox VE 8): wanted entries, merge, diff.
+
+A mapping has one or more ``map`` entries per node (``node=pve2,path=0000:01:00,id=10de:2204,...``);
+VMs refer to it as ``hostpci0: mapping=NAME`` and Proxmox picks this node's entry at VM start.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.lab.llm.plugins.module_utils.pve import propstring
+from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveInputError
+
+# Key order as Proxmox prints map entries; patterns from the schema of POST /cluster/mapping/pci (map.items).
+ENTRY_KEYS = ("node", "path", "id", "subsystem-id", "iommugroup", "description")
+VENDOR_DEVICE = re.compile(r"^[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}$")
+MAP_PATH = re.compile(
+    r"^(?:[a-f0-9]{4,}:[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?;)*[a-f0-9]{4,}:[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?$"
+)
+
+
+def entry_from_params(item: dict) -> dict:
+    """A module ``map`` item -> the API's entry keys, validated (raises PveInputError naming the value)."""
+    entry = {"node": item["node"], "path": str(item["path"]).lower(), "id": str(item["id"]).lower()}
+    if not MAP_PATH.match(entry["path"]):
+        raise PveInputError("map: path %r of node %s is not a PCI path like 0000:01:00" % (item["path"], item["node"]))
+    if not VENDOR_DEVICE.match(entry["id"]):
+        raise PveInputError("map: id %r of node %s is not VENDOR:DEVICE like 10de:2204" % (item["id"], item["node"]))
+    if item.get("subsystem_id"):
+        entry["subsystem-id"] = str(item["subsystem_id"]).lower()
+        if not VENDOR_DEVICE.match(entry["subsystem-id"]):
+            raise PveInputError(
+                "map: subsystem_id %r of node %s is not VENDOR:DEVICE" % (item["subsystem_id"], item["node"])
+            )
+    if item.get("iommugroup") is not None:
+        entry["iommugroup"] = str(item["iommugroup"])
+    if item.get("description"):
+        entry["description"] = item["description"]
+    return entry
+
+
+def parse_entry(text) -> dict:
+    values = propstring.parse(text) if isinstance(text, str) else {key: str(value) for key, value in text.items()}
+    for key in ("path", "id", "subsystem-id"):
+        if key in values:
+            values[key] = values[key].lower()
+    return values
+
+
+def render_entry(entry: dict) -> str:
+    return ",".join("%s=%s" % (key, entry[key]) for key in ENTRY_KEYS if key in entry)
+
+
+def merged_entries(current: list, wanted: list, prune: bool) -> list:
+    """Entries of nodes we were given replace that node's entries; other nodes' entries stay unless prune."""
+    wanted_nodes = {entry["node"] for entry in wanted}
+    kept = [] if prune else [entry for entry in current if entry.get("node") not in wanted_nodes]
+    return sorted(kept + wanted, key=lambda entry: (entry.get("node", ""), entry.get("path", "")))
+
+
+def same_entries(left: list, right: list) -> bool:
+    def key(entries):
+        return sorted(render_entry(entry) for entry in entries)
+
+    return key(left) == key(right)
+
+
+def check_devices(client, entries: list) -> None:
+    """Each entry's device must be on its node with the expected vendor:device id (hardware/pci)."""
+    by_node = {}
+    for entry in entries:
+        by_node.setdefault(entry["node"], []).append(entry)
+    nodes = sorted(item["node"] for item in client.get("nodes"))
+    for node, node_entries in sorted(by_node.items()):
+        if node not in nodes:
+            raise PveInputError("map: node %r is not in the cluster (nodes: %s)" % (node, ", ".join(nodes)))
+        devices = client.get("nodes/%s/hardware/pci" % node, **{"pci-class-blacklist": ""})
+        for entry in node_entries:
+            for path in entry["path"].split(";"):
+                function = path if "." in path else path + ".0"
+                device = next((item for item in devices if item["id"] == function), None)
+                if device is None:
+                    raise PveInputError("map: PCI device %s is not on node %s" % (path, node))
+                found_id = "%s:%s" % (device["vendor"].replace("0x", ""), device["device"].replace("0x", ""))
+                if found_id.lower() != entry["id"]:
+                    raise PveInputError(
+                        "map: PCI device %s on node %s is %s, not %s" % (path, node, found_id, entry["id"])
+                    )

@@ -1,0 +1,200 @@
+# -*- coding: utf-8 -*-
+# Copyright: lab-llm developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""QEMU VMs on Proxmox VE: lookups, the wanted config of a GPU VM, and the diff against what is there."""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.lab.llm.plugins.module_utils.pve import propstring
+from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveInputError
+
+# The bare (default) key of each property-string option we manage, from the API schema (default_key).
+DEFAULT_KEYS = {
+    "hostpci": "host",
+    "cpu": "cputype",
+    "net": "model",
+    "efidisk0": "file",
+    "scsi": "file",
+    "virtio": "file",
+    "sata": "file",
+    "agent": "enabled",
+    "memory": "current",
+    "machine": "type",
+}
+
+# Options that never change on a running VM: Proxmox keeps them as pending until the next start.
+# (qemu-server applies only "fast plug" options and the features listed in `hotplug` live.)
+RESTART_KEYS = ("hostpci", "machine", "bios", "cpu", "cores", "sockets", "numa", "balloon", "efidisk0", "agent")
+
+HOSTPCI_ADDRESS = re.compile(r"^(?:[0-9a-f]{4,}:)?[0-9a-f]{2}:[0-9a-f]{2}(?:\.[0-7])?$")
+SSH_PUBLIC_KEY = re.compile(
+    r"^(?:ssh-(?:rsa|ed25519|dss)|ecdsa-sha2-nistp(?:256|384|521)|sk-(?:ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
+    r" [A-Za-z0-9+/]+={0,3}(?: [^\r\n]*)?$"
+)
+SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGT]?)$")
+SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def option_family(key: str) -> str:
+    """``hostpci3`` -> ``hostpci``; ``efidisk0`` stays itself (a fixed name, not an indexed one)."""
+    if key in DEFAULT_KEYS:
+        return key
+    return re.sub(r"\d+$", "", key)
+
+
+def size_bytes(text: str) -> int:
+    """``32G`` / ``2252M`` / ``34359738368`` -> bytes (the API's disk-size format)."""
+    match = SIZE.match(str(text).strip().upper())
+    if not match:
+        raise PveInputError("not a disk size: %r (use e.g. 32G)" % text)
+    return int(float(match.group(1)) * SIZE_UNITS[match.group(2)])
+
+
+def validate_sshkeys(keys: list) -> None:
+    """One OpenSSH public key per item; a newline inside an item or a wrapped key is an input error."""
+    for index, key in enumerate(keys):
+        if "\n" in key.strip() or "\r" in key:
+            raise PveInputError("sshkeys[%d] holds more than one line; give one public key per list item" % index)
+        if not SSH_PUBLIC_KEY.match(key.strip()):
+            raise PveInputError(
+                "sshkeys[%d] is not an OpenSSH public key ('TYPE BASE64 [COMMENT]' on one line): %r" % (index, key[:40])
+            )
+
+
+def hostpci_value(gpu: dict) -> str:
+    """One ``gpus`` item -> the ``hostpci[n]`` property string (pcie=1 needs machine q35)."""
+    values = {}
+    if gpu.get("mapping"):
+        values["mapping"] = gpu["mapping"]
+    else:
+        host = gpu.get("host") or ""
+        if not HOSTPCI_ADDRESS.match(host):
+            raise PveInputError("gpus: host %r is not a PCI address like 0000:01:00 or 01:00.0" % host)
+        values["host"] = host
+    if gpu.get("pcie", True):
+        values["pcie"] = "1"
+    if gpu.get("x_vga"):
+        values["x-vga"] = "1"
+    if gpu.get("rombar") is False:
+        values["rombar"] = "0"
+    return propstring.render(values, "host")
+
+
+def desired_config(params: dict, current: dict, managed_tag: str) -> tuple:
+    """The wanted config of a GPU VM as API values, and the options to delete (surplus hostpci)."""
+    wanted = {
+        "name": params["name"],
+        "machine": params["machine"],
+        "bios": params["bios"],
+        "cores": params["cores"],
+        "sockets": params["sockets"],
+        "numa": 1 if params["numa"] else 0,
+        "memory": str(params["memory"]),
+        # Passthrough pins all guest memory for DMA: a balloon could never give any back.
+        "balloon": 0,
+        "onboot": 1 if params["onboot"] else 0,
+        "tags": ";".join(sorted(set(params["tags"] or []) | {managed_tag})),
+    }
+    cpu = {"cputype": params["cpu"]}
+    if params["cpu_hidden"]:
+        cpu["hidden"] = "1"
+    wanted["cpu"] = propstring.render(cpu, "cputype")
+    if params["agent"]:
+        wanted["agent"] = "1"
+    if params["hotplug"] is not None:
+        wanted["hotplug"] = params["hotplug"]
+    if params["bios"] == "ovmf" and "efidisk0" not in current:
+        wanted["efidisk0"] = "%s:1,efitype=4m,pre-enrolled-keys=0" % params["efidisk_storage"]
+    for index, gpu in enumerate(params["gpus"] or []):
+        wanted["hostpci%d" % index] = hostpci_value(gpu)
+    network = params["network"]
+    if network:
+        net = {"model": network.get("model") or "virtio", "bridge": network.get("bridge") or "vmbr0"}
+        if network.get("vlan"):
+            net["tag"] = str(network["vlan"])
+        if network.get("mtu"):
+            net["mtu"] = str(network["mtu"])
+        wanted["net0"] = propstring.render(net, "model")
+    cloud_init = params["cloud_init"] or {}
+    if cloud_init.get("ipconfig0"):
+        wanted["ipconfig0"] = cloud_init["ipconfig0"]
+    for option in ("ciuser", "nameserver", "searchdomain"):
+        if cloud_init.get(option):
+            wanted[option] = cloud_init[option]
+    if cloud_init.get("sshkeys"):
+        wanted["sshkeys"] = propstring.encode_sshkeys(cloud_init["sshkeys"])
+    wanted = {key: value for key, value in wanted.items() if value is not None}
+    gpu_count = len(params["gpus"] or [])
+    surplus = sorted(
+        (key for key in current if option_family(key) == "hostpci" and int(key[len("hostpci") :]) >= gpu_count),
+        key=lambda key: int(key[len("hostpci") :]),
+    )
+    return wanted, surplus
+
+
+def values_equal(key: str, current, wanted) -> bool:
+    """Compare one option as Proxmox means it, not as text (order of properties, aliases, encodings)."""
+    if current is None:
+        return False
+    family = option_family(key)
+    if key == "sshkeys":
+        return propstring.decode_sshkeys(current) == propstring.decode_sshkeys(wanted)
+    if key == "tags":
+        return propstring.split_tags(current) == propstring.split_tags(wanted)
+    if key == "hotplug":
+        return sorted(str(current).split(",")) == sorted(str(wanted).split(","))
+    if family in ("hostpci", "cpu"):
+        return propstring.parse(current, DEFAULT_KEYS[family]) == propstring.parse(wanted, DEFAULT_KEYS[family])
+    if family == "net":
+        have = propstring.normalize_net(propstring.parse(current, "model"))
+        want = propstring.normalize_net(propstring.parse(wanted, "model"))
+        return all(have.get(name) == value for name, value in want.items())
+    if family in ("memory", "agent", "machine"):
+        return propstring.parse(current, DEFAULT_KEYS[family]) == propstring.parse(wanted, DEFAULT_KEYS[family])
+    if family == "ipconfig":
+        return propstring.parse(current) == propstring.parse(wanted)
+    return str(current) == str(wanted)
+
+
+def config_changes(current: dict, wanted: dict) -> dict:
+    """Options whose wanted value differs from the current config."""
+    return {key: value for key, value in wanted.items() if not values_equal(key, current.get(key), value)}
+
+
+def needs_restart(keys) -> list:
+    """Which of these options only take effect after a stop/start of the VM."""
+    return sorted(key for key in keys if option_family(key) in RESTART_KEYS)
+
+
+def disk_size_change(current: dict, disk: str, wanted_size: str) -> str | None:
+    """The size to grow ``disk`` to, or None when it is already as big; never shrinks."""
+    if disk not in current:
+        raise PveInputError("disk %s is not in the VM's config (it has %s)" % (disk, ", ".join(_disks(current))))
+    have = propstring.parse(current[disk], DEFAULT_KEYS["scsi"]).get("size")
+    if have is not None and size_bytes(have) >= size_bytes(wanted_size):
+        return None
+    return str(wanted_size).upper()
+
+
+def _disks(config: dict) -> list:
+    return sorted(key for key in config if option_family(key) in ("scsi", "virtio", "sata")) or ["no disks"]
+
+
+def pending_keys(client, node: str, vmid: int) -> list:
+    """Options whose pending value differs from the running one (GET config vs GET config current=1)."""
+    path = "nodes/%s/qemu/%s/config" % (node, vmid)
+    pending = client.get(path)
+    running = client.get(path, current=1)
+    keys = set(pending) | set(running)
+    return sorted(key for key in keys if key != "digest" and pending.get(key) != running.get(key))
+
+
+def find_vms(client) -> list:
+    """All VMs and templates of the cluster (GET /cluster/resources type=vm)."""
+    return [item for item in client.get("cluster/resources", type="vm") if item.get("type") == "qemu"]
+
+
+def is_managed(resource: dict, managed_tag: str) -> bool:
+    return managed_tag in propstring.split_tags(resource.get("tags"))

@@ -1,0 +1,254 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lab-llm developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: proxmox_pci_mapping
+short_description: Ensure a Proxmox VE cluster PCI resource mapping for GPUs
+version_added: "0.1.0"
+description:
+  - Ensures a cluster-wide PCI resource mapping (C(/cluster/mapping/pci), Proxmox VE 8) so that VMs refer
+    to a GPU as C(mapping=NAME) in C(hostpci0) and keep working when the card moves to another slot.
+  - Entries are kept per node. The nodes given in O(map) get exactly the given entries; entries of other
+    nodes stay as they are unless O(prune=true), so one node can be added without touching the others.
+  - Each entry is checked against the node's PCI devices (C(/nodes/{node}/hardware/pci)) before anything is
+    written, so a GPU that is not on a node, or a wrong vendor:device id, fails without a change.
+  - Talks to the Proxmox API over HTTPS (proxmoxer), never SSH.
+author:
+  - lab-llm developers
+requirements:
+  - proxmoxer >= 2.0
+  - requests
+options:
+  name:
+    description: ID of the mapping (Proxmox format C(pve-configid)), for example C(rtx3090).
+    type: str
+    required: true
+  description:
+    description: Description of the mapping. Not managed when omitted.
+    type: str
+  map:
+    description: Devices of this mapping, one item per node and device.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      node:
+        description: Cluster node name.
+        type: str
+        required: true
+      path:
+        description: PCI path of the device without function (whole device, e.g. C(0000:01:00)) or with it.
+        type: str
+        required: true
+      id:
+        description: Expected vendor and device id, C(VENDOR:DEVICE) in hex, for example C(10de:2204).
+        type: str
+        required: true
+      subsystem_id:
+        description: Expected subsystem vendor and device id, C(VENDOR:DEVICE).
+        type: str
+      iommugroup:
+        description: Expected IOMMU group of the device.
+        type: int
+      description:
+        description: Description of this node's device.
+        type: str
+  prune:
+    description: Remove entries of nodes that are not in O(map).
+    type: bool
+    default: false
+  check_devices:
+    description: Check every entry against the node's PCI devices before writing.
+    type: bool
+    default: true
+  state:
+    description: Whether the mapping should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+  api_host:
+    description: Proxmox VE API host. Falls back to E(PROXMOX_HOST).
+    type: str
+    required: true
+  api_port:
+    description: API port. Falls back to E(PROXMOX_PORT).
+    type: int
+    default: 8006
+  api_user:
+    description: User including realm, for example C(ansible@pve). Falls back to E(PROXMOX_USER).
+    type: str
+    required: true
+  api_token_id:
+    description: API token name (the part after C(!)). Falls back to E(PROXMOX_TOKEN_ID).
+    type: str
+  api_token_secret:
+    description: API token secret. Falls back to E(PROXMOX_TOKEN_SECRET). One of this or O(api_password) is required.
+    type: str
+  api_password:
+    description: Password, used for a ticket when no token is given. Falls back to E(PROXMOX_PASSWORD).
+    type: str
+  validate_certs:
+    description: Verify the API's TLS certificate. Falls back to E(PROXMOX_VALIDATE_CERTS).
+    type: bool
+    default: true
+  ca_path:
+    description: CA bundle to verify the API's certificate with. Falls back to E(PROXMOX_CA_PATH).
+    type: path
+  api_timeout:
+    description: Seconds to wait for one API answer.
+    type: int
+    default: 30
+  api_retries:
+    description: Retries of reads on HTTP 5xx and of every request whose connection could not be opened.
+    type: int
+    default: 3
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+notes:
+  - The API token needs C(Mapping.Modify) on C(/mapping/pci) and C(Sys.Audit) on the nodes.
+seealso:
+  - name: Proxmox VE admin guide, Resource Mapping
+    description: Cluster-wide mappings of PCI devices.
+    link: https://pve.proxmox.com/pve-docs/pve-admin-guide.html#resource_mapping
+"""
+
+EXAMPLES = r"""
+- name: One mapping for the RTX 3090 of three hosts
+  lab.llm.proxmox_pci_mapping:
+    api_host: pve1.example.org
+    api_user: ansible@pve
+    api_token_id: lab-llm
+    api_token_secret: "{{ vault_pve_token_secret }}"
+    name: rtx3090
+    description: RTX 3090 24 GB
+    map:
+      - node: pve2
+        path: "0000:01:00"
+        id: "10de:2204"
+        subsystem_id: "1043:87b3"
+        iommugroup: 14
+"""
+
+RETURN = r"""
+mapping:
+  description: The mapping after the run (its entries as Proxmox property strings).
+  returned: success and O(state=present)
+  type: dict
+  sample: {"id": "rtx3090", "description": "RTX 3090 24 GB", "map": ["node=pve2,path=0000:01:00,id=10de:2204"]}
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.lab.llm.plugins.module_utils.pve import mapping as mappings
+from ansible_collections.lab.llm.plugins.module_utils.pve.client import (
+    PROXMOXER_IMPORT_ERROR,
+    PVE_REQUIRED_ONE_OF,
+    PVE_REQUIRED_TOGETHER,
+    PveClient,
+    pve_argument_spec,
+)
+from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveError
+
+
+def argument_spec() -> dict:
+    spec = pve_argument_spec()
+    spec.update(
+        name=dict(type="str", required=True),
+        description=dict(type="str"),
+        map=dict(
+            type="list",
+            elements="dict",
+            default=[],
+            options=dict(
+                node=dict(type="str", required=True),
+                path=dict(type="str", required=True),
+                id=dict(type="str", required=True),
+                subsystem_id=dict(type="str"),
+                iommugroup=dict(type="int"),
+                description=dict(type="str"),
+            ),
+        ),
+        prune=dict(type="bool", default=False),
+        check_devices=dict(type="bool", default=True),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+    )
+    return spec
+
+
+def ensure(client, params: dict, check_mode: bool) -> dict:
+    name = params["name"]
+    wanted = [mappings.entry_from_params(item) for item in params["map"]]
+    existing = next((item for item in client.get("cluster/mapping/pci") if item["id"] == name), None)
+    before = None
+    if existing is not None:
+        before = {
+            "id": name,
+            "description": existing.get("description", ""),
+            "map": [mappings.parse_entry(entry) for entry in existing.get("map", [])],
+        }
+    if params["state"] == "absent":
+        if before is None:
+            return {"changed": False}
+        if not check_mode:
+            client.delete("cluster/mapping/pci/%s" % name)
+        return {"changed": True, "diff": {"before": _show(before), "after": {}}}
+    if not wanted and before is None:
+        raise PveError("PCI mapping %r does not exist and map is empty: give at least one device" % name)
+    if params["check_devices"]:
+        mappings.check_devices(client, wanted)
+    after = {
+        "id": name,
+        "description": params["description"]
+        if params["description"] is not None
+        else (before or {}).get("description", ""),
+        "map": mappings.merged_entries(before["map"] if before else [], wanted, params["prune"]),
+    }
+    changed = (
+        before is None
+        or before["description"] != after["description"]
+        or not mappings.same_entries(before["map"], after["map"])
+    )
+    if changed and not check_mode:
+        body = {"map": [mappings.render_entry(entry) for entry in after["map"]]}
+        if after["description"]:
+            body["description"] = after["description"]
+        if before is None:
+            client.post("cluster/mapping/pci", id=name, **body)
+        else:
+            client.put("cluster/mapping/pci/%s" % name, **body)
+    result = {"changed": changed, "mapping": _show(after)}
+    if changed:
+        result["diff"] = {"before": _show(before) if before else {}, "after": _show(after)}
+    return result
+
+
+def _show(mapping: dict) -> dict:
+    return dict(mapping, map=[mappings.render_entry(entry) for entry in mapping["map"]])
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        required_one_of=PVE_REQUIRED_ONE_OF,
+        required_together=PVE_REQUIRED_TOGETHER,
+        supports_check_mode=True,
+    )
+    if PROXMOXER_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib("proxmoxer"), exception=PROXMOXER_IMPORT_ERROR)
+    try:
+        client = PveClient.from_params(module.params)
+        result = ensure(client, module.params, module.check_mode)
+    except PveError as exc:
+        module.fail_json(msg="PCI mapping %s: %s" % (module.params["name"], exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
