@@ -78,9 +78,13 @@ class PveClient:
         try:
             api = ProxmoxAPI(**kwargs)
         except AuthenticationError as exc:
-            raise PveError("authentication as %s at %s failed: %s" % (params["api_user"], params["api_host"], exc))
+            raise PveError(
+                "authentication as %s at %s failed: %s" % (params["api_user"], params["api_host"], exc)
+            ) from None
         except requests.exceptions.RequestException as exc:
-            raise PveError("cannot reach the Proxmox API at %s:%s: %s" % (params["api_host"], params["api_port"], exc))
+            raise PveError(
+                "cannot reach the Proxmox API at %s:%s: %s" % (params["api_host"], params["api_port"], exc)
+            ) from None
         return cls(api, retries=params["api_retries"])
 
     def get(self, path: str, **params):

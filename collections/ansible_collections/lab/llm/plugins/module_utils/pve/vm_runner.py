@@ -17,6 +17,8 @@ from ansible_collections.lab.llm.plugins.module_utils.pve.waiter import (
     wait_for_unlock,
 )
 
+ALWAYS = "always"
+
 
 class GpuVmRunner:
     """Brings one VM to the wanted state; ``result`` is what the module returns."""
@@ -138,12 +140,10 @@ class GpuVmRunner:
         path = "nodes/%s/qemu/%s" % (self.node, vmid)
         current = wait_for_unlock(self.client, self.node, vmid, timeout=self.params["wait_timeout"])
         wanted, surplus = vms.desired_config(self.params, current, self.tag)
-        if (existing is None and self.params["cloud_init"] and self.params["cloud_init"].get("password")) or (
-            self.params["cloud_init"]
-            and self.params["cloud_init"].get("password")
-            and (self.params["update_password"] == "always")
-        ):
-            wanted["cipassword"] = self.params["cloud_init"]["password"]
+        password = (self.params["cloud_init"] or {}).get("password")
+        # Proxmox never returns the password (GET shows it masked): set it on create, or every run if asked.
+        if password and (existing is None or self.params["update_password"] == ALWAYS):
+            wanted["cipassword"] = password
         changes = vms.config_changes(current, wanted)
         status = self._status(vmid)
         self._diff(current, changes, surplus)
