@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright: lab-llm developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""CPU vendor, IOMMU state and IOMMU group membership, read from /proc and /sys.
+
+An IOMMU group is the smallest set of devices the host can hand to a VM (kernel
+Documentation/driver-api/vfio.rst): every endpoint in the group goes together. A GPU's group
+is "clean" when it holds only the card's own functions and PCI bridges (root/switch ports,
+which vfio leaves with the host).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ansible_collections.lab.llm.plugins.module_utils.pci import GpuCard, PciFunction
+
+CPU_VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
+# Kernel parameters that switch the IOMMU or its mode (Documentation/admin-guide/kernel-parameters.txt).
+IOMMU_CMDLINE_KEYS = ("intel_iommu", "amd_iommu", "iommu")
+
+
+@dataclass
+class IommuState:
+    """Whether DMA remapping is on, and what the running kernel was told on its command line."""
+
+    active: bool
+    group_count: int
+    units: list[str]
+    cmdline_flags: dict[str, str]
+
+    @property
+    def passthrough_mode(self) -> bool:
+        return self.cmdline_flags.get("iommu") == "pt"
+
+    def as_dict(self) -> dict:
+        return {
+            "active": self.active,
+            "group_count": self.group_count,
+            "units": self.units,
+            "cmdline_flags": self.cmdline_flags,
+            "passthrough_mode": self.passthrough_mode,
+        }
+
+
+@dataclass
+class GroupCheck:
+    """The verdict on one GPU card's IOMMU group."""
+
+    group: int | None
+    members: list[str] = field(default_factory=list)
+    foreign: list[PciFunction] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return self.group is not None and not self.foreign
+
+
+def read_text(path: str, default: str = "") -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return default
+
+
+def cpu_vendor(root: str) -> str:
+    """``intel``, ``amd`` or ``unknown``, from the first vendor_id line of /proc/cpuinfo."""
+    for line in read_text(os.path.join(root, "proc", "cpuinfo")).splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "vendor_id":
+            return CPU_VENDORS.get(value.strip(), "unknown")
+    return "unknown"
+
+
+def running_cmdline(root: str) -> str:
+    return read_text(os.path.join(root, "proc", "cmdline")).strip()
+
+
+def cmdline_flags(cmdline: str) -> dict[str, str]:
+    """The IOMMU-related key=value parameters of a kernel command line (last one wins, as in the kernel)."""
+    flags = {}
+    for token in cmdline.split():
+        key, _, value = token.partition("=")
+        if key in IOMMU_CMDLINE_KEYS:
+            flags[key] = value
+    return flags
+
+
+def iommu_groups_dir(root: str) -> str:
+    return os.path.join(root, "sys", "kernel", "iommu_groups")
+
+
+def read_iommu_state(root: str) -> IommuState:
+    """Active means the kernel built IOMMU groups: /sys/kernel/iommu_groups is populated."""
+    groups_dir = iommu_groups_dir(root)
+    group_count = len(os.listdir(groups_dir)) if os.path.isdir(groups_dir) else 0
+    units_dir = os.path.join(root, "sys", "class", "iommu")
+    units = sorted(os.listdir(units_dir)) if os.path.isdir(units_dir) else []
+    return IommuState(
+        active=group_count > 0,
+        group_count=group_count,
+        units=units,
+        cmdline_flags=cmdline_flags(running_cmdline(root)),
+    )
+
+
+def group_members(root: str, group: int) -> list[str]:
+    devices_dir = os.path.join(iommu_groups_dir(root), str(group), "devices")
+    return sorted(os.listdir(devices_dir)) if os.path.isdir(devices_dir) else []
+
+
+def check_card_group(root: str, card: GpuCard, functions: dict[str, PciFunction]) -> GroupCheck:
+    """Which devices share the card's IOMMU group that are neither the card's functions nor bridges."""
+    group = card.display_function.iommu_group
+    if group is None:
+        return GroupCheck(group=None)
+    members = group_members(root, group)
+    own = {f.address for f in card.functions}
+    foreign = [
+        functions[address]
+        for address in members
+        if address not in own and address in functions and not functions[address].is_bridge
+    ]
+    return GroupCheck(group=group, members=members, foreign=foreign)

@@ -1,0 +1,182 @@
+# -*- coding: utf-8 -*-
+# Copyright: lab-llm developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read PCI functions from sysfs and group NVIDIA GPUs with their sibling functions.
+
+Layout per the kernel ABI (Documentation/ABI/testing/sysfs-bus-pci): one directory per
+function under /sys/bus/pci/devices/<domain:bus:device.function> with files ``vendor``,
+``device``, ``subsystem_vendor``, ``subsystem_device`` and ``class`` (hex strings), a
+``driver`` symlink when a driver is bound and an ``iommu_group`` symlink when the IOMMU is on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+NVIDIA_VENDOR_ID = "10de"
+DISPLAY_CLASS_PREFIX = "03"  # 0x03xxxx: VGA (0x0300), 3D controller (0x0302), ...
+BRIDGE_CLASS_PREFIX = "0604"  # PCI-to-PCI bridge: root ports and switch ports
+
+# Names for the cards people run in labs like ours, checked against pci.ids (hwdata, 2023).
+# The module prefers a pci.ids file on the host when one exists; this is the fallback.
+KNOWN_MODELS = {
+    "10de:2204": "GeForce RTX 3090",
+    "10de:2203": "GeForce RTX 3090 Ti",
+    "10de:2206": "GeForce RTX 3080",
+    "10de:2208": "GeForce RTX 3080 Ti",
+    "10de:2484": "GeForce RTX 3070",
+    "10de:2503": "GeForce RTX 3060",
+    "10de:2504": "GeForce RTX 3060 Lite Hash Rate",
+    "10de:2684": "GeForce RTX 4090",
+    "10de:2230": "RTX A6000",
+    "10de:1aef": "GA102 High Definition Audio Controller",
+    "10de:228e": "GA106 High Definition Audio Controller",
+}
+PCI_IDS_PATHS = ("usr/share/misc/pci.ids", "usr/share/hwdata/pci.ids")
+
+
+@dataclass
+class PciFunction:
+    """One PCI function (e.g. 0000:01:00.1) as sysfs reports it; ids are 4 lowercase hex digits."""
+
+    address: str
+    vendor_id: str
+    device_id: str
+    subsystem_vendor_id: str
+    subsystem_device_id: str
+    pci_class: str  # 6 hex digits: class, subclass, prog-if
+    driver: str | None
+    iommu_group: int | None
+
+    @property
+    def slot(self) -> str:
+        """domain:bus:device, the part all functions of one card share."""
+        return self.address.rsplit(".", 1)[0]
+
+    @property
+    def vendor_device(self) -> str:
+        return f"{self.vendor_id}:{self.device_id}"
+
+    @property
+    def is_bridge(self) -> bool:
+        return self.pci_class.startswith(BRIDGE_CLASS_PREFIX)
+
+    def as_dict(self) -> dict:
+        return {
+            "address": self.address,
+            "vendor_id": self.vendor_id,
+            "device_id": self.device_id,
+            "subsystem_vendor_id": self.subsystem_vendor_id,
+            "subsystem_device_id": self.subsystem_device_id,
+            "class": self.pci_class,
+            "driver": self.driver,
+            "iommu_group": self.iommu_group,
+        }
+
+
+@dataclass
+class GpuCard:
+    """An NVIDIA display device and the other functions of the same slot (audio, USB, UCSI)."""
+
+    slot: str
+    functions: list[PciFunction] = field(default_factory=list)
+
+    @property
+    def display_function(self) -> PciFunction:
+        return next(f for f in self.functions if f.pci_class.startswith(DISPLAY_CLASS_PREFIX))
+
+
+def _read_hex(path: str) -> str:
+    with open(path, encoding="ascii") as handle:
+        value = handle.read().strip().lower()
+    return value[2:] if value.startswith("0x") else value
+
+
+def _link_basename(path: str) -> str | None:
+    if not os.path.islink(path):
+        return None
+    return os.path.basename(os.readlink(path))
+
+
+def pci_devices_dir(root: str) -> str:
+    return os.path.join(root, "sys", "bus", "pci", "devices")
+
+
+def read_function(root: str, address: str) -> PciFunction:
+    """Read one function's ids, class, bound driver and IOMMU group from sysfs below ``root``."""
+    device_dir = os.path.join(pci_devices_dir(root), address)
+    group = _link_basename(os.path.join(device_dir, "iommu_group"))
+    return PciFunction(
+        address=address,
+        vendor_id=_read_hex(os.path.join(device_dir, "vendor")),
+        device_id=_read_hex(os.path.join(device_dir, "device")),
+        subsystem_vendor_id=_read_hex(os.path.join(device_dir, "subsystem_vendor")),
+        subsystem_device_id=_read_hex(os.path.join(device_dir, "subsystem_device")),
+        pci_class=_read_hex(os.path.join(device_dir, "class")),
+        driver=_link_basename(os.path.join(device_dir, "driver")),
+        iommu_group=int(group) if group is not None else None,
+    )
+
+
+def read_all_functions(root: str) -> dict[str, PciFunction]:
+    """Every PCI function of the host, keyed by address."""
+    devices_dir = pci_devices_dir(root)
+    if not os.path.isdir(devices_dir):
+        return {}
+    return {address: read_function(root, address) for address in sorted(os.listdir(devices_dir))}
+
+
+def nvidia_gpu_cards(functions: dict[str, PciFunction]) -> list[GpuCard]:
+    """NVIDIA cards (a class 0x03xx function of vendor 0x10de) with all functions of their slot."""
+    gpu_slots = sorted(
+        {
+            f.slot
+            for f in functions.values()
+            if f.vendor_id == NVIDIA_VENDOR_ID and f.pci_class.startswith(DISPLAY_CLASS_PREFIX)
+        }
+    )
+    return [GpuCard(slot, [f for f in functions.values() if f.slot == slot]) for slot in gpu_slots]
+
+
+def read_pci_ids_names(root: str, wanted: set[str]) -> dict[str, str]:
+    """Device names for ``wanted`` vendor:device ids from the host's pci.ids, if it has one."""
+    for relative in PCI_IDS_PATHS:
+        path = os.path.join(root, relative)
+        if os.path.isfile(path):
+            return _parse_pci_ids(path, wanted)
+    return {}
+
+
+def _parse_pci_ids(path: str, wanted: set[str]) -> dict[str, str]:
+    # Format: "vvvv  Vendor" at column 0, "\tdddd  Device" below it, "\t\t" subsystems.
+    names: dict[str, str] = {}
+    wanted_vendors = {w.split(":")[0] for w in wanted}
+    vendor = None
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.strip() or line.startswith("#"):
+                continue
+            if not line.startswith("\t"):
+                vendor = line[:4].lower()
+                continue
+            if line.startswith("\t\t") or vendor not in wanted_vendors:
+                continue
+            key = f"{vendor}:{line[1:5].lower()}"
+            if key in wanted:
+                names[key] = _marketing_name(line[5:].strip())
+    return names
+
+
+def _marketing_name(pci_ids_name: str) -> str:
+    """ "GA102 [GeForce RTX 3090]" -> "GeForce RTX 3090"; names without brackets stay as they are."""
+    if "[" in pci_ids_name and pci_ids_name.endswith("]"):
+        return pci_ids_name[pci_ids_name.index("[") + 1 : -1]
+    return pci_ids_name
+
+
+def model_names(root: str, ids: set[str]) -> dict[str, str]:
+    """Model names for vendor:device ids: the host's pci.ids first, then KNOWN_MODELS."""
+    names = {i: KNOWN_MODELS[i] for i in ids if i in KNOWN_MODELS}
+    names.update(read_pci_ids_names(root, ids))
+    return names

@@ -1,0 +1,217 @@
+"""lab.llm.gpu_passthrough_facts against fake sysfs/procfs trees of the hosts we meet in labs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.lab.llm.plugins.modules import gpu_passthrough_facts
+
+from tests.fixtures.sysfs.sysfs_tree import PRESETS, HostSpec, PciFunction, after_boot, build_tree
+
+
+class ModuleExit(Exception):
+    """exit_json/fail_json were called; carries the result."""
+
+    def __init__(self, result: dict, failed: bool) -> None:
+        super().__init__(result)
+        self.result = result
+        self.failed = failed
+
+
+def run_module(monkeypatch: pytest.MonkeyPatch, args: dict) -> ModuleExit:
+    def exit_json(_module, **result):
+        raise ModuleExit(result, failed=False)
+
+    def fail_json(_module, **result):
+        raise ModuleExit(result, failed=True)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    with patch_module_args(args), pytest.raises(ModuleExit) as outcome:
+        gpu_passthrough_facts.main()
+    # What Ansible would send over the wire must be plain JSON.
+    json.dumps(outcome.value.result)
+    return outcome.value
+
+
+def facts_of(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, host: HostSpec) -> dict:
+    root = build_tree(tmp_path, host)
+    outcome = run_module(monkeypatch, {"root": str(root), "config_root": str(root)})
+    assert not outcome.failed, outcome.result
+    assert outcome.result["changed"] is False
+    return outcome.result["ansible_facts"]["gpu_passthrough"]
+
+
+def test_rtx3090_in_clean_group_with_its_root_port(monkeypatch, tmp_path):
+    facts = facts_of(monkeypatch, tmp_path, PRESETS["intel-3090-clean"])
+
+    assert facts["cpu_vendor"] == "intel"
+    assert facts["iommu"]["active"] is True
+    assert facts["iommu"]["units"] == ["dmar0"]
+    assert facts["iommu"]["cmdline_flags"] == {}
+    assert facts["boot_loader"]["name"] == "grub"
+    assert facts["boot_loader"]["refresh_command"] == ["update-grub"]
+    assert facts["boot_loader"]["cmdline_file"] == "/etc/default/grub"
+    # The BMC's ASPEED VGA (1a03:2000) is a display device too, but not an NVIDIA one.
+    assert [gpu["address"] for gpu in facts["gpus"]] == ["0000:01:00"]
+    gpu = facts["gpus"][0]
+    assert gpu["model"] == "GeForce RTX 3090"
+    assert gpu["functions"] == [
+        {
+            "address": "0000:01:00.0",
+            "vendor_id": "10de",
+            "device_id": "2204",
+            "subsystem_vendor_id": "1458",
+            "subsystem_device_id": "403b",
+            "class": "030000",
+            "driver": "nouveau",
+            "iommu_group": 14,
+            "name": "GeForce RTX 3090",
+        },
+        {
+            "address": "0000:01:00.1",
+            "vendor_id": "10de",
+            "device_id": "1aef",
+            "subsystem_vendor_id": "1458",
+            "subsystem_device_id": "403b",
+            "class": "040300",
+            "driver": "snd_hda_intel",
+            "iommu_group": 14,
+            "name": "GA102 High Definition Audio Controller",
+        },
+    ]
+    assert gpu["vfio_ids"] == ["10de:1aef", "10de:2204"]
+    assert gpu["iommu_group"] == 14
+    assert gpu["iommu_group_members"] == ["0000:00:01.0", "0000:01:00.0", "0000:01:00.1"]
+    assert gpu["iommu_group_clean"] is True
+    assert gpu["foreign_devices"] == []
+    assert gpu["bound_to_vfio"] is False
+
+
+def test_rtx3060_sharing_its_group_with_a_nic_is_unsafe(monkeypatch, tmp_path):
+    facts = facts_of(monkeypatch, tmp_path, PRESETS["intel-3060-shared"])
+
+    gpu = facts["gpus"][0]
+    assert gpu["address"] == "0000:02:00"
+    assert gpu["model"] == "GeForce RTX 3060 Lite Hash Rate"
+    assert gpu["vfio_ids"] == ["10de:228e", "10de:2504"]
+    assert gpu["iommu_group_clean"] is False
+    assert gpu["foreign_devices"] == [
+        {"address": "0000:03:00.0", "vendor_id": "8086", "device_id": "1533", "class": "020000", "driver": "igb"}
+    ]
+    assert facts["iommu"]["cmdline_flags"] == {"intel_iommu": "on"}
+
+
+def test_amd_host_has_iommu_without_cmdline_flags(monkeypatch, tmp_path):
+    facts = facts_of(monkeypatch, tmp_path, PRESETS["amd-no-flags"])
+
+    assert facts["cpu_vendor"] == "amd"
+    assert facts["iommu"] == {
+        "active": True,
+        "group_count": 2,
+        "units": ["ivhd0"],
+        "cmdline_flags": {},
+        "passthrough_mode": False,
+    }
+    assert facts["gpus"][0]["iommu_group"] == 32
+    assert facts["gpus"][0]["iommu_group_clean"] is True
+
+
+def test_iommu_off_leaves_groups_unknown_and_never_clean(monkeypatch, tmp_path):
+    facts = facts_of(monkeypatch, tmp_path, PRESETS["iommu-off"])
+
+    assert facts["iommu"]["active"] is False
+    assert facts["iommu"]["group_count"] == 0
+    gpu = facts["gpus"][0]
+    assert gpu["iommu_group"] is None
+    assert gpu["iommu_group_clean"] is False
+    assert all(function["iommu_group"] is None for function in gpu["functions"])
+
+
+def test_zfs_uefi_host_boots_systemd_boot_through_proxmox_boot_tool(monkeypatch, tmp_path):
+    facts = facts_of(monkeypatch, tmp_path, PRESETS["amd-zfs-systemd-boot"])
+
+    boot = facts["boot_loader"]
+    assert boot["name"] == "systemd-boot"
+    assert boot["efi"] is True
+    assert boot["proxmox_boot_tool"] is True
+    assert boot["cmdline_file"] == "/etc/kernel/cmdline"
+    assert boot["refresh_command"] == ["proxmox-boot-tool", "refresh"]
+    assert facts["gpus"][0]["model"] == "GeForce RTX 3060 Lite Hash Rate"
+    assert facts["gpus"][0]["iommu_group_clean"] is True
+
+
+def test_systemd_boot_detected_from_etc_when_cmdline_has_no_marker(monkeypatch, tmp_path):
+    host = replace(PRESETS["amd-zfs-systemd-boot"], cmdline="root=ZFS=rpool/ROOT/pve-1 boot=zfs")
+    assert facts_of(monkeypatch, tmp_path, host)["boot_loader"]["name"] == "systemd-boot"
+
+
+def test_grub_on_zfs_legacy_bios_host_still_grub(monkeypatch, tmp_path):
+    # ZFS root on legacy BIOS: proxmox-boot-tool syncs ESPs but GRUB boots (BOOT_IMAGE= present).
+    host = replace(
+        PRESETS["amd-zfs-systemd-boot"],
+        efi=False,
+        cmdline="BOOT_IMAGE=/ROOT/pve-1@/boot/vmlinuz-6.8.12-4-pve root=ZFS=rpool/ROOT/pve-1 boot=zfs",
+    )
+    boot = facts_of(monkeypatch, tmp_path, host)["boot_loader"]
+    assert boot["name"] == "grub"
+    assert boot["proxmox_boot_tool"] is True
+
+
+def test_bound_to_vfio_after_reboot_with_ids(monkeypatch, tmp_path):
+    host = after_boot(PRESETS["intel-3090-clean"], "intel_iommu=on iommu=pt", {"10de:2204", "10de:1aef"})
+    facts = facts_of(monkeypatch, tmp_path, host)
+
+    assert facts["iommu"]["passthrough_mode"] is True
+    assert facts["iommu"]["cmdline_flags"] == {"intel_iommu": "on", "iommu": "pt"}
+    assert facts["gpus"][0]["bound_to_vfio"] is True
+    assert {f["driver"] for f in facts["gpus"][0]["functions"]} == {"vfio-pci"}
+
+
+def test_3d_controller_class_and_usb_ucsi_siblings(monkeypatch, tmp_path):
+    # Turing cards expose USB (10de:1ad8) and UCSI (10de:1ad9) functions; data-centre cards are class 0x0302.
+    host = HostSpec(
+        ("GenuineIntel", "Xeon"),
+        "BOOT_IMAGE=/boot/vmlinuz ro",
+        (
+            PciFunction("0000:05:00.0", "0x10de", "0x1e87", "0x030200", None, 3),
+            PciFunction("0000:05:00.2", "0x10de", "0x1ad8", "0x0c0330", "xhci_hcd", 3),
+            PciFunction("0000:05:00.3", "0x10de", "0x1ad9", "0x0c8000", "nvidia-gpu", 3),
+        ),
+    )
+    gpu = facts_of(monkeypatch, tmp_path, host)["gpus"][0]
+    assert gpu["address"] == "0000:05:00"
+    assert [f["address"] for f in gpu["functions"]] == ["0000:05:00.0", "0000:05:00.2", "0000:05:00.3"]
+    assert gpu["vfio_ids"] == ["10de:1ad8", "10de:1ad9", "10de:1e87"]
+    assert gpu["model"] is None
+    assert gpu["iommu_group_clean"] is True
+
+
+def test_model_name_comes_from_hosts_pci_ids_first(monkeypatch, tmp_path):
+    pci_ids = tmp_path / "usr" / "share" / "misc" / "pci.ids"
+    pci_ids.parent.mkdir(parents=True)
+    pci_ids.write_text(
+        "# tiny pci.ids\n10de  NVIDIA Corporation\n\t2204  GA102 [GeForce RTX 3090 from pci.ids]\n"
+        "\t\t1458 403b  subsystem line\n1a03  ASPEED Technology, Inc.\n\t2204  not this one\n"
+    )
+    gpu = facts_of(monkeypatch, tmp_path, PRESETS["intel-3090-clean"])["gpus"][0]
+    assert gpu["model"] == "GeForce RTX 3090 from pci.ids"
+
+
+def test_root_without_sys_and_proc_fails_naming_it(monkeypatch, tmp_path):
+    outcome = run_module(monkeypatch, {"root": str(tmp_path / "nothing")})
+    assert outcome.failed
+    assert "nothing" in outcome.result["msg"]
+    assert "proc/ and sys/" in outcome.result["msg"]
+
+
+def test_check_mode_reads_the_same(monkeypatch, tmp_path):
+    root = build_tree(tmp_path, PRESETS["intel-3090-clean"])
+    outcome = run_module(monkeypatch, {"root": str(root), "config_root": str(root), "_ansible_check_mode": True})
+    assert not outcome.failed
+    assert outcome.result["ansible_facts"]["gpu_passthrough"]["gpus"][0]["address"] == "0000:01:00"
