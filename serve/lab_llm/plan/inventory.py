@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lab_llm.plan.errors import PlanInputError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lab_llm.plan.errors import PlanInputError
 
 
 @dataclass(frozen=True)

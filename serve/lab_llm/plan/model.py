@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from lab_llm.plan.errors import PlanInputError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lab_llm.plan.errors import PlanInputError
 
 WeightDtype = Literal["fp16", "bf16", "fp8", "awq", "gptq"]
 KvCacheDtype = Literal["auto", "fp16", "bf16", "fp8"]
