@@ -1,0 +1,87 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Manifests of Deckhouse static GPU nodes: NodeGroup, SSHCredentials, StaticInstance.
+
+Built from the CRDs in deckhouse/deckhouse `modules/040-node-manager/crds/`: node_group.yaml (NodeGroup
+deckhouse.io/v1: nodeType Static, nodeTemplate labels/taints, staticInstances.count/labelSelector, and
+`gpu` — Enterprise Edition, Deckhouse >= 1.71), staticinstance.yaml and sshcredentials.yaml (Cluster API
+Provider Static, added in Deckhouse 1.53; v1alpha1 everywhere since, v1alpha2 served by current releases).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+NODE_GROUP_API = "deckhouse.io/v1"
+CAPS_API_VERSIONS = ("v1alpha1", "v1alpha2")
+SELECTOR_LABEL = "lab-llm.io/node-group"
+GPU_CLASS_LABEL = "lab-llm.io/gpu-class"
+# Deckhouse puts this label on every node of a group (node-manager); workloads select on it.
+DECKHOUSE_GROUP_LABEL = "node.deckhouse.io/group"
+BOOTSTRAP_NAMESPACE = "d8-cloud-instance-manager"
+
+_NODE_GROUP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # NodeGroup CRD: pattern, maxLength 42
+_IPV4 = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$")  # StaticInstance spec.address pattern
+
+
+def check_node_group_name(name):
+    """None, or why `name` cannot name a NodeGroup."""
+    if len(name) > 42 or not _NODE_GROUP_NAME.match(name):
+        return "node_group=%r: a NodeGroup name is lowercase letters, digits and '-', at most 42 characters" % name
+    return None
+
+
+def check_address(address):
+    if not _IPV4.match(address) or any(int(part) > 255 for part in address.split(".")):
+        return "address=%r: a StaticInstance address must be an IPv4 address (the CRD allows no host names)" % address
+    return None
+
+
+def node_group(name, gpu_class, count, labels, taints, gpu_sharing, time_slicing_partitions, use_static_instances):
+    """A Static NodeGroup for one GPU class; CAPS adopts the StaticInstances labelled for it."""
+    spec = {
+        "nodeType": "Static",
+        "nodeTemplate": {
+            "labels": dict(labels, **{GPU_CLASS_LABEL: gpu_class}),
+            "taints": [dict(taint) for taint in taints],
+        },
+    }
+    if use_static_instances:
+        spec["staticInstances"] = {"count": count, "labelSelector": {"matchLabels": {SELECTOR_LABEL: name}}}
+    if gpu_sharing:
+        spec["gpu"] = {"sharing": gpu_sharing}
+        if gpu_sharing == "TimeSlicing":
+            spec["gpu"]["timeSlicing"] = {"partitionCount": time_slicing_partitions}
+    return {"apiVersion": NODE_GROUP_API, "kind": "NodeGroup", "metadata": {"name": name}, "spec": spec}
+
+
+def ssh_credentials(name, api_version, user, private_key, port, sudo_password):
+    """SSHCredentials: the private key base64-encoded as the CRD asks; sudo password field per version."""
+    spec = {
+        "user": user,
+        "privateSSHKey": base64.b64encode(private_key.encode("utf-8")).decode("ascii"),
+        "sshPort": port,
+    }
+    if sudo_password:
+        if api_version == "v1alpha2":
+            spec["sudoPasswordEncoded"] = base64.b64encode(sudo_password.encode("utf-8")).decode("ascii")
+        else:
+            spec["sudoPassword"] = sudo_password
+    return {
+        "apiVersion": "deckhouse.io/%s" % api_version,
+        "kind": "SSHCredentials",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def static_instance(name, api_version, address, credentials_name, node_group_name):
+    """A StaticInstance for one VM; the label is what its NodeGroup's staticInstances selector matches."""
+    labels = {SELECTOR_LABEL: node_group_name} if node_group_name else {}
+    return {
+        "apiVersion": "deckhouse.io/%s" % api_version,
+        "kind": "StaticInstance",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"address": address, "credentialsRef": {"kind": "SSHCredentials", "name": credentials_name}},
+    }

@@ -1,0 +1,231 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Render the KubeRay RayService (ray.io/v1) that runs the lab-llm Serve application on GPU worker groups.
+
+Field names follow the RayService CRD of ray-project/kuberay (helm-chart/kuberay-operator/crds/
+ray.io_rayservices.yaml). The Serve application's `args` are lab_llm's AppConfig (serve/lab_llm/config.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import DECKHOUSE_GROUP_LABEL, GPU_CLASS_LABEL
+
+IMPORT_PATH = "lab_llm.app:build_app"
+AUTH_STORE_DIR = "/var/lib/lab-llm/auth"
+SIGNING_KEYS_DIR = "/etc/lab-llm/signing"
+METRICS_PORT = 8080
+SERVE_PORT = 8000
+# Deckhouse monitoring-custom scrapes Pods/Services with this label; port and path from the annotations.
+SCRAPE_LABEL = "prometheus.deckhouse.io/custom-target"
+
+
+class RenderError(ValueError):
+    """The model spec cannot become a RayService; the message names the option and value."""
+
+
+def plan_placement(spec):
+    """Engine settings and worker groups, taking the fit plan's where it is given."""
+    engine = dict(spec["engine"])
+    worker_groups = [dict(group) for group in spec.get("worker_groups") or []]
+    plan = spec.get("fit_plan") or {}
+    if plan:
+        engine.update(plan.get("engine") or {})
+        if plan.get("worker_groups"):
+            worker_groups = [dict(group) for group in plan["worker_groups"]]
+    if not worker_groups:
+        raise RenderError("worker_groups: no GPU worker group given (and no fit_plan with worker_groups)")
+    seen = set()
+    for index, group in enumerate(worker_groups):
+        for key in ("gpu_class", "replicas"):
+            if key not in group:
+                raise RenderError("worker_groups[%d]: missing %s in %r" % (index, key, group))
+        if group["gpu_class"] in seen:
+            raise RenderError("worker_groups[%d]: gpu_class %r listed twice" % (index, group["gpu_class"]))
+        seen.add(group["gpu_class"])
+        if int(group["replicas"]) < 1 or int(group.get("gpus_per_worker", 1)) < 1:
+            raise RenderError("worker_groups[%d] (%s): replicas and gpus_per_worker must be >= 1" % (
+                index, group["gpu_class"]))
+    world = int(engine.get("tensor_parallel_size", 1)) * int(engine.get("pipeline_parallel_size", 1))
+    replicas = int((spec.get("serving") or {}).get("num_replicas", 1))
+    gpus = sum(int(g["replicas"]) * int(g.get("gpus_per_worker", 1)) for g in worker_groups)
+    if world * replicas > gpus:
+        raise RenderError(
+            "engine tensor_parallel_size x pipeline_parallel_size = %d per replica x %d replica(s) needs %d GPUs, "
+            "but worker_groups provide %d" % (world, replicas, world * replicas, gpus))
+    return engine, worker_groups
+
+
+def app_config(spec, engine):
+    """The AppConfig mapping (lab_llm.config) the Serve application gets as `args`."""
+    auth = dict(spec.get("auth") or {})
+    auth["store_path"] = "%s/%s" % (AUTH_STORE_DIR, spec["auth_store"]["file"])
+    auth["signing_keys_path"] = "%s/%s" % (SIGNING_KEYS_DIR, spec["signing_keys"]["file"])
+    serving = dict(spec.get("serving") or {})
+    serving.setdefault("accelerator", "gpu")
+    return {"engine": engine, "serving": serving, "auth": auth}
+
+
+def serve_config(spec, engine):
+    """serveConfigV2: a Ray Serve config file (YAML; JSON is YAML), keys sorted so re-renders are identical."""
+    application = {
+        "name": spec["app_name"],
+        "import_path": IMPORT_PATH,
+        "route_prefix": "/",
+        "args": app_config(spec, engine),
+    }
+    return json.dumps({"applications": [application]}, indent=2, sort_keys=True)
+
+
+def _volumes(spec):
+    volumes = [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec["shm_size"]}},
+        {"name": "signing-keys", "secret": {"secretName": spec["signing_keys"]["secret_name"], "defaultMode": 0o440}},
+    ]
+    store = spec["auth_store"]
+    if store.get("claim_name"):
+        volumes.append({"name": "auth-store", "persistentVolumeClaim": {"claimName": store["claim_name"]}})
+    else:
+        volumes.append({"name": "auth-store", "secret": {"secretName": store["secret_name"], "defaultMode": 0o440}})
+    model = spec.get("model_volume") or {}
+    if model.get("claim_name"):
+        volumes.append({"name": "models", "persistentVolumeClaim": {
+            "claimName": model["claim_name"], "readOnly": bool(model.get("read_only", True))}})
+    return volumes
+
+
+def _mounts(spec):
+    mounts = [
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "signing-keys", "mountPath": SIGNING_KEYS_DIR, "readOnly": True},
+        {"name": "auth-store", "mountPath": AUTH_STORE_DIR, "readOnly": not spec["auth_store"].get("claim_name")},
+    ]
+    model = spec.get("model_volume") or {}
+    if model.get("claim_name"):
+        mounts.append({"name": "models", "mountPath": model["mount_path"],
+                       "readOnly": bool(model.get("read_only", True))})
+    return mounts
+
+
+def _env(spec):
+    env = [
+        {"name": "NCCL_SOCKET_IFNAME", "value": spec["nccl_socket_ifname"]},
+        {"name": "NCCL_IB_DISABLE", "value": "1" if spec["nccl_ib_disable"] else "0"},
+    ]
+    env.extend({"name": name, "value": str(value)} for name, value in sorted((spec.get("env") or {}).items()))
+    return env
+
+
+def _resources(cpu, memory, gpus=0):
+    requests = {"cpu": str(cpu), "memory": memory}
+    limits = {"cpu": str(cpu), "memory": memory}
+    if gpus:
+        limits["nvidia.com/gpu"] = str(gpus)
+        requests["nvidia.com/gpu"] = str(gpus)
+    return {"requests": requests, "limits": limits}
+
+
+def _pod_metadata(spec):
+    return {
+        "labels": {SCRAPE_LABEL: spec["metrics_target"]},
+        "annotations": {"prometheus.deckhouse.io/port": str(METRICS_PORT), "prometheus.deckhouse.io/path": "/metrics"},
+    }
+
+
+def _container(spec, name, resources, ports):
+    return {
+        "name": name,
+        "image": spec["image"],
+        "imagePullPolicy": "IfNotPresent",
+        "env": _env(spec),
+        "ports": ports,
+        "resources": resources,
+        "volumeMounts": _mounts(spec),
+        "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}},
+    }
+
+
+def _head_group(spec):
+    head = spec["head"]
+    ports = [
+        {"name": "gcs", "containerPort": 6379},
+        {"name": "dashboard", "containerPort": 8265},
+        {"name": "client", "containerPort": 10001},
+        {"name": "serve", "containerPort": SERVE_PORT},
+        {"name": "metrics", "containerPort": METRICS_PORT},
+    ]
+    pod_spec = {
+        "containers": [_container(spec, "ray-head", _resources(head["cpu"], head["memory"]), ports)],
+        "volumes": _volumes(spec),
+    }
+    if head.get("node_selector"):
+        pod_spec["nodeSelector"] = dict(head["node_selector"])
+    return {
+        # num-gpus 0: the head schedules no GPU work, so it fits on any CPU node.
+        "rayStartParams": {"num-gpus": "0", "dashboard-host": "0.0.0.0", "metrics-export-port": str(METRICS_PORT)},
+        "template": {"metadata": _pod_metadata(spec), "spec": pod_spec},
+    }
+
+
+def _worker_group(spec, group):
+    gpu_class = group["gpu_class"]
+    gpus = int(group.get("gpus_per_worker", 1))
+    replicas = int(group["replicas"])
+    node_selector = {GPU_CLASS_LABEL: gpu_class}
+    if group.get("node_group"):
+        node_selector[DECKHOUSE_GROUP_LABEL] = group["node_group"]
+    taint = spec["gpu_taint"]
+    pod_spec = {
+        "containers": [_container(
+            spec, "ray-worker", _resources(group.get("cpu", spec["worker_cpu"]), group.get("memory", spec["worker_memory"]),
+                                           gpus), [{"name": "metrics", "containerPort": METRICS_PORT}])],
+        "volumes": _volumes(spec),
+        "nodeSelector": node_selector,
+        "tolerations": [{"key": taint["key"], "operator": "Exists", "effect": taint["effect"]}],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {
+                "topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {"matchLabels": {"ray.io/node-type": "worker", "ray.io/group": gpu_class}},
+            },
+        }]}},
+    }
+    return {
+        "groupName": gpu_class,
+        "replicas": replicas,
+        "minReplicas": replicas,
+        "maxReplicas": replicas,
+        "rayStartParams": {"num-gpus": str(gpus), "metrics-export-port": str(METRICS_PORT)},
+        "template": {"metadata": _pod_metadata(spec), "spec": pod_spec},
+    }
+
+
+def render(spec):
+    """The RayService manifest for one model spec (see the rayservice module for the keys)."""
+    engine, worker_groups = plan_placement(spec)
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": spec["name"], "namespace": spec["namespace"],
+                     "labels": {"app.kubernetes.io/name": "lab-llm", "app.kubernetes.io/instance": spec["name"]}},
+        "spec": {
+            "upgradeStrategy": {"type": spec["upgrade_strategy"]},
+            "serveConfigV2": serve_config(spec, engine),
+            "serveService": {
+                "metadata": {"name": serve_service_name(spec["name"]), "labels": {SCRAPE_LABEL: spec["metrics_target"]},
+                             "annotations": {"prometheus.deckhouse.io/port": str(SERVE_PORT)}},
+                "spec": {"ports": [{"name": "serve", "port": SERVE_PORT, "targetPort": SERVE_PORT}]},
+            },
+            "rayClusterConfig": {
+                "rayVersion": spec["ray_version"],
+                "headGroupSpec": _head_group(spec),
+                "workerGroupSpecs": [_worker_group(spec, group) for group in worker_groups],
+            },
+        },
+    }
+
+
+def serve_service_name(name):
+    """The Service in front of the Serve application (KubeRay's default name, set explicitly)."""
+    return "%s-serve-svc" % name

@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Find, apply (server-side, field manager `lab-llm`), delete and diff Kubernetes objects."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
+
+try:
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
+except ImportError:  # reported by client.connect()
+    ApiException = DynamicApiError = ResourceNotFoundError = Exception
+
+FIELD_MANAGER = "lab-llm"
+# Fields the server owns: they change without anyone changing what we asked for.
+_SERVER_METADATA = ("managedFields", "resourceVersion", "generation", "creationTimestamp", "uid", "selfLink")
+
+
+def comparable(obj):
+    """The part of an object a user sets: metadata without server bookkeeping, no status."""
+    if obj is None:
+        return None
+    view = copy.deepcopy(obj)
+    view.pop("status", None)
+    metadata = view.get("metadata", {})
+    for key in _SERVER_METADATA:
+        metadata.pop(key, None)
+    annotations = metadata.get("annotations")
+    if annotations is not None:
+        annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+        if not annotations:
+            metadata.pop("annotations")
+    return view
+
+
+def _api_error(error, kind, name, namespace):
+    """A K8sError naming the object and, for invalid objects, each field the API server rejected."""
+    status = getattr(error, "status", None)
+    body = getattr(error, "body", None) or ""
+    try:
+        details = json.loads(body)
+    except (TypeError, ValueError):
+        details = {}
+    message = details.get("message") or getattr(error, "reason", None) or str(error)
+    causes = (details.get("details") or {}).get("causes") or []
+    fields = ", ".join(cause.get("field", "") for cause in causes if cause.get("field"))
+    prefix = {409: "conflict", 422: "rejected as invalid", 403: "forbidden", 404: "not found"}.get(status, "failed")
+    return K8sError(
+        "%s (HTTP %s): %s" % (prefix, status, message), kind=kind, name=name, namespace=namespace, field=fields or None
+    )
+
+
+class K8sService:
+    """Operations on objects given as plain manifests (dicts)."""
+
+    def __init__(self, client, check_mode=False, field_manager=FIELD_MANAGER):
+        self.client = client
+        self.check_mode = check_mode
+        self.field_manager = field_manager
+
+    def resource(self, api_version, kind):
+        try:
+            return self.client.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            raise K8sError(
+                "the cluster does not serve kind %s in %s (is its CRD or Deckhouse module installed?)"
+                % (kind, api_version)
+            ) from None
+
+    def get(self, api_version, kind, name, namespace=None):
+        """The object as a dict, or None when it does not exist."""
+        resource = self.resource(api_version, kind)
+        try:
+            return self.client.get(resource, name=name, namespace=namespace).to_dict()
+        except (ApiException, DynamicApiError) as error:
+            if getattr(error, "status", None) == 404:
+                return None
+            raise _api_error(error, kind, name, namespace) from None
+
+    def list(self, api_version, kind, namespace=None, label_selector=None):
+        resource = self.resource(api_version, kind)
+        try:
+            listing = self.client.get(resource, namespace=namespace, label_selector=label_selector)
+        except (ApiException, DynamicApiError) as error:
+            raise _api_error(error, kind, None, namespace) from None
+        return [item for item in listing.to_dict().get("items", [])]
+
+    def apply(self, manifest):
+        """Server-side apply (a dry run in check mode). Returns (changed, before, after), compared without status."""
+        kind = manifest["kind"]
+        metadata = manifest["metadata"]
+        name, namespace = metadata["name"], metadata.get("namespace")
+        resource = self.resource(manifest["apiVersion"], kind)
+        before = self.get(manifest["apiVersion"], kind, name, namespace)
+        try:
+            applied = self.client.server_side_apply(
+                resource,
+                body=manifest,
+                name=name,
+                namespace=namespace,
+                field_manager=self.field_manager,
+                force_conflicts=True,
+                dry_run="All" if self.check_mode else None,
+            ).to_dict()
+        except (ApiException, DynamicApiError) as error:
+            raise _api_error(error, kind, name, namespace) from None
+        before_view, after_view = comparable(before), comparable(applied)
+        return before_view != after_view, before_view, after_view
+
+    def delete(self, api_version, kind, name, namespace=None):
+        """Delete if present (not in check mode). Returns whether the object existed."""
+        resource = self.resource(api_version, kind)
+        if self.get(api_version, kind, name, namespace) is None:
+            return False
+        if self.check_mode:
+            return True
+        try:
+            self.client.delete(resource, name=name, namespace=namespace)
+        except (ApiException, DynamicApiError) as error:
+            if getattr(error, "status", None) == 404:
+                return False
+            raise _api_error(error, kind, name, namespace) from None
+        return True
+
+    def proxy(self, method, namespace, service, port, path, body=None, headers=None, form=None):
+        """An HTTP call to a Service through the API server's service proxy. Returns (status, text)."""
+        api_client = self.client.client
+        url = "/api/v1/namespaces/%s/services/%s:%s/proxy/%s" % (namespace, service, port, path.lstrip("/"))
+        header_params = dict(headers or {})
+        header_params.setdefault("Accept", "application/json")
+        if form is not None:
+            header_params["Content-Type"] = "application/x-www-form-urlencoded"
+        elif body is not None:
+            header_params["Content-Type"] = "application/json"
+        try:
+            response = api_client.call_api(
+                url,
+                method,
+                header_params=header_params,
+                body=body,
+                post_params=list(form.items()) if form is not None else None,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+            )
+            return response.status, response.data.decode("utf-8", "replace")
+        except ApiException as error:
+            return error.status, error.body.decode("utf-8", "replace") if isinstance(error.body, bytes) else error.body

@@ -1,0 +1,154 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Wait for an object to reach a state by watching it, with a deadline; one predicate per kind of readiness.
+
+A predicate takes the object (a dict, or None while it does not exist) and returns (done, failure, state):
+`done` ends the wait, `failure` (a message) ends it with an error, `state` says where the object is now.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import WaitFailed, WaitTimeout
+
+
+def wait_for(service, api_version, kind, name, namespace, predicate, timeout):
+    """Watch one object until predicate says done; raise WaitFailed / WaitTimeout naming its last state."""
+    resource = service.resource(api_version, kind)
+    deadline = time.monotonic() + timeout
+    obj = service.get(api_version, kind, name, namespace)
+    state = "not found"
+    while True:
+        done, failure, state = predicate(obj)
+        if failure:
+            raise WaitFailed(failure, kind=kind, name=name, namespace=namespace)
+        if done:
+            return obj
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        resource_version = (obj or {}).get("metadata", {}).get("resourceVersion")
+        for event in service.client.watch(
+            resource,
+            namespace=namespace,
+            field_selector="metadata.name=%s" % name,
+            resource_version=resource_version,
+            timeout=max(1, int(remaining + 0.999)),
+        ):
+            obj = None if event["type"] == "DELETED" else event["raw_object"]
+            done, failure, state = predicate(obj)
+            if done or failure or time.monotonic() >= deadline:
+                break
+        else:
+            # The stream ended (server timeout or expired resourceVersion): read the object afresh.
+            obj = service.get(api_version, kind, name, namespace)
+    raise WaitTimeout(
+        "not ready after %ss; last seen: %s" % (timeout, state), kind=kind, name=name, namespace=namespace
+    )
+
+
+def _conditions(obj):
+    return {c.get("type"): c for c in (obj or {}).get("status", {}).get("conditions") or []}
+
+
+def static_instance_running(obj):
+    """Deckhouse CAPS StaticInstance: phase Running (Error is reported, CAPS retries it)."""
+    if obj is None:
+        return False, None, "not created yet"
+    phase = (obj.get("status") or {}).get("currentStatus", {}).get("phase") or "no phase yet"
+    return phase == "Running", None, "phase %s" % phase
+
+
+def static_instance_released(obj):
+    """A StaticInstance the NodeGroup gave back: cleaned and Pending (or gone)."""
+    if obj is None:
+        return True, None, "deleted"
+    phase = (obj.get("status") or {}).get("currentStatus", {}).get("phase") or "Pending"
+    return phase == "Pending", None, "phase %s" % phase
+
+
+def node_ready(obj):
+    if obj is None:
+        return False, None, "Node not registered yet"
+    ready = _conditions(obj).get("Ready", {})
+    return (
+        ready.get("status") == "True",
+        None,
+        "Ready=%s (%s)" % (ready.get("status", "Unknown"), ready.get("reason", "")),
+    )
+
+
+def node_gpus(minimum):
+    """A Node whose capacity lists at least `minimum` nvidia.com/gpu."""
+
+    def predicate(obj):
+        if obj is None:
+            return False, None, "Node not registered yet"
+        capacity = (obj.get("status") or {}).get("capacity") or {}
+        count = int(capacity.get("nvidia.com/gpu", "0") or 0)
+        return count >= minimum, None, "capacity nvidia.com/gpu=%s" % count
+
+    return predicate
+
+
+def deployment_available(obj):
+    if obj is None:
+        return False, None, "Deployment not created yet"
+    status = obj.get("status") or {}
+    wanted = (obj.get("spec") or {}).get("replicas", 1)
+    generation_seen = status.get("observedGeneration", 0) >= obj.get("metadata", {}).get("generation", 0)
+    available = status.get("availableReplicas", 0)
+    updated = status.get("updatedReplicas", 0)
+    done = generation_seen and available >= wanted and updated >= wanted
+    return done, None, "%s/%s replicas available, %s updated" % (available, wanted, updated)
+
+
+def cluster_policy_ready(obj):
+    """NVIDIA GPU Operator ClusterPolicy: status.state `ready`."""
+    if obj is None:
+        return False, None, "ClusterPolicy not created yet (is the GPU Operator installed?)"
+    state = (obj.get("status") or {}).get("state") or "no state yet"
+    return state == "ready", None, "state %s" % state
+
+
+def rayservice_running(app_name):
+    """KubeRay RayService (ray.io/v1) serving `app_name` RUNNING on its active cluster, no upgrade pending.
+
+    Status fields as the RayService CRD defines them: conditions Ready/UpgradeInProgress (KubeRay >= 1.3),
+    activeServiceStatus/pendingServiceStatus.applicationStatuses.<app>.status (Ray Serve states RUNNING,
+    DEPLOYING, DEPLOY_FAILED, UNHEALTHY, ...), observedGeneration.
+    """
+
+    def predicate(obj):
+        if obj is None:
+            return False, None, "RayService not created yet"
+        status = obj.get("status") or {}
+        generation = obj.get("metadata", {}).get("generation", 0)
+        for side in ("pendingServiceStatus", "activeServiceStatus"):
+            app = ((status.get(side) or {}).get("applicationStatuses") or {}).get(app_name) or {}
+            if app.get("status") == "DEPLOY_FAILED":
+                cluster = (status.get(side) or {}).get("rayClusterName", "?")
+                return (
+                    False,
+                    "application %s DEPLOY_FAILED on RayCluster %s: %s"
+                    % (app_name, cluster, app.get("message", "(no message)")),
+                    "DEPLOY_FAILED",
+                )
+        if status.get("observedGeneration", 0) < generation:
+            return False, None, "KubeRay has not observed generation %s yet" % generation
+        active = ((status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}).get(app_name) or {}
+        conditions = _conditions(obj)
+        upgrading = conditions.get("UpgradeInProgress", {}).get("status") == "True" or bool(
+            (status.get("pendingServiceStatus") or {}).get("rayClusterName")
+        )
+        ready = conditions.get("Ready", {}).get("status", "True" if status.get("serviceStatus") == "Running" else "")
+        state = "application %s %s, Ready=%s%s" % (
+            app_name,
+            active.get("status", "absent"),
+            ready or "Unknown",
+            ", upgrade in progress" if upgrading else "",
+        )
+        return active.get("status") == "RUNNING" and ready == "True" and not upgrading, None, state
+
+    return predicate
