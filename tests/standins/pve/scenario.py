@@ -1,0 +1,48 @@
+"""The reference lab as the stand-in's starting state: pve1 with an RTX 3060, pve2..pve4 with an RTX 3090 each,
+Ceph RBD shared by all, and a cloud-init template on pve1 (ids as a Debian cloud image template would have)."""
+
+from __future__ import annotations
+
+from tests.standins.pve.cluster import Cluster
+
+TEMPLATE_VMID = 9000
+TEMPLATE_NAME = "debian-12-cloudinit"
+STORAGES = {"local-lvm": {"shared": 0, "type": "lvmthin"}, "ceph-vm": {"shared": 1, "type": "rbd"}}
+
+# What GET /nodes/{node}/hardware/pci reports for the cards (NVIDIA 10de; 2504 = GA106 RTX 3060, 2204 = GA102 RTX 3090).
+GPUS = {
+    "pve1": ("2504", "10de:2504", "1458", "4074", 12),
+    "pve2": ("2204", "10de:2204", "1043", "87b3", 14),
+    "pve3": ("2204", "10de:2204", "1043", "87b3", 14),
+    "pve4": ("2204", "10de:2204", "3842", "3973", 15),
+}
+
+
+def gpu_functions(device: str, sub_vendor: str, sub_device: str, group: int) -> list:
+    """The VGA function and its HDMI audio function at 0000:01:00, as the node's PCI list shows them."""
+    return [
+        {"id": "0000:01:00.0", "class": "0x030000", "vendor": "0x10de", "device": "0x" + device,
+         "subsystem_vendor": "0x" + sub_vendor, "subsystem_device": "0x" + sub_device, "iommugroup": group,
+         "vendor_name": "NVIDIA Corporation", "device_name": "GA10x", "mdev": 0},
+        {"id": "0000:01:00.1", "class": "0x040300", "vendor": "0x10de", "device": "0x228b",
+         "subsystem_vendor": "0x" + sub_vendor, "subsystem_device": "0x" + sub_device, "iommugroup": group,
+         "vendor_name": "NVIDIA Corporation", "device_name": "GA10x HD Audio"},
+        {"id": "0000:00:01.0", "class": "0x060400", "vendor": "0x8086", "device": "0x1901", "iommugroup": 1,
+         "subsystem_vendor": "0x0000", "subsystem_device": "0x0000"},
+    ]  # fmt: skip
+
+
+def reference_lab(cluster: Cluster) -> Cluster:
+    for node, (device, _, sub_vendor, sub_device, group) in GPUS.items():
+        cluster.add_node(node, gpu_functions(device, sub_vendor, sub_device, group), dict(STORAGES))
+    cluster.add_vm(
+        TEMPLATE_VMID,
+        "pve1",
+        {
+            "name": TEMPLATE_NAME, "template": 1, "memory": "2048", "cores": 2, "ostype": "l26",
+            "scsihw": "virtio-scsi-single", "scsi0": "ceph-vm:base-9000-disk-0,size=3G",
+            "ide2": "ceph-vm:vm-9000-cloudinit,media=cdrom", "net0": "virtio=BC:24:11:AA:00:01,bridge=vmbr0",
+            "serial0": "socket", "vga": "serial0", "boot": "order=scsi0",
+        },
+    )  # fmt: skip
+    return cluster
