@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.exceptions import RequestValidationError
 from ray import serve
 from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
 from ray.llm._internal.serve.core.ingress.ingress import init as init_openai_fastapi_app
 from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, build_llm_deployment
 from ray.serve.llm.ingress import make_fastapi_ingress
+from starlette.exceptions import HTTPException
 
-from lab_llm.app.errors import ApiError, handle_api_error
+from lab_llm.app.errors import ApiError, handle_api_error, handle_http_exception, handle_validation_error
 from lab_llm.app.ingress import GatedIngress, gated_endpoints
 from lab_llm.app.routes import gate_router
 from lab_llm.app.security import Gate
@@ -60,6 +62,8 @@ def build_app(args: dict[str, Any]) -> Application:
 
     fastapi_app = init_openai_fastapi_app()
     fastapi_app.add_exception_handler(ApiError, handle_api_error)
+    fastapi_app.add_exception_handler(HTTPException, handle_http_exception)
+    fastapi_app.add_exception_handler(RequestValidationError, handle_validation_error)
     fastapi_app.include_router(gate_router(gate))
     ingress_cls = make_fastapi_ingress(GatedIngress, endpoint_map=gated_endpoints(gate), app=fastapi_app)
 

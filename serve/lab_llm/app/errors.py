@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from vllm.entrypoints.serve.engine.protocol import ErrorInfo, ErrorResponse
 
 _TYPE_BY_STATUS = {
@@ -44,3 +46,24 @@ async def handle_api_error(_request: Request, error: Exception) -> JSONResponse:
         content=error_body(error.status_code, error.message, error.param),
         headers=error.headers,
     )
+
+
+async def handle_http_exception(_request: Request, error: Exception) -> JSONResponse:
+    """Starlette/FastAPI HTTPExceptions (e.g. ray.serve.llm's unknown model) in the OpenAI format."""
+    assert isinstance(error, HTTPException)
+    return JSONResponse(
+        status_code=error.status_code,
+        content=error_body(error.status_code, str(error.detail)),
+        headers=error.headers,
+    )
+
+
+async def handle_validation_error(_request: Request, error: Exception) -> JSONResponse:
+    """A request body that is not JSON or not a valid request: 400, naming the first bad field."""
+    assert isinstance(error, RequestValidationError)
+    problems = error.errors()
+    first = problems[0] if problems else {"msg": "invalid request", "loc": ()}
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(location) or None
+    message = f"invalid request: {first.get('msg', 'invalid value')}" + (f" at {param}" if param else "")
+    return JSONResponse(status_code=400, content=error_body(400, message, param))

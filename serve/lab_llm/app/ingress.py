@@ -5,7 +5,7 @@ the same pieces ourselves (`build_llm_deployment`, `OpenAiIngress`, `make_fastap
 Only the routes below are exposed: models, chat completions, completions.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must evaluate the Annotated[..., Security(closure)] hints.
 
 from collections.abc import Callable
 from typing import Annotated, Any

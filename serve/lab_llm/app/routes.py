@@ -1,6 +1,6 @@
 """Routes of the gate itself: login (OAuth2 password flow), API-key administration, liveness, metrics."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must evaluate the Annotated[..., Security(closure)] hints.
 
 from typing import Annotated
 

@@ -4,7 +4,7 @@ Clients send either an access token (from /auth/token) or an API key, both as `A
 which is what the OpenAI SDKs and OpenWebUI send.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must evaluate the Annotated[..., Security(closure)] hints.
 
 import json
 from functools import cached_property
