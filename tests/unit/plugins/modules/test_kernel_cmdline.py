@@ -46,9 +46,11 @@ def run_module(monkeypatch: pytest.MonkeyPatch, args: dict) -> ModuleExit:
 
 def grub_host(tmp_path: Path, preset: str = "intel-3090-clean", grub: str | None = PROXMOX_GRUB) -> Path:
     root = build_tree(tmp_path, PRESETS[preset])
-    if grub is not None:
-        (root / "etc" / "default").mkdir(parents=True, exist_ok=True)
-        (root / "etc" / "default" / "grub").write_text(grub)
+    grub_defaults = root / "etc" / "default" / "grub"
+    if grub is None:
+        grub_defaults.unlink()
+    else:
+        grub_defaults.write_text(grub)
     return root
 
 
@@ -98,7 +100,6 @@ def test_check_mode_reports_but_does_not_write(monkeypatch, tmp_path):
 
 def test_running_kernel_with_params_needs_no_reboot(monkeypatch, tmp_path):
     root = build_tree(tmp_path, after_boot(PRESETS["intel-3090-clean"], "quiet intel_iommu=on iommu=pt", set()))
-    (root / "etc" / "default").mkdir(parents=True)
     (root / "etc" / "default" / "grub").write_text(PROXMOX_GRUB.replace('"quiet"', '"quiet intel_iommu=on iommu=pt"'))
     outcome = run_module(monkeypatch, args_for(root, params=["intel_iommu=on", "iommu=pt"]))
     assert outcome.result["changed"] is False

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Run every molecule scenario (molecule/<scenario>/molecule.yml) against the locally built Debian 12
+# image; exit non-zero when any scenario fails. `make molecule` runs setup-host.sh first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ -x .venv/bin/molecule ]]; then
+  PATH="$PWD/.venv/bin:$PATH"
+fi
+
+started=$SECONDS
+LAB_LLM_MOLECULE_IMAGE=$(bash molecule/build-image.sh)
+export LAB_LLM_MOLECULE_IMAGE
+echo "run-all: image $LAB_LLM_MOLECULE_IMAGE ready after $((SECONDS - started)) s"
+
+scenarios=()
+for config in molecule/*/molecule.yml; do
+  scenarios+=("$(basename "$(dirname "$config")")")
+done
+if (($# > 0)); then
+  scenarios=("$@")
+fi
+
+failed=()
+for scenario in "${scenarios[@]}"; do
+  scenario_started=$SECONDS
+  if molecule test -s "$scenario"; then
+    echo "run-all: $scenario passed in $((SECONDS - scenario_started)) s"
+  else
+    echo "run-all: $scenario FAILED after $((SECONDS - scenario_started)) s"
+    failed+=("$scenario")
+  fi
+done
+
+echo "run-all: ${#scenarios[@]} scenario(s) in $((SECONDS - started)) s; failed: ${failed[*]:-none}"
+((${#failed[@]} == 0))
