@@ -1,0 +1,115 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lab-llm developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: k8s_wait
+short_description: Wait, by watching, until a Kubernetes object the lab depends on is ready
+version_added: "0.1.0"
+description:
+  - Watches one object until it reaches the state of O(condition), or fails after O(timeout) naming the object and
+    the state it was last seen in.
+  - C(node_ready) waits for a Node's C(Ready) condition; C(node_gpus) for O(gpus) C(nvidia.com/gpu) in a Node's
+    capacity (the device plugin runs); C(deployment_available) for all replicas of a Deployment updated and
+    available; C(cluster_policy_ready) for the NVIDIA GPU Operator's ClusterPolicy C(status.state=ready).
+  - Never changes anything.
+author:
+  - lab-llm developers
+extends_documentation_fragment:
+  - lab.llm.k8s_auth
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  condition:
+    description: What to wait for.
+    type: str
+    required: true
+    choices: [node_ready, node_gpus, deployment_available, cluster_policy_ready]
+  name:
+    description: Name of the object.
+    type: str
+    required: true
+  namespace:
+    description: Namespace, for C(deployment_available).
+    type: str
+  gpus:
+    description: Minimum C(nvidia.com/gpu) capacity for C(node_gpus).
+    type: int
+    default: 1
+  timeout:
+    description: Seconds to wait.
+    type: int
+    default: 600
+"""
+
+EXAMPLES = r"""
+- name: Wait for the GPU of gpu-3090-1 to be schedulable
+  lab.llm.k8s_wait:
+    condition: node_gpus
+    name: gpu-3090-1
+    timeout: 900
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+state:
+  description: How the object was seen when the wait ended.
+  returned: success
+  type: str
+  sample: capacity nvidia.com/gpu=1
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.lab.llm.plugins.module_utils.k8s import waiter
+from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
+from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
+from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
+
+CONDITIONS = {
+    "node_ready": ("v1", "Node"),
+    "node_gpus": ("v1", "Node"),
+    "deployment_available": ("apps/v1", "Deployment"),
+    "cluster_policy_ready": ("nvidia.com/v1", "ClusterPolicy"),
+}
+
+
+def main():
+    argument_spec = dict(
+        condition=dict(type="str", required=True, choices=sorted(CONDITIONS)),
+        name=dict(type="str", required=True),
+        namespace=dict(type="str"),
+        gpus=dict(type="int", default=1),
+        timeout=dict(type="int", default=600),
+    )
+    argument_spec.update(AUTH_ARG_SPEC)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        required_if=[("condition", "deployment_available", ("namespace",))],
+    )
+    params = module.params
+    api_version, kind = CONDITIONS[params["condition"]]
+    predicate = {
+        "node_ready": waiter.node_ready,
+        "node_gpus": waiter.node_gpus(params["gpus"]),
+        "deployment_available": waiter.deployment_available,
+        "cluster_policy_ready": waiter.cluster_policy_ready,
+    }[params["condition"]]
+    namespace = params["namespace"] if kind == "Deployment" else None
+    try:
+        service = K8sService(connect(params))
+        obj = waiter.wait_for(service, api_version, kind, params["name"], namespace, predicate, params["timeout"])
+    except K8sError as error:
+        module.fail_json(msg=str(error))
+    module.exit_json(changed=False, state=predicate(obj)[2])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lab-llm developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: rayservice
+short_description: Run the lab-llm Serve application as a KubeRay RayService on GPU worker groups
+version_added: "0.1.0"
+description:
+  - Renders a C(ray.io/v1) RayService from one model spec and the GPU inventory, applies it (server-side apply),
+    and waits until the Serve application is C(RUNNING) on the active RayCluster with no upgrade pending.
+  - The head group gets no GPUs (C(num-gpus=0)). Each GPU class becomes one worker group requesting
+    C(nvidia.com/gpu), selecting the nodes of its Deckhouse NodeGroup (C(node.deckhouse.io/group),
+    C(lab-llm.io/gpu-class)) and tolerating their taint, spread over hosts by pod anti-affinity.
+  - The Serve application is C(lab_llm.app:build_app); its C(args) are lab-llm's AppConfig (O(engine), O(serving),
+    O(auth)) with the auth store and signing keys at the paths where their volumes are mounted.
+  - Changing the engine or serving settings changes C(serveConfigV2), which KubeRay applies to the running
+    cluster (Ray Serve replaces the replicas). Changing the image, the worker groups or anything else of the
+    cluster makes KubeRay start a new RayCluster and move traffic once it serves (O(upgrade_strategy)
+    C(NewCluster), zero downtime; it needs the GPUs of both clusters for a while).
+  - Fails before touching the cluster when the worker groups provide fewer GPUs than
+    C(tensor_parallel_size x pipeline_parallel_size x num_replicas).
+author:
+  - lab-llm developers
+extends_documentation_fragment:
+  - lab.llm.k8s_auth
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+options:
+  name:
+    description: Name of the RayService; the Serve Service is C(NAME-serve-svc).
+    type: str
+    default: lab-llm
+  namespace:
+    description: Namespace of the RayService (it must exist).
+    type: str
+    default: lab-llm
+  image:
+    description: Image with Ray, vLLM and the lab_llm package (see C(serve/Dockerfile)).
+    type: str
+  ray_version:
+    description: Ray version in the image (C(rayClusterConfig.rayVersion)).
+    type: str
+    default: "2.55.0"
+  app_name:
+    description: Name of the Serve application.
+    type: str
+    default: llm
+  engine:
+    description: The C(engine) section of lab-llm's AppConfig (vLLM settings; C(model) is required).
+    type: dict
+  serving:
+    description: The C(serving) section of lab-llm's AppConfig; C(accelerator) defaults to C(gpu).
+    type: dict
+    default: {}
+  auth:
+    description: The C(auth) section of lab-llm's AppConfig without the file paths, which this module sets.
+    type: dict
+    default: {}
+  fit_plan:
+    description:
+      - Output of the fit planner (M(lab.llm.llm_fit_plan)). Its C(engine) settings override O(engine), its
+        C(worker_groups) replace O(worker_groups).
+    type: dict
+  worker_groups:
+    description: GPU worker groups, one per GPU class.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      gpu_class:
+        description: GPU class (node label C(lab-llm.io/gpu-class)), also the worker group name.
+        type: str
+        required: true
+      replicas:
+        description: Worker pods of this class.
+        type: int
+        required: true
+      gpus_per_worker:
+        description: GPUs per worker pod.
+        type: int
+        default: 1
+      node_group:
+        description: Deckhouse NodeGroup of the class; selected by C(node.deckhouse.io/group) when given.
+        type: str
+      cpu:
+        description: CPU request and limit of a worker; O(worker_cpu) when unset.
+        type: str
+      memory:
+        description: Memory request and limit of a worker; O(worker_memory) when unset.
+        type: str
+  head:
+    description: Head pod resources (C(cpu), C(memory)) and optional C(node_selector).
+    type: dict
+    default: {cpu: "2", memory: 8Gi}
+  worker_cpu:
+    description: Default CPU of a worker pod.
+    type: str
+    default: "4"
+  worker_memory:
+    description: Default memory of a worker pod.
+    type: str
+    default: 32Gi
+  model_volume:
+    description: PVC with the model files (for example on CephFS), C(claim_name), C(mount_path), C(read_only).
+    type: dict
+    default: {}
+  auth_store:
+    description:
+      - Where the users/API keys file comes from, C(file) inside the volume (default C(store.yaml)).
+      - C(claim_name) (a PVC, writable, so admins can create API keys through the API) or C(secret_name)
+        (read-only; keys are then made with the C(lab-llm keys create) CLI and the Secret updated).
+    type: dict
+    required: true
+  signing_keys:
+    description: Secret with the JWT signing keys, C(secret_name) and C(file) (default C(signing-keys.yaml)).
+    type: dict
+    required: true
+  nccl_socket_ifname:
+    description: C(NCCL_SOCKET_IFNAME) of the pods (the interface of the pod network).
+    type: str
+    default: eth0
+  nccl_ib_disable:
+    description: Set C(NCCL_IB_DISABLE=1) (no InfiniBand in consumer labs).
+    type: bool
+    default: true
+  shm_size:
+    description: Size of the memory-backed C(/dev/shm).
+    type: str
+    default: 16Gi
+  env:
+    description: More environment variables of the Ray containers.
+    type: dict
+    default: {}
+  gpu_taint:
+    description: Taint of the GPU nodes the workers tolerate (C(key), C(effect)).
+    type: dict
+    default: {key: nvidia.com/gpu, effect: NoSchedule}
+  metrics_target:
+    description: Value of the C(prometheus.deckhouse.io/custom-target) label (Deckhouse monitoring-custom).
+    type: str
+    default: lab-llm
+  upgrade_strategy:
+    description: KubeRay C(upgradeStrategy.type).
+    type: str
+    choices: [NewCluster, NewClusterWithIncrementalUpgrade, None]
+    default: NewCluster
+  state:
+    description: Whether the RayService exists.
+    type: str
+    choices: [present, absent]
+    default: present
+  wait:
+    description: Wait until the application is C(RUNNING) and no upgrade is pending.
+    type: bool
+    default: true
+  wait_timeout:
+    description: Seconds to wait (loading a large model takes minutes).
+    type: int
+    default: 1800
+  render_only:
+    description: Return the manifest without contacting the cluster.
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Serve Qwen2.5-32B-AWQ on three RTX 3090 and one RTX 3060
+  lab.llm.rayservice:
+    namespace: lab-llm
+    image: registry.example.org/lab-llm/serve:0.1.0
+    engine:
+      model: /models/Qwen2.5-32B-Instruct-AWQ
+      served_model_name: qwen2.5-32b
+      tensor_parallel_size: 2
+      pipeline_parallel_size: 2
+      quantization: awq_marlin
+    worker_groups:
+      - {gpu_class: rtx-3090, replicas: 3, node_group: gpu-rtx-3090}
+      - {gpu_class: rtx-3060, replicas: 1, node_group: gpu-rtx-3060}
+    model_volume: {claim_name: models-cephfs, mount_path: /models}
+    auth_store: {claim_name: lab-llm-auth}
+    signing_keys: {secret_name: lab-llm-signing-keys}
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+manifest:
+  description: The RayService as rendered.
+  returned: always
+  type: dict
+serve_service:
+  description: Name of the Service in front of the Serve application (port 8000).
+  returned: always
+  type: str
+  sample: lab-llm-serve-svc
+ray_cluster:
+  description: The active RayCluster.
+  returned: when waited for
+  type: str
+application_status:
+  description: Serve status of the application on the active cluster.
+  returned: when waited for
+  type: str
+  sample: RUNNING
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.lab.llm.plugins.module_utils.k8s import rayservice, waiter
+from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
+from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
+from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
+
+API_VERSION = "ray.io/v1"
+
+
+def _spec(params):
+    spec = dict(params)
+    spec["auth_store"] = dict({"file": "store.yaml"}, **params["auth_store"])
+    spec["signing_keys"] = dict({"file": "signing-keys.yaml"}, **params["signing_keys"])
+    spec["model_volume"] = dict({"mount_path": "/models", "read_only": True}, **params["model_volume"])
+    return spec
+
+
+def _check(params):
+    problems = []
+    if params["state"] == "present":
+        if not params["image"]:
+            problems.append("image is required with state=present")
+        if not (params["engine"] or {}).get("model"):
+            problems.append("engine.model is required (a path under model_volume.mount_path, or a model id)")
+        for key in ("tensor_parallel_size", "pipeline_parallel_size"):
+            value = (params["engine"] or {}).get(key, 1)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append("engine.%s=%r: expected an integer >= 1" % (key, value))
+        store = params["auth_store"]
+        if bool(store.get("claim_name")) == bool(store.get("secret_name")):
+            problems.append("auth_store: give exactly one of claim_name or secret_name, got %r" % store)
+        if not params["signing_keys"].get("secret_name"):
+            problems.append("signing_keys.secret_name is required")
+        for key in ("store_path", "signing_keys_path"):
+            if key in params["auth"]:
+                problems.append("auth.%s is set by this module from auth_store/signing_keys; remove it" % key)
+    return problems
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type="str", default="lab-llm"),
+        namespace=dict(type="str", default="lab-llm"),
+        image=dict(type="str"),
+        ray_version=dict(type="str", default="2.55.0"),
+        app_name=dict(type="str", default="llm"),
+        engine=dict(type="dict"),
+        serving=dict(type="dict", default={}),
+        auth=dict(type="dict", default={}),
+        fit_plan=dict(type="dict"),
+        worker_groups=dict(type="list", elements="dict", default=[], options=dict(
+            gpu_class=dict(type="str", required=True),
+            replicas=dict(type="int", required=True),
+            gpus_per_worker=dict(type="int", default=1),
+            node_group=dict(type="str"),
+            cpu=dict(type="str"),
+            memory=dict(type="str"),
+        )),
+        head=dict(type="dict", default={"cpu": "2", "memory": "8Gi"}),
+        worker_cpu=dict(type="str", default="4"),
+        worker_memory=dict(type="str", default="32Gi"),
+        model_volume=dict(type="dict", default={}),
+        auth_store=dict(type="dict", required=True),
+        signing_keys=dict(type="dict", required=True, no_log=False),
+        nccl_socket_ifname=dict(type="str", default="eth0"),
+        nccl_ib_disable=dict(type="bool", default=True),
+        shm_size=dict(type="str", default="16Gi"),
+        env=dict(type="dict", default={}),
+        gpu_taint=dict(type="dict", default={"key": "nvidia.com/gpu", "effect": "NoSchedule"}),
+        metrics_target=dict(type="str", default="lab-llm"),
+        upgrade_strategy=dict(type="str", choices=["NewCluster", "NewClusterWithIncrementalUpgrade", "None"],
+                              default="NewCluster"),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="int", default=1800),
+        render_only=dict(type="bool", default=False),
+    )
+    argument_spec.update(AUTH_ARG_SPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    ref = "RayService %s/%s" % (params["namespace"], params["name"])
+    problems = _check(params)
+    if problems:
+        module.fail_json(msg="%s: %s" % (ref, "; ".join(problems)))
+    serve_service = rayservice.serve_service_name(params["name"])
+    manifest = None
+    if params["state"] == "present":
+        if params["fit_plan"] is not None:
+            params["fit_plan"] = {k: v for k, v in params["fit_plan"].items() if k in ("engine", "worker_groups")}
+        try:
+            manifest = rayservice.render(_spec(params))
+        except rayservice.RenderError as error:
+            module.fail_json(msg="%s: %s" % (ref, error))
+    if params["render_only"]:
+        module.exit_json(changed=False, manifest=manifest, serve_service=serve_service)
+    result = dict(changed=False, manifest=manifest, serve_service=serve_service)
+    try:
+        service = K8sService(connect(params), check_mode=module.check_mode)
+        if params["state"] == "absent":
+            before = service.get(API_VERSION, "RayService", params["name"], params["namespace"])
+            result["changed"] = service.delete(API_VERSION, "RayService", params["name"], params["namespace"])
+            result["diff"] = {"before": before or {}, "after": {}}
+            module.exit_json(**result)
+        changed, before, after = service.apply(manifest)
+        result.update(changed=changed, diff={"before": before or {}, "after": after})
+        if params["wait"] and not module.check_mode:
+            obj = waiter.wait_for(service, API_VERSION, "RayService", params["name"], params["namespace"],
+                                  waiter.rayservice_running(params["app_name"]), params["wait_timeout"])
+            active = obj["status"]["activeServiceStatus"]
+            result.update(ray_cluster=active.get("rayClusterName"),
+                          application_status=active["applicationStatuses"][params["app_name"]]["status"])
+    except K8sError as error:
+        module.fail_json(msg=str(error), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

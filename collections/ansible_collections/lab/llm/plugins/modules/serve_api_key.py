@@ -1,0 +1,154 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lab-llm developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: serve_api_key
+short_description: Keep a working lab-llm API key in a Kubernetes Secret
+version_added: "0.1.0"
+description:
+  - Ensures that the Secret O(secret_name) holds, under O(secret_key), an API key of the lab-llm endpoint that
+    the endpoint accepts. When the Secret is missing or its key no longer works, logs in as an admin
+    (C(/auth/token)), deletes older keys of the same O(key_name), creates a new one (C(POST /admin/keys); the
+    endpoint shows a key only once) and writes it to the Secret.
+  - Talks to the endpoint through the Kubernetes API server's service proxy. The key is never returned.
+author:
+  - lab-llm developers
+extends_documentation_fragment:
+  - lab.llm.k8s_auth
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  namespace:
+    description: Namespace of the lab-llm Service.
+    type: str
+    required: true
+  service:
+    description: The lab-llm Service (the RayService's C(NAME-serve-svc)).
+    type: str
+    required: true
+  port:
+    description: Port of the Service.
+    type: int
+    default: 8000
+  admin_username:
+    description: A user with the C(admin) role.
+    type: str
+    required: true
+  admin_password:
+    description: Their password.
+    type: str
+    required: true
+  key_name:
+    description: Name of the API key in the endpoint (keys are listed by name).
+    type: str
+    required: true
+  key_role:
+    description: Role of the key.
+    type: str
+    default: user
+  secret_name:
+    description: Secret that keeps the key.
+    type: str
+    required: true
+  secret_namespace:
+    description: Namespace of the Secret; O(namespace) when unset.
+    type: str
+  secret_key:
+    description: Key of the Secret's data that holds the API key.
+    type: str
+    default: OPENAI_API_KEY
+"""
+
+EXAMPLES = r"""
+- name: API key for OpenWebUI
+  lab.llm.serve_api_key:
+    namespace: lab-llm
+    service: lab-llm-serve-svc
+    admin_username: admin
+    admin_password: "{{ vault_lab_llm_admin_password }}"
+    key_name: openwebui
+    secret_name: openwebui-openai
+    secret_namespace: openwebui
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+key_id:
+  description: Id of the key created (keys already working are not looked up).
+  returned: when a key was created
+  type: str
+secret:
+  description: C(namespace/name) of the Secret.
+  returned: always
+  type: str
+"""
+
+import base64
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
+from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
+from ansible_collections.lab.llm.plugins.module_utils.k8s.serve_api import ServeApi
+from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
+
+
+def stored_key(service, namespace, name, data_key):
+    secret = service.get("v1", "Secret", name, namespace)
+    encoded = ((secret or {}).get("data") or {}).get(data_key)
+    return base64.b64decode(encoded).decode("utf-8") if encoded else None
+
+
+def main():
+    argument_spec = dict(
+        namespace=dict(type="str", required=True),
+        service=dict(type="str", required=True),
+        port=dict(type="int", default=8000),
+        admin_username=dict(type="str", required=True),
+        admin_password=dict(type="str", required=True, no_log=True),
+        key_name=dict(type="str", required=True, no_log=False),
+        key_role=dict(type="str", default="user"),
+        secret_name=dict(type="str", required=True),
+        secret_namespace=dict(type="str"),
+        secret_key=dict(type="str", default="OPENAI_API_KEY", no_log=False),
+    )
+    argument_spec.update(AUTH_ARG_SPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    secret_namespace = p["secret_namespace"] or p["namespace"]
+    result = dict(changed=False, secret="%s/%s" % (secret_namespace, p["secret_name"]))
+    try:
+        service = K8sService(connect(p), check_mode=module.check_mode)
+        api = ServeApi(service, p["namespace"], p["service"], p["port"])
+        key = stored_key(service, secret_namespace, p["secret_name"], p["secret_key"])
+        if key and api.key_works(key):
+            module.exit_json(**result)
+        result["changed"] = True
+        if module.check_mode:
+            module.exit_json(**result)
+        token = api.token(p["admin_username"], p["admin_password"])
+        for old in api.keys(token):
+            if old.get("name") == p["key_name"]:
+                api.delete_key(token, old["id"])
+        created = api.create_key(token, p["key_name"], p["key_role"])
+        service.apply({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": p["secret_name"], "namespace": secret_namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "lab-llm"}},
+            "data": {p["secret_key"]: base64.b64encode(created["key"].encode("utf-8")).decode("ascii")},
+        })
+        result["key_id"] = created.get("id")
+    except K8sError as error:
+        module.fail_json(msg="API key %s for %s: %s" % (p["key_name"], result["secret"], error))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
