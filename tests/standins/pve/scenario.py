@@ -3,8 +3,13 @@ Ceph RBD shared by all, and a cloud-init template on pve1 (ids as a Debian cloud
 
 from __future__ import annotations
 
-from tests.standins.pve.cluster import Cluster
+from contextlib import contextmanager
+from pathlib import Path
 
+from tests.standins.pve.cluster import Cluster
+from tests.standins.pve.server import PveStandin
+
+TOKEN_USER, TOKEN_ID = "ansible@pve", "lab"
 TEMPLATE_VMID = 9000
 TEMPLATE_NAME = "debian-12-cloudinit"
 STORAGES = {"local-lvm": {"shared": 0, "type": "lvmthin"}, "ceph-vm": {"shared": 1, "type": "rbd"}}
@@ -46,3 +51,25 @@ def reference_lab(cluster: Cluster) -> Cluster:
         },
     )  # fmt: skip
     return cluster
+
+
+@contextmanager
+def running_standin(reference: Path, workdir: Path, task_seconds: float = 0.1, agent_seconds: float = 0.2):
+    """The stand-in with the reference lab and an all-privileges token ``ansible@pve!lab``, on loopback."""
+    with PveStandin(reference / "proxmox" / "pve-api-subset.json", workdir, task_seconds, agent_seconds) as standin:
+        reference_lab(standin.cluster)
+        standin.token_secret = standin.add_token(TOKEN_USER, TOKEN_ID)
+        yield standin
+
+
+def connection_args(standin: PveStandin) -> dict:
+    """Module connection options for the stand-in (TLS verified against its own certificate)."""
+    return {
+        "api_host": "127.0.0.1",
+        "api_port": standin.port,
+        "api_user": TOKEN_USER,
+        "api_token_id": TOKEN_ID,
+        "api_token_secret": standin.token_secret,
+        "ca_path": str(standin.ca_file),
+        "api_timeout": 10,
+    }

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 
 from ansible_collections.lab.llm.plugins.module_utils.pve import propstring
@@ -57,10 +59,21 @@ def validate_sshkeys(keys: list) -> None:
     for index, key in enumerate(keys):
         if "\n" in key.strip() or "\r" in key:
             raise PveInputError("sshkeys[%d] holds more than one line; give one public key per list item" % index)
-        if not SSH_PUBLIC_KEY.match(key.strip()):
+        if not SSH_PUBLIC_KEY.match(key.strip()) or not _blob_matches_type(key.strip()):
             raise PveInputError(
                 "sshkeys[%d] is not an OpenSSH public key ('TYPE BASE64 [COMMENT]' on one line): %r" % (index, key[:40])
             )
+
+
+def _blob_matches_type(key: str) -> bool:
+    """The base64 blob of a public key starts with its type name (RFC 4253 string); a cut key does not."""
+    key_type, blob = key.split(" ")[:2]
+    try:
+        data = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    length = int.from_bytes(data[:4], "big")
+    return data[4 : 4 + length] == key_type.encode()
 
 
 def hostpci_value(gpu: dict) -> str:
