@@ -11,6 +11,7 @@ import typer
 import yaml
 
 from lab_llm.config import AppConfig, ConfigError, load_config
+from lab_llm.plan.cli import plan_command
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="Users who log in with a password (OAuth2 password flow).", no_args_is_help=True)
@@ -272,6 +273,7 @@ def tiny_model_command(
 
 
 # Sub-commands that live beside their library.
+app.command("plan")(plan_command)
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ Entry point, stable for the CLI, the Ansible module ``lab.llm.llm_fit_plan`` and
     plan = plan_fit(
         model="path/to/config.json",        # or its directory, or a dict of config.json fields, or ModelSpec
         inventory={"nodes": [{"name": "gpu-3090-1", "gpus": [{"class": "rtx-3090"}]}], "network": "10gbe"},
-        weights="awq",                       # fp16 | bf16 | fp8 | awq | gptq  (or {"dtype", "bits", "group_size"})
+        weights="awq",                       # fp16 | bf16 | fp8 | awq | gptq  (or {"dtype", "bits", "group_size"});
+                                             # None: the checkpoint's quantization_config, else bf16
         group_size=128,                      # AWQ/GPTQ group size
         kv_cache_dtype="auto",               # auto | fp16 | bf16 | fp8
         context_length=32768,                # None: the longest that fits (at least 4096)

@@ -34,7 +34,10 @@ class DoesNotFitError(Exception):
         lines += [f"  - {reason}" for reason in self.reasons]
         if self.suggestions:
             lines.append("Smallest changes that would fit, cheapest first:")
-            lines += [f"  {n}. {s.description}" for n, s in enumerate(self.suggestions, 1)]
+            for n, suggestion in enumerate(self.suggestions, 1):
+                lines.append(f"  {n}. {suggestion.description}")
+                if suggestion.layout:
+                    lines.append(f"     -> {suggestion.layout}")
         else:
             lines.append("No single change among shorter context, fp8 KV cache, 4-bit weights, CPU offload")
             lines.append("or one more GPU of the largest class makes it fit.")

@@ -58,19 +58,21 @@ class LinkClass:
     latency_us: float
 
 
-# Ethernet: line rate / 8. Latencies are small-message NCCL all-reduce times: tens of microseconds over
-# PCIe / NVLink inside a host, about a hundred over TCP sockets (NCCL falls back to sockets without RDMA).
+# Ethernet: line rate / 8. Latency: one small NCCL collective or send/recv. Inside a host, over PCIe or NVLink,
+# it is tens of microseconds; between hosts without RDMA NCCL falls back to TCP sockets ("NET/Socket" in
+# NCCL_DEBUG logs, vllm-project/vllm#6610), where a proxy thread and a TCP round trip per ring step cost a few
+# hundred microseconds whatever the line rate. These latencies are assumptions of this planner, not measurements.
 LINK_CLASSES: dict[str, LinkClass] = {
     "nvlink": LinkClass(56, 8),
     "pcie": LinkClass(25, 15),
     "pcie4": LinkClass(25, 15),
     "pcie3": LinkClass(12, 20),
-    "1gbe": LinkClass(0.125, 150),
-    "2.5gbe": LinkClass(0.3125, 130),
-    "10gbe": LinkClass(1.25, 100),
-    "25gbe": LinkClass(3.125, 80),
-    "40gbe": LinkClass(5, 70),
-    "100gbe": LinkClass(12.5, 50),
+    "1gbe": LinkClass(0.125, 300),
+    "2.5gbe": LinkClass(0.3125, 280),
+    "10gbe": LinkClass(1.25, 250),
+    "25gbe": LinkClass(3.125, 200),
+    "40gbe": LinkClass(5, 180),
+    "100gbe": LinkClass(12.5, 150),
     "infiniband": LinkClass(25, 10),
 }
 

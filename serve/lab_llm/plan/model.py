@@ -58,6 +58,9 @@ class ModelSpec(BaseModel):
     num_experts_per_tok: int = Field(default=0, ge=0)
     moe_intermediate_size: int = Field(default=0, ge=0, description="Expert width when it differs from the MLP.")
     max_position_embeddings: int = Field(default=0, ge=0)
+    checkpoint_weights: WeightFormat | None = Field(
+        default=None, description="The checkpoint's own quantization_config (AWQ, GPTQ, fp8), when it has one."
+    )
 
     @model_validator(mode="after")
     def _check_shape(self) -> ModelSpec:
@@ -104,6 +107,9 @@ class WeightFormat(BaseModel):
     @property
     def is_int_quantized(self) -> bool:
         return self.dtype in ("awq", "gptq")
+
+
+ModelSpec.model_rebuild()
 
 
 def normalise_weight_dtype(value: str) -> str:
@@ -159,6 +165,8 @@ def load_model_spec(source: ModelSpec | Mapping[str, Any] | str | Path, name: st
         name = name or str(config.get("_name_or_path") or (path if path.is_dir() else path.parent))
         return load_model_spec(config, name=name)
     fields = _flatten_config(source)
+    if "checkpoint_weights" not in fields:
+        fields["checkpoint_weights"] = weight_format_from_config(source)
     if name:
         fields["name"] = name
     required = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")

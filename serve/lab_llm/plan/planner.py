@@ -134,7 +134,12 @@ class Evaluation:
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def _weights(weights: WeightFormat | str | Mapping[str, Any], group_size: int | None) -> WeightFormat:
+def _weights(
+    weights: WeightFormat | str | Mapping[str, Any] | None, group_size: int | None, model: ModelSpec
+) -> WeightFormat:
+    if weights is None:
+        found = model.checkpoint_weights or WeightFormat(dtype="bf16")
+        return found.model_copy(update={"group_size": group_size}) if group_size else found
     if isinstance(weights, WeightFormat):
         return weights
     if isinstance(weights, Mapping):
@@ -574,6 +579,17 @@ def _notes(request: Request, best: Evaluation, rejected: list[str]) -> list[str]
     return notes
 
 
+def _distinct(ranked: list[Evaluation]) -> list[Evaluation]:
+    """The best ordering of each set of cards: the same cards in another stage order are not news."""
+    seen, distinct = set(), []
+    for evaluation in ranked:
+        key = (evaluation.tp, tuple(sorted(g.signature for g in evaluation.groups)), evaluation.offload_gib)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(evaluation)
+    return distinct
+
+
 def _build_plan(request: Request, ranked: list[Evaluation], rejected: list[str]) -> FitPlan:
     best = ranked[0]
     assert best.decode is not None
@@ -604,7 +620,7 @@ def _build_plan(request: Request, ranked: list[Evaluation], rejected: list[str])
         engine_config=engine,
         worker_groups=tuple(_worker_groups(best)),
         ray_placement_bundles=bundles,
-        alternatives=tuple(_summary(request, e) for e in ranked[1:6]),
+        alternatives=tuple(_summary(request, e) for e in _distinct(ranked)[1:6]),
         notes=tuple(_notes(request, best, rejected)),
     )
 
@@ -707,7 +723,7 @@ def plan_fit(
     model: ModelSpec | Mapping[str, Any] | str | Path,
     inventory: GpuInventory | Mapping[str, Any] | str | Path,
     *,
-    weights: WeightFormat | str | Mapping[str, Any] = "bf16",
+    weights: WeightFormat | str | Mapping[str, Any] | None = None,
     group_size: int | None = None,
     kv_cache_dtype: str = "auto",
     context_length: int | None = None,
@@ -721,7 +737,7 @@ def plan_fit(
     spec = load_model_spec(model, name=model_name)
     request = Request(
         model=spec,
-        weights=_weights(weights, group_size),
+        weights=_weights(weights, group_size, spec),
         kv_cache_dtype=normalise_kv_cache_dtype(kv_cache_dtype),
         context_length=context_length,
         concurrency=concurrency,
