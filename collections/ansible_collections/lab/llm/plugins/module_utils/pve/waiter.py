@@ -10,6 +10,15 @@ import time
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveApiError, PveError, PveTaskError
 
 LOG_TAIL_LINES = 10
+FIRST_POLL = 0.1  # most API tasks (config, start) finish in well under a second; long ones back off
+
+
+def _pauses(longest: float):
+    """Poll intervals: 0.1 s, growing by half each time, up to ``longest``."""
+    pause = FIRST_POLL
+    while True:
+        yield min(pause, longest)
+        pause *= 1.5
 
 
 def upid_node(upid: str) -> str:
@@ -20,11 +29,12 @@ def upid_node(upid: str) -> str:
     return parts[1]
 
 
-def wait_for_task(client, upid: str, timeout: float = 600, interval: float = 0.5) -> dict:
+def wait_for_task(client, upid: str, timeout: float = 600, interval: float = 2.0) -> dict:
     """Poll /nodes/{node}/tasks/{upid}/status until ``stopped``; raise PveTaskError unless exitstatus is OK."""
     node = upid_node(upid)
     path = "nodes/%s/tasks/%s/status" % (node, upid)
     deadline = time.monotonic() + timeout
+    pauses = _pauses(interval)
     while True:
         status = client.get(path)
         if status.get("status") == "stopped":
@@ -34,7 +44,7 @@ def wait_for_task(client, upid: str, timeout: float = 600, interval: float = 0.5
             return status
         if time.monotonic() > deadline:
             raise PveTaskError(node, upid, "still running after %ss" % timeout, task_log_tail(client, node, upid))
-        time.sleep(interval)
+        time.sleep(next(pauses))
 
 
 def task_log_tail(client, node: str, upid: str) -> list:
@@ -46,22 +56,24 @@ def task_log_tail(client, node: str, upid: str) -> list:
     return [line.get("t", "") for line in lines[-LOG_TAIL_LINES:]]
 
 
-def wait_for_unlock(client, node: str, vmid: int, timeout: float = 600, interval: float = 1.0) -> dict:
+def wait_for_unlock(client, node: str, vmid: int, timeout: float = 600, interval: float = 2.0) -> dict:
     """Wait until the VM's config has no ``lock`` (clone, migrate, backup...); return that config."""
     deadline = time.monotonic() + timeout
+    pauses = _pauses(interval)
     while True:
         config = client.get("nodes/%s/qemu/%s/config" % (node, vmid))
         if "lock" not in config:
             return config
         if time.monotonic() > deadline:
             raise PveError("VM %s on node %s is still locked (%s) after %ss" % (vmid, node, config["lock"], timeout))
-        time.sleep(interval)
+        time.sleep(next(pauses))
 
 
 def wait_for_agent(client, node: str, vmid: int, timeout: float = 300, interval: float = 2.0) -> list:
     """Wait until the QEMU guest agent answers, then return the guest's interfaces (network-get-interfaces)."""
     base = "nodes/%s/qemu/%s/agent" % (node, vmid)
     deadline = time.monotonic() + timeout
+    pauses = _pauses(interval)
     while True:
         try:
             client.post(base + "/ping")
@@ -72,7 +84,7 @@ def wait_for_agent(client, node: str, vmid: int, timeout: float = 300, interval:
                 raise PveError(
                     "QEMU guest agent of VM %s on node %s did not answer within %ss: %s" % (vmid, node, timeout, exc)
                 ) from None
-        time.sleep(interval)
+        time.sleep(next(pauses))
 
 
 def guest_addresses(interfaces: list) -> list:

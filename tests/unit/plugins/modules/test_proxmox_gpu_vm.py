@@ -1,0 +1,236 @@
+"""lab.llm.proxmox_gpu_vm against the Proxmox API stand-in: create, converge, live vs restart changes,
+bad input failing before any write, a failed clone and its re-run, check mode, absent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.lab.llm.plugins.modules import proxmox_gpu_vm
+
+from tests.standins.pve.scenario import TEMPLATE_NAME, connection_args, running_standin
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINYDR9JYyyug5eZrmtUx/hWRntaWghRo5xo+3YWnD3+Q admin@lab"
+RTX3090_MAP = [f"node={node},path=0000:01:00,id=10de:2204,iommugroup=14" for node in ("pve2", "pve3", "pve4")]
+
+
+class ModuleExit(Exception):
+    def __init__(self, result: dict, failed: bool) -> None:
+        super().__init__(result)
+        self.result = result
+        self.failed = failed
+
+
+@pytest.fixture(scope="module")
+def pve(shared_reference: Path, tmp_path_factory: pytest.TempPathFactory):
+    with running_standin(shared_reference, tmp_path_factory.mktemp("pve")) as standin:
+        standin.cluster.mappings["rtx3090"] = {"map": list(RTX3090_MAP), "description": "RTX 3090"}
+        yield standin
+
+
+@pytest.fixture
+def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    seen: list[str] = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda _module, message: seen.append(message))
+    return seen
+
+
+def run_module(monkeypatch: pytest.MonkeyPatch, args: dict) -> ModuleExit:
+    def exit_json(_module, **result):
+        raise ModuleExit(result, failed=False)
+
+    def fail_json(_module, **result):
+        raise ModuleExit(result, failed=True)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    with patch_module_args(args), pytest.raises(ModuleExit) as outcome:
+        proxmox_gpu_vm.main()
+    json.dumps(outcome.value.result)
+    return outcome.value
+
+
+def vm_args(pve, name: str, node: str = "pve2", **extra) -> dict:
+    args = {
+        **connection_args(pve),
+        "name": name,
+        "node": node,
+        "template": TEMPLATE_NAME,
+        "memory": 8192,
+        "cores": 4,
+        "gpus": [{"mapping": "rtx3090"}],
+        "network": {"bridge": "vmbr0"},
+        "cloud_init": {"ciuser": "debian", "sshkeys": [KEY], "ipconfig0": "ip=192.0.2.31/24,gw=192.0.2.1",
+                       "password": "s3cret-pass"},
+        "disk_size": "32G",
+        "efidisk_storage": "ceph-vm",
+        "wait_timeout": 30,
+        "_ansible_diff": True,
+    }  # fmt: skip
+    args.update(extra)
+    return args
+
+
+def vm_named(pve, name: str):
+    return next(vm for vm in pve.cluster.vms.values() if vm.config.get("name") == name)
+
+
+def test_create_from_template_then_converge(pve, monkeypatch: pytest.MonkeyPatch) -> None:
+    created = run_module(monkeypatch, vm_args(pve, "gpu-create", state="started", wait_for_agent=True,
+                                              agent_timeout=20))  # fmt: skip
+    assert not created.failed, created.result
+    assert created.result["changed"] is True
+    assert created.result["created"] is True
+    vm = vm_named(pve, "gpu-create")
+    assert vm.node == "pve2"
+    assert vm.status == "running"
+    config = vm.config
+    assert config["machine"] == "q35"
+    assert config["bios"] == "ovmf"
+    assert config["efidisk0"].startswith("ceph-vm:vm-")
+    assert config["cpu"] == "host"
+    assert config["balloon"] == 0
+    assert config["hostpci0"] == "mapping=rtx3090,pcie=1"
+    assert config["tags"] == "lab-llm"
+    assert unquote(config["sshkeys"]) == KEY + "\n"
+    assert config["scsi0"].endswith("size=32G")
+    assert config["cipassword"] == "s3cret-pass"
+    assert "cipassword" not in created.result["config"]
+    assert "s3cret-pass" not in json.dumps(created.result)
+    assert created.result["ip_addresses"] == ["192.0.2.31"]
+
+    writes_before = len(pve.cluster.writes())
+    again = run_module(monkeypatch, vm_args(pve, "gpu-create", state="started"))
+    assert not again.failed, again.result
+    assert again.result["changed"] is False, again.result.get("diff")
+    assert again.result["restart_pending"] is False
+    assert len(pve.cluster.writes()) == writes_before
+
+
+def test_memory_changes_live_and_a_gpu_waits_for_a_restart(pve, monkeypatch, warnings) -> None:
+    live = {"hotplug": "network,disk,usb,memory"}
+    assert not run_module(monkeypatch, vm_args(pve, "gpu-live", node="pve3", state="started", **live)).failed
+    vm = vm_named(pve, "gpu-live")
+
+    more_memory = run_module(monkeypatch, vm_args(pve, "gpu-live", node="pve3", state="started", memory=12288, **live))
+    assert more_memory.result["changed"] is True
+    assert more_memory.result["changed_options"] == ["memory"]
+    assert more_memory.result["restart_pending"] is False
+    assert vm.config["memory"] == "12288"
+    assert vm.pending == {}
+
+    two_gpus = [{"mapping": "rtx3090"}, {"host": "0000:01:00.1", "pcie": True}]
+    pending = run_module(monkeypatch, vm_args(pve, "gpu-live", node="pve3", state="started", memory=12288,
+                                              gpus=two_gpus, **live))  # fmt: skip
+    assert pending.result["changed"] is True
+    assert pending.result["restart_pending"] is True
+    assert pending.result["pending_options"] == ["hostpci1"]
+    assert "hostpci1" in vm.pending
+    assert "hostpci1" not in vm.config
+    assert any("must be restarted for hostpci1" in warning for warning in warnings)
+
+    still_pending = run_module(monkeypatch, vm_args(pve, "gpu-live", node="pve3", state="started", memory=12288,
+                                                    gpus=two_gpus, **live))  # fmt: skip
+    assert still_pending.result["changed"] is False
+    assert still_pending.result["restart_pending"] is True
+
+    restarted = run_module(monkeypatch, vm_args(pve, "gpu-live", node="pve3", state="started", memory=12288,
+                                                gpus=two_gpus, allow_restart=True, **live))  # fmt: skip
+    assert restarted.result["changed"] is True
+    assert restarted.result["restarted"] is True
+    assert vm.config["hostpci1"] == "0000:01:00.1,pcie=1"
+    assert vm.pending == {}
+    assert vm.status == "running"
+
+
+def assert_fails_without_writes(pve, monkeypatch, args: dict, message: str) -> None:
+    writes_before = len(pve.cluster.writes())
+    outcome = run_module(monkeypatch, args)
+    assert outcome.failed, outcome.result
+    assert message in outcome.result["msg"]
+    assert pve.cluster.writes()[writes_before:] == []
+
+
+def test_unknown_node_fails_before_any_write(pve, monkeypatch) -> None:
+    assert_fails_without_writes(
+        pve, monkeypatch, vm_args(pve, "gpu-bad-node", node="pve9"), "node 'pve9' is not in the cluster"
+    )
+
+
+def test_gpu_not_on_that_node_fails_before_any_write(pve, monkeypatch) -> None:
+    assert_fails_without_writes(
+        pve, monkeypatch, vm_args(pve, "gpu-bad-map", node="pve1"),
+        "PCI mapping 'rtx3090' has no device on node pve1 (it maps pve2, pve3, pve4)",
+    )  # fmt: skip
+    assert_fails_without_writes(
+        pve, monkeypatch, vm_args(pve, "gpu-bad-pci", node="pve1", gpus=[{"host": "0000:41:00"}]),
+        "PCI device 0000:41:00 is not on node pve1",
+    )  # fmt: skip
+
+
+def test_vmid_of_a_vm_we_do_not_manage_is_refused(pve, monkeypatch) -> None:
+    pve.cluster.add_vm(555, "pve2", {"name": "someones-db", "memory": "4096", "tags": "prod"}, status="running")
+    assert_fails_without_writes(
+        pve, monkeypatch, vm_args(pve, "gpu-taken", vmid=555),
+        "vmid 555 is taken by VM 'someones-db' on node pve2, which this module does not manage",
+    )  # fmt: skip
+    assert pve.cluster.vms[555].config == {"name": "someones-db", "memory": "4096", "tags": "prod"}
+
+
+@pytest.mark.parametrize(
+    ("sshkeys", "message"),
+    [([KEY + "\n" + KEY], "sshkeys[0] holds more than one line"), (["ssh-ed25519 AAAA C3Nz x"], "sshkeys[0] is not")],
+)
+def test_bad_sshkeys_fail_before_any_write(pve, monkeypatch, sshkeys: list, message: str) -> None:
+    args = vm_args(pve, "gpu-bad-keys")
+    args["cloud_init"] = {"sshkeys": sshkeys}
+    assert_fails_without_writes(pve, monkeypatch, args, message)
+
+
+def test_failed_clone_reports_the_task_error_and_a_rerun_converges(pve, monkeypatch) -> None:
+    pve.cluster.fail_next_task("qmclone", "clone failed: rbd: error opening pool 'ceph-vm': (2) No such file")
+    failed = run_module(monkeypatch, vm_args(pve, "gpu-retry", node="pve4"))
+    assert failed.failed
+    assert "VM gpu-retry on node pve4: task UPID:pve1:" in failed.result["msg"]
+    assert "clone failed: rbd: error opening pool" in failed.result["msg"]
+    assert not any(vm.config.get("name") == "gpu-retry" for vm in pve.cluster.vms.values())
+
+    converged = run_module(monkeypatch, vm_args(pve, "gpu-retry", node="pve4"))
+    assert not converged.failed, converged.result
+    assert converged.result["created"] is True
+    assert vm_named(pve, "gpu-retry").node == "pve4"
+    assert run_module(monkeypatch, vm_args(pve, "gpu-retry", node="pve4")).result["changed"] is False
+
+
+def test_check_mode_reports_changes_and_writes_nothing(pve, monkeypatch) -> None:
+    writes_before = len(pve.cluster.writes())
+    planned = run_module(monkeypatch, vm_args(pve, "gpu-planned", _ansible_check_mode=True))
+    assert planned.result["changed"] is True
+    assert planned.result["created"] is True
+    assert pve.cluster.writes()[writes_before:] == []
+
+    assert not run_module(monkeypatch, vm_args(pve, "gpu-create", state="started", cores=6,
+                                               _ansible_check_mode=True)).failed  # fmt: skip
+    preview = run_module(monkeypatch, vm_args(pve, "gpu-create", state="started", cores=6, _ansible_check_mode=True))
+    assert preview.result["changed"] is True
+    assert preview.result["diff"] == {"before": {"cores": 4}, "after": {"cores": 6}}
+    assert preview.result["pending_options"] == ["cores"]
+    assert pve.cluster.writes()[writes_before:] == []
+
+
+def test_absent_destroys_only_a_managed_vm(pve, monkeypatch) -> None:
+    if 555 not in pve.cluster.vms:
+        pve.cluster.add_vm(555, "pve2", {"name": "someones-db", "memory": "4096", "tags": "prod"}, status="running")
+    assert not run_module(monkeypatch, vm_args(pve, "gpu-gone", node="pve4", state="started")).failed
+    gone = run_module(monkeypatch, vm_args(pve, "gpu-gone", node="pve4", state="absent"))
+    assert gone.result["changed"] is True
+    assert not any(vm.config.get("name") == "gpu-gone" for vm in pve.cluster.vms.values())
+    assert run_module(monkeypatch, vm_args(pve, "gpu-gone", node="pve4", state="absent")).result["changed"] is False
+    refused = run_module(monkeypatch, vm_args(pve, "someones-db", node="pve2", state="absent"))
+    assert refused.failed
+    assert "not managed by this module" in refused.result["msg"]
+    assert 555 in pve.cluster.vms
