@@ -53,11 +53,18 @@ def strict_crd_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return strict
 
 
-def load_crds(paths: list[Path]) -> list[dict[str, Any]]:
-    crds = []
-    for path in paths:
-        crds.extend(doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc)
-    return crds
+@functools.cache
+def served_versions(path: Path) -> tuple[tuple[dict[str, Any], dict[str, Any], jsonschema.Validator], ...]:
+    """(CRD spec, version entry, strict validator) for each served version of each CRD in a file, parsed once."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    found = []
+    for crd in yaml.load_all(path.read_text(encoding="utf-8"), Loader=loader):  # noqa: S506 (a safe loader)
+        if not crd:
+            continue
+        for version in crd["spec"]["versions"]:
+            if version.get("served", True):
+                found.append((crd["spec"], version, crd_validator(version["schema"]["openAPIV3Schema"])))
+    return tuple(found)
 
 
 @functools.cache

@@ -181,20 +181,12 @@ class KubeApiStandIn:
             api_version = "%s/%s" % (group, version) if group else version
             self.kinds[(group, version, plural)] = Kind(
                 group, version, kind, plural, namespaced, schemas.core_validator(api_version, kind), status)
-        for crd in schemas.load_crds(crd_files or []):
-            self.add_crd(crd)
+        for path in crd_files or []:
+            for spec, version, validator in schemas.served_versions(path):
+                self.kinds[(spec["group"], version["name"], spec["names"]["plural"])] = Kind(
+                    spec["group"], version["name"], spec["names"]["kind"], spec["names"]["plural"],
+                    spec["scope"] == "Namespaced", validator, "status" in (version.get("subresources") or {}))
         self._server: ThreadingHTTPServer | None = None
-
-    # ----- setup -------------------------------------------------------------------------------------------
-    def add_crd(self, crd: dict[str, Any]) -> None:
-        spec = crd["spec"]
-        for version in spec["versions"]:
-            if not version.get("served", True):
-                continue
-            self.kinds[(spec["group"], version["name"], spec["names"]["plural"])] = Kind(
-                spec["group"], version["name"], spec["names"]["kind"], spec["names"]["plural"],
-                spec["scope"] == "Namespaced", schemas.crd_validator(version["schema"]["openAPIV3Schema"]),
-                "status" in (version.get("subresources") or {}))
 
     def start(self) -> KubeApiStandIn:
         handler = type("Handler", (_Handler,), {"api": self})

@@ -1,0 +1,54 @@
+"""pytest fixtures around the stand-in; test modules import them by name (`from ... import kube_api`)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from unittest import mock
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from tests.standins.k8s.server import KubeApiStandIn
+
+CRD_DIR = Path(__file__).parent / "crds"
+KUBERAY_CRDS = ("ray.io_rayservices.yaml", "ray.io_rayclusters.yaml")
+
+
+@pytest.fixture
+def kube_api(shared_reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeApiStandIn]:
+    """A running stand-in with the Deckhouse, GPU Operator and KubeRay CRDs, K8S_AUTH_KUBECONFIG pointing at it."""
+    crds = sorted(CRD_DIR.glob("*.yaml")) + [shared_reference / "crds" / name for name in KUBERAY_CRDS]
+    api = KubeApiStandIn(crds).start()
+    monkeypatch.setenv("K8S_AUTH_KUBECONFIG", str(api.kubeconfig(tmp_path / "kubeconfig")))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kubernetes discovery cache goes to the temp dir
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+def run_module(main: Callable[[], None], args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
+    """Run a module's main() in-process; return its JSON result (with `failed` when it failed)."""
+    printed: list[str] = []
+    if check_mode:
+        args = dict(args, _ansible_check_mode=True)
+    args = dict(args, _ansible_diff=True)
+    with (
+        patch_module_args(args),
+        mock.patch("ansible.module_utils.basic.print", create=True, side_effect=lambda text: printed.append(text)),
+        pytest.raises(SystemExit),
+    ):
+        main()
+    return json.loads(printed[-1])
+
+
+def later(delay: float, action: Callable[[], None]) -> threading.Timer:
+    """Play a controller: do `action` after `delay` seconds, in the background."""
+    timer = threading.Timer(delay, action)
+    timer.daemon = True
+    timer.start()
+    return timer

@@ -1,0 +1,150 @@
+"""lab.llm.deckhouse_static_node against the Kubernetes API stand-in, a test playing Deckhouse CAPS."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from ansible_collections.lab.llm.plugins.modules import deckhouse_static_node
+from tests.standins.k8s.fixtures import kube_api, later, run_module  # noqa: F401 (fixture)
+from tests.standins.k8s.server import KubeApiStandIn
+
+CAPS = "deckhouse.io/v1alpha2"
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only-not-a-key\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def args(name: str = "gpu-3090-1", address: str = "192.0.2.21", **extra: Any) -> dict[str, Any]:
+    base = dict(name=name, address=address, node_group="gpu-rtx-3090", gpu_class="rtx-3090", ssh_private_key=KEY,
+                gpu_sharing="Exclusive", wait_timeout=10)
+    return {**base, **extra}
+
+
+def play_caps(api: KubeApiStandIn, stop_at: str = "Running") -> None:
+    """CAPS: a new labelled StaticInstance goes Pending -> Bootstrapping -> Running and its Node registers Ready;
+    one whose label was removed goes Cleaning -> Pending."""
+
+    def react(event: str, kind: Any, obj: dict[str, Any]) -> None:
+        if kind.kind != "StaticInstance" or event == "DELETED":
+            return
+        name = obj["metadata"]["name"]
+        labelled = "lab-llm.io/node-group" in (obj["metadata"].get("labels") or {})
+        phase = (obj.get("status") or {}).get("currentStatus", {}).get("phase")
+
+        def phase_to(new: str, **status: Any) -> None:
+            api.set_status(CAPS, "StaticInstance", name, {"currentStatus": {"phase": new}, **status})
+
+        if event == "ADDED":
+            later(0.05, lambda: phase_to("Pending"))
+        elif labelled and phase == "Pending" and stop_at != "Pending":
+            later(0.05, lambda: phase_to("Bootstrapping"))
+        elif labelled and phase == "Bootstrapping" and stop_at == "Running":
+            def join() -> None:
+                api.put({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+                         "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}})
+                phase_to("Running", nodeRef={"name": name})
+
+            later(0.05, join)
+        elif not labelled and phase == "Running":
+            later(0.05, lambda: phase_to("Cleaning"))
+        elif not labelled and phase == "Cleaning":
+            later(0.05, lambda: phase_to("Pending"))
+
+    api.on_write.append(react)
+
+
+def test_vm_joins_through_caps_and_a_second_run_changes_nothing(kube_api: KubeApiStandIn) -> None:
+    play_caps(kube_api)
+    result = run_module(deckhouse_static_node.main, args())
+    assert not result.get("failed"), result
+    assert result["changed"] is True
+    assert (result["node_name"], result["phase"]) == ("gpu-3090-1", "Running")
+    assert "test-only-not-a-key" not in json.dumps(result)  # the key never shows in output
+
+    credentials = kube_api.get(CAPS, "SSHCredentials", "gpu-3090-1-ssh")
+    assert credentials is not None
+    assert base64.b64decode(credentials["spec"]["privateSSHKey"]).decode() == KEY
+    instance = kube_api.get(CAPS, "StaticInstance", "gpu-3090-1")
+    assert instance["spec"] == {"address": "192.0.2.21",
+                                "credentialsRef": {"kind": "SSHCredentials", "name": "gpu-3090-1-ssh"}}
+    group = kube_api.get("deckhouse.io/v1", "NodeGroup", "gpu-rtx-3090")
+    assert group["spec"]["staticInstances"] == {
+        "count": 1, "labelSelector": {"matchLabels": {"lab-llm.io/node-group": "gpu-rtx-3090"}}}
+    assert group["spec"]["nodeTemplate"]["labels"] == {"lab-llm.io/gpu-class": "rtx-3090"}
+    assert group["spec"]["nodeTemplate"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present",
+                                                        "effect": "NoSchedule"}]
+    assert group["spec"]["gpu"] == {"sharing": "Exclusive"}
+
+    again = run_module(deckhouse_static_node.main, args())
+    assert again["changed"] is False, again.get("diff")
+
+
+def test_adding_one_more_vm_raises_the_group_count(kube_api: KubeApiStandIn) -> None:
+    play_caps(kube_api)
+    assert not run_module(deckhouse_static_node.main, args()).get("failed")
+    second = run_module(deckhouse_static_node.main, args(name="gpu-3090-2", address="192.0.2.22"))
+    assert second["changed"] is True and second["node_name"] == "gpu-3090-2"
+    group = kube_api.get("deckhouse.io/v1", "NodeGroup", "gpu-rtx-3090")
+    assert group["spec"]["staticInstances"]["count"] == 2
+
+
+def test_a_vm_stuck_bootstrapping_times_out_naming_its_phase(kube_api: KubeApiStandIn) -> None:
+    play_caps(kube_api, stop_at="Bootstrapping")
+    result = run_module(deckhouse_static_node.main, args(wait_timeout=1))
+    assert result["failed"] is True
+    assert result["msg"] == "StaticInstance gpu-3090-1: not ready after 1s; last seen: phase Bootstrapping"
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"address": "gpu-3090-1.lab"}, "address='gpu-3090-1.lab': a StaticInstance address must be an IPv4"),
+        ({"node_group": "GPU_3090"}, "node_group='GPU_3090': a NodeGroup name is lowercase"),
+        ({"ssh_private_key": None}, "ssh_private_key (or sudo_password) is required"),
+        ({"node_taints": [{"key": "gpu", "effect": "Never"}]}, "node_taints[0]="),
+    ],
+)
+def test_bad_input_fails_before_any_api_call(kube_api: KubeApiStandIn, bad: dict[str, Any], message: str) -> None:
+    result = run_module(deckhouse_static_node.main, {**args(), **bad})
+    assert result["failed"] is True
+    assert message in result["msg"]
+    assert kube_api.requests == []
+
+
+def test_check_mode_reports_the_change_and_stores_nothing(kube_api: KubeApiStandIn) -> None:
+    result = run_module(deckhouse_static_node.main, args(), check_mode=True)
+    assert result["changed"] is True
+    assert "NodeGroup/gpu-rtx-3090" in result["diff"]["after"]
+    assert kube_api.names(CAPS, "StaticInstance") == []
+    assert kube_api.names("deckhouse.io/v1", "NodeGroup") == []
+
+
+def test_absent_releases_the_vm_then_deletes_its_objects(kube_api: KubeApiStandIn) -> None:
+    play_caps(kube_api)
+    assert not run_module(deckhouse_static_node.main, args()).get("failed")
+    result = run_module(deckhouse_static_node.main, dict(name="gpu-3090-1", node_group="gpu-rtx-3090",
+                                                         state="absent", wait_timeout=10))
+    assert not result.get("failed"), result
+    assert result["changed"] is True
+    assert kube_api.names(CAPS, "StaticInstance") == []
+    assert kube_api.names(CAPS, "SSHCredentials") == []
+    assert kube_api.get("deckhouse.io/v1", "NodeGroup", "gpu-rtx-3090")["spec"]["staticInstances"]["count"] == 0
+    again = run_module(deckhouse_static_node.main, dict(name="gpu-3090-1", node_group="gpu-rtx-3090", state="absent"))
+    assert again["changed"] is False
+
+
+def test_script_flow_returns_the_groups_bootstrap_script(kube_api: KubeApiStandIn) -> None:
+    kube_api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "d8-cloud-instance-manager"}})
+    script = "#!/bin/bash\necho join\n"
+    kube_api.put({"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "manual-bootstrap-for-gpu-rtx-3060", "namespace": "d8-cloud-instance-manager"},
+        "data": {"bootstrap.sh": base64.b64encode(script.encode()).decode()}})
+    result = run_module(deckhouse_static_node.main, dict(
+        name="gpu-3060-1", node_group="gpu-rtx-3060", gpu_class="rtx-3060", bootstrap="script"))
+    assert not result.get("failed"), result
+    assert result["bootstrap_script"] == script
+    group = kube_api.get("deckhouse.io/v1", "NodeGroup", "gpu-rtx-3060")
+    assert "staticInstances" not in group["spec"]
+    assert group["spec"]["nodeTemplate"]["labels"]["lab-llm.io/gpu-class"] == "rtx-3060"
