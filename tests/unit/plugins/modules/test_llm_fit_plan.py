@@ -1,0 +1,116 @@
+"""lab.llm.llm_fit_plan: the plan as facts, a clear failure when nothing fits, and without lab-llm installed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.lab.llm.plugins.modules import llm_fit_plan
+
+from tests.unit.serve.plan.plan_inputs import model_path, reference_lab_vars
+
+
+class ModuleExit(Exception):
+    def __init__(self, result: dict, failed: bool) -> None:
+        super().__init__(result)
+        self.result = result
+        self.failed = failed
+
+
+def run_module(monkeypatch: pytest.MonkeyPatch, args: dict[str, Any]) -> ModuleExit:
+    def exit_json(_module: Any, **result: Any) -> None:
+        raise ModuleExit(result, failed=False)
+
+    def fail_json(_module: Any, **result: Any) -> None:
+        raise ModuleExit(result, failed=True)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    with patch_module_args(args), pytest.raises(ModuleExit) as outcome:
+        llm_fit_plan.main()
+    json.dumps(outcome.value.result)
+    return outcome.value
+
+
+def reference_args(**model: Any) -> dict[str, Any]:
+    variables = reference_lab_vars()
+    return {
+        "model": {**variables["lab_llm_model"], **model},
+        "inventory": variables["lab_llm_gpu_inventory"],
+        "limits": variables["lab_llm_fit_limits"],
+    }
+
+
+def test_reference_lab_plan_is_returned_and_set_as_fact(monkeypatch: pytest.MonkeyPatch) -> None:
+    outcome = run_module(monkeypatch, reference_args(concurrency=4))
+    assert not outcome.failed
+    result = outcome.result
+    assert result["changed"] is False
+    plan = result["plan"]
+    assert result["ansible_facts"]["lab_llm_fit_plan"] == plan
+    assert (plan["tensor_parallel_size"], plan["pipeline_parallel_size"]) == (1, 2)
+    assert plan["engine_config"]["env"]["VLLM_PP_LAYER_PARTITION"] == "20,20"
+    assert plan["engine_config"]["served_model_name"] == "dolphin3-r1-mistral-24b"
+    assert plan["worker_groups"] == [{"gpu_class": "rtx-3090", "replicas": 2, "gpus_per_worker": 1}]
+
+
+def test_check_mode_plans_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    normal = run_module(monkeypatch, reference_args())
+    checked = run_module(monkeypatch, {**reference_args(), "_ansible_check_mode": True})
+    assert checked.result["plan"] == normal.result["plan"]
+
+
+def test_config_path_on_the_controller(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = reference_args()
+    args["model"] = {"name": "mistralai/Mixtral-8x7B-v0.1", "config_path": str(model_path("mixtral-8x7b"))}
+    args["model"]["weights"] = "awq"
+    outcome = run_module(monkeypatch, args)
+    assert not outcome.failed
+    assert outcome.result["plan"]["weights"] == "awq-4bit-g128"
+
+
+def test_does_not_fit_fails_with_reasons_and_suggestions(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = reference_args()
+    args["model"] = {"config_path": str(model_path("mixtral-8x7b")), "weights": "bf16", "context_length": 32768}
+    outcome = run_module(monkeypatch, args)
+    assert outcome.failed
+    assert outcome.result["msg"].startswith("The model does not fit on these GPUs")
+    assert "weights need" in outcome.result["reasons"][0]
+    assert outcome.result["suggestions"][0]["change"] == "weights_4bit"
+
+
+def test_bad_input_names_the_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = reference_args()
+    args["model"]["config"] = {**args["model"]["config"], "vocab_size": None}
+    outcome = run_module(monkeypatch, args)
+    assert outcome.failed
+    assert outcome.result["msg"] == (
+        "lab.llm.llm_fit_plan: bad input: model config is missing required field(s): vocab_size"
+    )
+
+
+def test_zero_gpus_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = reference_args()
+    args["inventory"] = {"nodes": [{"name": "empty", "gpus": []}]}
+    outcome = run_module(monkeypatch, args)
+    assert outcome.failed
+    assert "the inventory has no GPUs" in outcome.result["msg"]
+
+
+def test_config_and_config_path_are_exclusive(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = reference_args()
+    args["model"]["config_path"] = str(model_path("mixtral-8x7b"))
+    outcome = run_module(monkeypatch, args)
+    assert outcome.failed
+    assert "mutually exclusive" in outcome.result["msg"]
+
+
+def test_without_lab_llm_it_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llm_fit_plan, "LAB_LLM_IMPORT_ERROR", "Traceback: No module named 'lab_llm'")
+    outcome = run_module(monkeypatch, reference_args())
+    assert outcome.failed
+    assert "Failed to import the required Python library (lab-llm)" in outcome.result["msg"]
+    assert "lab.llm.llm_fit_plan" in outcome.result["msg"]
