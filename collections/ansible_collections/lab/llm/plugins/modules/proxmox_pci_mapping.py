@@ -146,7 +146,6 @@ mapping:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.lab.llm.plugins.module_utils.pve import mapping as mappings
 from ansible_collections.lab.llm.plugins.module_utils.pve.client import (
     PROXMOXER_IMPORT_ERROR,
     PVE_REQUIRED_ONE_OF,
@@ -155,6 +154,7 @@ from ansible_collections.lab.llm.plugins.module_utils.pve.client import (
     pve_argument_spec,
 )
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveError
+from ansible_collections.lab.llm.plugins.module_utils.pve.mapping import ensure_mapping
 
 
 def argument_spec() -> dict:
@@ -182,57 +182,6 @@ def argument_spec() -> dict:
     return spec
 
 
-def ensure(client, params: dict, check_mode: bool) -> dict:
-    name = params["name"]
-    wanted = [mappings.entry_from_params(item) for item in params["map"]]
-    existing = next((item for item in client.get("cluster/mapping/pci") if item["id"] == name), None)
-    before = None
-    if existing is not None:
-        before = {
-            "id": name,
-            "description": existing.get("description", ""),
-            "map": [mappings.parse_entry(entry) for entry in existing.get("map", [])],
-        }
-    if params["state"] == "absent":
-        if before is None:
-            return {"changed": False}
-        if not check_mode:
-            client.delete("cluster/mapping/pci/%s" % name)
-        return {"changed": True, "diff": {"before": _show(before), "after": {}}}
-    if not wanted and before is None:
-        raise PveError("PCI mapping %r does not exist and map is empty: give at least one device" % name)
-    if params["check_devices"]:
-        mappings.check_devices(client, wanted)
-    after = {
-        "id": name,
-        "description": params["description"]
-        if params["description"] is not None
-        else (before or {}).get("description", ""),
-        "map": mappings.merged_entries(before["map"] if before else [], wanted, params["prune"]),
-    }
-    changed = (
-        before is None
-        or before["description"] != after["description"]
-        or not mappings.same_entries(before["map"], after["map"])
-    )
-    if changed and not check_mode:
-        body = {"map": [mappings.render_entry(entry) for entry in after["map"]]}
-        if after["description"]:
-            body["description"] = after["description"]
-        if before is None:
-            client.post("cluster/mapping/pci", id=name, **body)
-        else:
-            client.put("cluster/mapping/pci/%s" % name, **body)
-    result = {"changed": changed, "mapping": _show(after)}
-    if changed:
-        result["diff"] = {"before": _show(before) if before else {}, "after": _show(after)}
-    return result
-
-
-def _show(mapping: dict) -> dict:
-    return dict(mapping, map=[mappings.render_entry(entry) for entry in mapping["map"]])
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -244,7 +193,7 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("proxmoxer"), exception=PROXMOXER_IMPORT_ERROR)
     try:
         client = PveClient.from_params(module.params)
-        result = ensure(client, module.params, module.check_mode)
+        result = ensure_mapping(client, module.params, module.check_mode)
     except PveError as exc:
         module.fail_json(msg="PCI mapping %s: %s" % (module.params["name"], exc))
     module.exit_json(**result)

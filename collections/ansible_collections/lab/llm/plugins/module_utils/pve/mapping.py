@@ -89,3 +89,53 @@ def check_devices(client, entries: list) -> None:
                     raise PveInputError(
                         "map: PCI device %s on node %s is %s, not %s" % (path, node, found_id, entry["id"])
                     )
+
+
+def ensure_mapping(client, params: dict, check_mode: bool) -> dict:
+    """Bring the mapping ``params['name']`` to the wanted state; the result dict of the module."""
+    name = params["name"]
+    wanted = [entry_from_params(item) for item in params["map"]]
+    existing = next((item for item in client.get("cluster/mapping/pci") if item["id"] == name), None)
+    before = None
+    if existing is not None:
+        before = {
+            "id": name,
+            "description": existing.get("description", ""),
+            "map": [parse_entry(entry) for entry in existing.get("map", [])],
+        }
+    if params["state"] == "absent":
+        if before is None:
+            return {"changed": False}
+        if not check_mode:
+            client.delete("cluster/mapping/pci/%s" % name)
+        return {"changed": True, "diff": {"before": _show(before), "after": {}}}
+    if not wanted and before is None:
+        raise PveInputError("PCI mapping %r does not exist and map is empty: give at least one device" % name)
+    if params["check_devices"]:
+        check_devices(client, wanted)
+    after = {
+        "id": name,
+        "description": params["description"]
+        if params["description"] is not None
+        else (before or {}).get("description", ""),
+        "map": merged_entries(before["map"] if before else [], wanted, params["prune"]),
+    }
+    changed = (
+        before is None or before["description"] != after["description"] or not same_entries(before["map"], after["map"])
+    )
+    if changed and not check_mode:
+        body = {"map": [render_entry(entry) for entry in after["map"]]}
+        if after["description"]:
+            body["description"] = after["description"]
+        if before is None:
+            client.post("cluster/mapping/pci", id=name, **body)
+        else:
+            client.put("cluster/mapping/pci/%s" % name, **body)
+    result = {"changed": changed, "mapping": _show(after)}
+    if changed:
+        result["diff"] = {"before": _show(before) if before else {}, "after": _show(after)}
+    return result
+
+
+def _show(mapping: dict) -> dict:
+    return dict(mapping, map=[render_entry(entry) for entry in mapping["map"]])

@@ -1,0 +1,113 @@
+"""lab.llm.proxmox_pci_mapping against the Proxmox API stand-in: create, converge, one node added
+without touching the others, prune, wrong devices refused before any write, check mode, absent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.lab.llm.plugins.modules import proxmox_pci_mapping
+
+from tests.standins.pve.scenario import connection_args, running_standin
+
+
+class ModuleExit(Exception):
+    def __init__(self, result: dict, failed: bool) -> None:
+        super().__init__(result)
+        self.result = result
+        self.failed = failed
+
+
+@pytest.fixture(scope="module")
+def pve(shared_reference: Path, tmp_path_factory: pytest.TempPathFactory):
+    with running_standin(shared_reference, tmp_path_factory.mktemp("pve")) as standin:
+        yield standin
+
+
+def run_module(monkeypatch: pytest.MonkeyPatch, args: dict) -> ModuleExit:
+    def exit_json(_module, **result):
+        raise ModuleExit(result, failed=False)
+
+    def fail_json(_module, **result):
+        raise ModuleExit(result, failed=True)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    with patch_module_args(args), pytest.raises(ModuleExit) as outcome:
+        proxmox_pci_mapping.main()
+    json.dumps(outcome.value.result)
+    return outcome.value
+
+
+def entry(node: str, **extra) -> dict:
+    return {"node": node, "path": "0000:01:00", "id": "10de:2204", "iommugroup": 14, **extra}
+
+
+def mapping_args(pve, name: str, entries: list, **extra) -> dict:
+    return {**connection_args(pve), "name": name, "map": entries, "_ansible_diff": True, **extra}
+
+
+def test_create_converge_and_add_a_node_without_touching_the_others(pve, monkeypatch) -> None:
+    created = run_module(monkeypatch, mapping_args(pve, "rtx3090", [entry("pve2"), entry("pve3")], description="3090"))
+    assert not created.failed, created.result
+    assert created.result["changed"] is True
+    assert pve.cluster.mappings["rtx3090"]["map"] == [
+        "node=pve2,path=0000:01:00,id=10de:2204,iommugroup=14",
+        "node=pve3,path=0000:01:00,id=10de:2204,iommugroup=14",
+    ]
+    assert created.result["diff"]["before"] == {}
+
+    again = run_module(monkeypatch, mapping_args(pve, "rtx3090", [entry("pve2"), entry("pve3")], description="3090"))
+    assert again.result["changed"] is False
+
+    # A --limit run for pve4 knows only its own GPU: pve2 and pve3 stay mapped.
+    added = run_module(monkeypatch, mapping_args(pve, "rtx3090", [entry("pve4", subsystem_id="3842:3973")]))
+    assert added.result["changed"] is True
+    assert [line.split(",")[0] for line in pve.cluster.mappings["rtx3090"]["map"]] == [
+        "node=pve2", "node=pve3", "node=pve4",
+    ]  # fmt: skip
+    assert (
+        "node=pve4,path=0000:01:00,id=10de:2204,subsystem-id=3842:3973,iommugroup=14"
+        in added.result["diff"]["after"]["map"]
+    )
+    assert pve.cluster.mappings["rtx3090"]["description"] == "3090"
+
+    pruned = run_module(monkeypatch, mapping_args(pve, "rtx3090", [entry("pve2")], prune=True))
+    assert pruned.result["changed"] is True
+    assert pve.cluster.mappings["rtx3090"]["map"] == ["node=pve2,path=0000:01:00,id=10de:2204,iommugroup=14"]
+
+
+@pytest.mark.parametrize(
+    ("bad_entry", "message"),
+    [
+        (entry("pve1"), "PCI device 0000:01:00 on node pve1 is 10de:2504, not 10de:2204"),
+        (entry("pve2", path="0000:41:00"), "PCI device 0000:41:00 is not on node pve2"),
+        (entry("pve9"), "node 'pve9' is not in the cluster"),
+        (entry("pve2", id="10de-2204"), "id '10de-2204' of node pve2 is not VENDOR:DEVICE"),
+    ],
+)
+def test_wrong_devices_fail_before_any_write(pve, monkeypatch, bad_entry: dict, message: str) -> None:
+    writes_before = len(pve.cluster.writes())
+    outcome = run_module(monkeypatch, mapping_args(pve, "rtx-bad", [entry("pve3"), bad_entry]))
+    assert outcome.failed
+    assert message in outcome.result["msg"]
+    assert outcome.result["msg"].startswith("PCI mapping rtx-bad: ")
+    assert pve.cluster.writes()[writes_before:] == []
+    assert "rtx-bad" not in pve.cluster.mappings
+
+
+def test_check_mode_and_absent(pve, monkeypatch) -> None:
+    writes_before = len(pve.cluster.writes())
+    planned = run_module(
+        monkeypatch, mapping_args(pve, "rtx3060", [entry("pve1", id="10de:2504")], _ansible_check_mode=True)
+    )
+    assert planned.result["changed"] is True
+    assert pve.cluster.writes()[writes_before:] == []
+    assert run_module(monkeypatch, mapping_args(pve, "rtx3060", [entry("pve1", id="10de:2504")])).result["changed"]
+    gone = run_module(monkeypatch, mapping_args(pve, "rtx3060", [], state="absent"))
+    assert gone.result["changed"] is True
+    assert "rtx3060" not in pve.cluster.mappings
+    assert run_module(monkeypatch, mapping_args(pve, "rtx3060", [], state="absent")).result["changed"] is False
