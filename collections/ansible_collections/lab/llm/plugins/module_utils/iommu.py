@@ -68,8 +68,8 @@ def read_text(path: str, default: str = "") -> str:
 def cpu_vendor(root: str) -> str:
     """``intel``, ``amd`` or ``unknown``, from the first vendor_id line of /proc/cpuinfo."""
     for line in read_text(os.path.join(root, "proc", "cpuinfo")).splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "vendor_id":
+        key, separator, value = line.partition(":")
+        if separator and key.strip() == "vendor_id":
             return CPU_VENDORS.get(value.strip(), "unknown")
     return "unknown"
 
@@ -82,8 +82,8 @@ def cmdline_flags(cmdline: str) -> dict[str, str]:
     """The IOMMU-related key=value parameters of a kernel command line (last one wins, as in the kernel)."""
     flags = {}
     for token in cmdline.split():
-        key, _, value = token.partition("=")
-        if key in IOMMU_CMDLINE_KEYS:
+        key, separator, value = token.partition("=")
+        if separator and key in IOMMU_CMDLINE_KEYS:
             flags[key] = value
     return flags
 

@@ -23,7 +23,7 @@ description:
     clean, meaning it holds only the card's own functions and PCI bridges.
   - Never changes anything on the host.
 author:
-  - lab-llm developers
+  - lab-llm developers (@lab-llm)
 options:
   root:
     description:

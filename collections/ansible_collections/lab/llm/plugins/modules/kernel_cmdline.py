@@ -22,7 +22,7 @@ description:
   - Also reports whether the running kernel (C(/proc/cmdline)) already matches, which tells the
     caller whether a reboot is still outstanding.
 author:
-  - lab-llm developers
+  - lab-llm developers (@lab-llm)
 options:
   params:
     description:
