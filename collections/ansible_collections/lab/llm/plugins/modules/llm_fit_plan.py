@@ -24,7 +24,9 @@ description:
   - Runs where the C(lab-llm) Python package is installed, normally the controller (C(delegate_to=localhost)).
     Changes nothing.
 author:
-  - lab-llm developers
+  - lab-llm developers (@lab-llm)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 requirements:
   - lab-llm (the project's Python package, C(pip install lab-llm) or C(pip install -e .) in a checkout) on the
     host that runs the module
@@ -35,6 +37,8 @@ attributes:
   diff_mode:
     support: none
     details: Nothing changes, so there is nothing to diff.
+  platform:
+    platforms: posix
 options:
   model:
     description: The model, as C(lab_llm_model) in the inventory.
@@ -330,7 +334,7 @@ def argument_spec():
                 cpu_offload_gib=dict(type="float", default=0.0),
                 allow_tp_over_network=dict(type="bool", default=False),
                 max_num_seqs=dict(type="int", default=256),
-                max_num_batched_tokens=dict(type="int", default=2048),
+                max_num_batched_tokens=dict(type="int", default=2048, no_log=False),
                 enforce_eager=dict(type="bool", default=False),
             ),
         ),
