@@ -56,7 +56,9 @@ def test_grub_defaults_edit_keeps_every_other_line():
 def test_grub_defaults_last_assignment_wins_and_quoting_is_understood():
     text = "GRUB_CMDLINE_LINUX_DEFAULT='quiet splash'\nexport GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"  # ours\n"
     edited = edit_grub_defaults(text, ["iommu=pt"], "present")
-    assert edited == "GRUB_CMDLINE_LINUX_DEFAULT='quiet splash'\nexport GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"\n"
+    assert edited == (
+        "GRUB_CMDLINE_LINUX_DEFAULT='quiet splash'\nexport GRUB_CMDLINE_LINUX_DEFAULT=\"quiet iommu=pt\"  # ours\n"
+    )
 
 
 def test_grub_defaults_appends_the_variable_when_missing():

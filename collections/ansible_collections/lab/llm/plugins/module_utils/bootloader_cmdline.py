@@ -16,6 +16,7 @@ import shlex
 
 GRUB_VARIABLE = "GRUB_CMDLINE_LINUX_DEFAULT"
 _GRUB_ASSIGNMENT = re.compile(r"^(?P<indent>\s*)(?P<export>export\s+)?" + GRUB_VARIABLE + r"=(?P<value>.*)$")
+_QUOTED_WITH_COMMENT = re.compile(r"""^(?:"[^"]*"|'[^']*')(?P<comment>\s+#.*)?$""")
 _VALID_PARAM = re.compile(r"^[A-Za-z0-9_.\-]+(=[^\s'\"`$\\;]+)?$")
 DROPIN_SELF_REFERENCE = "${" + GRUB_VARIABLE + "}"
 DROPIN_HEADER = (
@@ -108,7 +109,9 @@ def edit_grub_defaults(text: str, params: list[str], state: str, where: str = "/
     if new_tokens == old_tokens:
         return text
     ending = "\n" if lines[index].endswith("\n") else ""
-    lines[index] = _format_assignment(match.group("indent"), match.group("export") or "", new_tokens) + ending
+    quoted = _QUOTED_WITH_COMMENT.match(match.group("value").strip())
+    comment = (quoted.group("comment") or "") if quoted else ""
+    lines[index] = _format_assignment(match.group("indent"), match.group("export") or "", new_tokens) + comment + ending
     return "".join(lines)
 
 
