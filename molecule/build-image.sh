@@ -6,7 +6,6 @@
 # Prints the image reference on stdout; progress goes to stderr.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
 image_name=localhost/lab-llm-molecule-debian12
 packages=python3,systemd,systemd-sysv,kmod,initramfs-tools,sudo,ca-certificates
 recipe_hash=$( (cat "$0"; echo "$packages") | sha256sum | cut -c1-12)
