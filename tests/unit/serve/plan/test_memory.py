@@ -8,7 +8,6 @@ Mixtral-8x7B 46.7 B) the 16-bit sum is that count times two bytes.
 from __future__ import annotations
 
 import pytest
-
 from lab_llm.plan.memory import (
     edge_weights,
     kv_bytes_per_token_per_layer,
@@ -19,6 +18,7 @@ from lab_llm.plan.memory import (
     total_weight_bytes,
 )
 from lab_llm.plan.model import ModelSpec, WeightFormat, load_model_spec
+
 from tests.unit.serve.plan.plan_inputs import model_path
 
 BF16 = WeightFormat(dtype="bf16")
@@ -170,7 +170,8 @@ MIXTRAL_PARAMS = 32 * (MIXTRAL_ATTENTION + MIXTRAL_EXPERTS + MIXTRAL_ROUTER + 2 
 def test_mixtral_parameter_count_and_bf16_weights() -> None:
     assert MIXTRAL_PARAMS == 46_702_792_704
     model = spec("mixtral-8x7b")
-    assert model.is_moe and model.num_local_experts == 8
+    assert model.is_moe
+    assert model.num_local_experts == 8
     assert total_weight_bytes(model, BF16) == 2 * MIXTRAL_PARAMS
     assert kv_per_token(model, "auto") == 2 * 32 * 8 * 128 * 2
 

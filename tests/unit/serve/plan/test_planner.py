@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from lab_llm.plan import DoesNotFitError, FitPlan, PlanInputError, plan_fit
+from lab_llm.plan.inventory import Limits, load_inventory
 from lab_llm.plan.memory import GIB, kv_bytes_per_token_per_layer, layer_weights
 from lab_llm.plan.model import WeightFormat, load_model_spec
-from lab_llm.plan.planner import tp_rejection
+from lab_llm.plan.planner import Request, _evaluate, _tp_groups, tp_rejection
+
 from tests.unit.serve.plan.plan_inputs import (
     model_path,
     one_gpu_per_node,
@@ -30,7 +31,8 @@ def seed_plan(**kwargs: Any) -> FitPlan:
 def vllm_pp_indices(partition: str, layers: int, pp: int) -> list[tuple[int, int]]:
     """vllm/distributed/utils.py get_pp_indices with VLLM_PP_LAYER_PARTITION set, restated."""
     counts = [int(part) for part in partition.split(",")]
-    assert len(counts) == pp and sum(counts) == layers
+    assert len(counts) == pp
+    assert sum(counts) == layers
     return [(sum(counts[:rank]), sum(counts[: rank + 1])) for rank in range(pp)]
 
 
@@ -54,8 +56,10 @@ def test_seed_model_with_four_concurrent_32k_requests_needs_the_seeds_pp2() -> N
     assert plan.layer_partition == (20, 20)
     assert plan.engine_config["env"] == {"VLLM_PP_LAYER_PARTITION": "20,20"}
     assert plan.max_concurrency >= 4
-    assert plan.stages[0].embeddings and not plan.stages[0].lm_head
-    assert plan.stages[1].lm_head and not plan.stages[1].embeddings
+    assert plan.stages[0].embeddings
+    assert not plan.stages[0].lm_head
+    assert plan.stages[1].lm_head
+    assert not plan.stages[1].embeddings
 
 
 def test_kv_cache_tokens_follow_from_the_budget_arithmetic() -> None:
@@ -198,19 +202,26 @@ def test_tp_inside_a_node_is_preferred_over_pipeline_when_faster() -> None:
 
 
 def test_tp_group_is_sized_by_its_smallest_card() -> None:
-    plan = plan_fit(
-        model_path("mistral-small-24b"),
-        {"nodes": [{"name": "mixed", "gpus": [{"class": "rtx-3090"}, {"class": "rtx-3060"}]}]},
-        weights="fp8",
-        context_length=16384,
-        limits={"allow_tp_over_network": False},
+    # A 3090 and a 3060 in one TP group: both ranks hold the same shards and the same KV blocks, so the 3090
+    # keeps about 12 GiB unused (vLLM gives every rank the smallest rank's block count).
+    request = Request(
+        model=load_model_spec(model_path("llama-3-8b")),
+        weights=WeightFormat(dtype="bf16"),
+        kv_cache_dtype="auto",
+        context_length=8192,
+        concurrency=1,
+        inventory=load_inventory(single_node("rtx-3090", "rtx-3060")),
+        limits=Limits(),
+        served_model_name="llama",
     )
-    if plan.tensor_parallel_size == 2:
-        big, small = sorted(plan.gpus, key=lambda g: -g.total)
-        assert big.kv_cache == small.kv_cache and big.weights == small.weights
-        assert big.free > small.free + 10
-    else:  # a pipeline over both cards is the other way to fit it
-        assert plan.pipeline_parallel_size == 2
+    (group,) = _tp_groups(request.inventory, 2, allow_network=False)
+    evaluation = _evaluate(request, 2, (group,))
+    assert evaluation.fits
+    big, small = sorted(evaluation.budgets, key=lambda g: -g.total)
+    assert (big.gpu_class, small.gpu_class) == ("rtx-3090", "rtx-3060")
+    assert big.kv_cache == small.kv_cache
+    assert big.weights == small.weights
+    assert big.free - small.free == pytest.approx(23.69 - 11.76, abs=0.05)
 
 
 def test_utilization_leaves_room_for_the_cuda_context() -> None:
@@ -271,7 +282,9 @@ def test_fp8_kv_cache_is_suggested_when_it_halves_the_shortfall() -> None:
 def test_one_more_gpu_is_suggested_when_nothing_cheaper_helps() -> None:
     with pytest.raises(DoesNotFitError) as raised:
         plan_fit(
-            model_path("qwen2.5-32b"), one_gpu_per_node("rtx-3090", "rtx-3090", "rtx-3090"), weights="bf16",
+            model_path("qwen2.5-32b"),
+            one_gpu_per_node("rtx-3090", "rtx-3090", "rtx-3090"),
+            weights="bf16",
             context_length=4096,
         )
     changes = [s.change for s in raised.value.suggestions]
@@ -294,9 +307,7 @@ def test_cpu_offload_when_allowed() -> None:
 
 def test_missing_config_fields_are_named() -> None:
     with pytest.raises(PlanInputError, match="missing required field\\(s\\): hidden_size, vocab_size"):
-        plan_fit(
-            {"num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 8}, single_node("rtx-3090")
-        )
+        plan_fit({"num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 8}, single_node("rtx-3090"))
 
 
 def test_zero_gpus_is_refused() -> None:
