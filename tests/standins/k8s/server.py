@@ -14,11 +14,10 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ and .../server-side
   metadata/status changes; resourceVersion is one global counter;
 - watch (`?watch=true`, fieldSelector `metadata.name=`, labelSelector equality, resourceVersion, timeoutSeconds):
   newline-delimited WatchEvent JSON until the timeout;
-- the service proxy (/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH) forwards to Python handlers a test
-  registers, so HTTP smoke tests can run "through the Service";
 - every write is validated (see schemas.py): 422 with `details.causes[].field`, unknown fields included.
 
-Not implemented (not used by lab.llm): JSON patch, strategic list merging, finalizers, defaulting, admission, auth.
+Not implemented (not used by lab.llm): the service proxy (it could not carry the app's bearer token anyway: the
+real API server deletes the Authorization header once it has authenticated a request), JSON patch, strategic list merging, finalizers, defaulting, admission, auth.
 Controllers do not exist here: tests play them by calling `set_status()` / `put()` / `on_write` hooks.
 """
 
@@ -174,7 +173,6 @@ class KubeApiStandIn:
         self.events: list[tuple[int, str, tuple[str, str, str, str], dict[str, Any]]] = []
         self.resource_version = 0
         self.lock = threading.Condition()
-        self.service_proxies: dict[tuple[str, str, int], Callable[..., tuple[int, dict[str, str], bytes]]] = {}
         self.on_write: list[Callable[[str, Kind, dict[str, Any]], None]] = []
         self.requests: list[tuple[str, str]] = []
         for group, version, kind, plural, namespaced, status in CORE_KINDS:
@@ -525,8 +523,6 @@ class _Handler(BaseHTTPRequestHandler):
         path = parsed.path
         self.api.requests.append((method, self.path))
         try:
-            if "/proxy/" in path and "/services/" in path:
-                return self._proxy(method, path, parsed.query)
             if method == "GET":
                 found = self.api.discovery(path)
                 if found is not None:
@@ -582,26 +578,6 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(201 if mode == "create" else 200, result)
         except ApiError as error:
             return self._send(error.code, error.status())
-
-    def _proxy(self, method: str, path: str, query: str) -> None:
-        before, _, rest = path.partition("/proxy")
-        parts = before.strip("/").split("/")  # api v1 namespaces NS services NAME:PORT
-        namespace, target = parts[3], parts[5]
-        name, _, port = target.partition(":")
-        handler = self.api.service_proxies.get((namespace, name, int(port or 80)))
-        if handler is None:
-            return self._send(503, ApiError(503, "ServiceUnavailable",
-                                            'no endpoints available for service "%s"' % name).status())
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        code, response_headers, body = handler(method, (rest or "/") + ("?" + query if query else ""), headers,
-                                               self._body())
-        self.send_response(code)
-        for key, value in response_headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        return None
 
     def do_GET(self) -> None:  # noqa: N802
         self._handle("GET")

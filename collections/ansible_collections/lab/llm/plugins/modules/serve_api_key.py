@@ -15,7 +15,7 @@ description:
     the endpoint accepts. When the Secret is missing or its key no longer works, logs in as an admin
     (C(/auth/token)), deletes older keys of the same O(key_name), creates a new one (C(POST /admin/keys); the
     endpoint shows a key only once) and writes it to the Secret.
-  - Talks to the endpoint through the Kubernetes API server's service proxy. The key is never returned.
+  - Talks to the endpoint at O(url) (its Ingress), to Kubernetes only for the Secret. The key is never returned.
 author:
   - lab-llm developers
 extends_documentation_fragment:
@@ -26,18 +26,17 @@ attributes:
   diff_mode:
     support: none
 options:
-  namespace:
-    description: Namespace of the lab-llm Service.
+  url:
+    description: Base URL of the lab-llm endpoint, for example C(https://llm.lab.example).
     type: str
     required: true
-  service:
-    description: The lab-llm Service (the RayService's C(NAME-serve-svc)).
-    type: str
-    required: true
-  port:
-    description: Port of the Service.
-    type: int
-    default: 8000
+  endpoint_validate_certs:
+    description: Verify the endpoint's TLS certificate.
+    type: bool
+    default: true
+  endpoint_ca_path:
+    description: CA bundle for the endpoint's certificate.
+    type: path
   admin_username:
     description: A user with the C(admin) role.
     type: str
@@ -59,8 +58,9 @@ options:
     type: str
     required: true
   secret_namespace:
-    description: Namespace of the Secret; O(namespace) when unset.
+    description: Namespace of the Secret (it must exist).
     type: str
+    required: true
   secret_key:
     description: Key of the Secret's data that holds the API key.
     type: str
@@ -70,8 +70,7 @@ options:
 EXAMPLES = r"""
 - name: API key for OpenWebUI
   lab.llm.serve_api_key:
-    namespace: lab-llm
-    service: lab-llm-serve-svc
+    url: https://llm.lab.example
     admin_username: admin
     admin_password: "{{ vault_lab_llm_admin_password }}"
     key_name: openwebui
@@ -96,7 +95,7 @@ import base64
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
-from ansible_collections.lab.llm.plugins.module_utils.k8s.serve_api import ServeApi
+from ansible_collections.lab.llm.plugins.module_utils.k8s.serve_api import ServeApi, ServeApiError
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
 
 
@@ -108,25 +107,25 @@ def stored_key(service, namespace, name, data_key):
 
 def main():
     argument_spec = dict(
-        namespace=dict(type="str", required=True),
-        service=dict(type="str", required=True),
-        port=dict(type="int", default=8000),
+        url=dict(type="str", required=True),
+        endpoint_validate_certs=dict(type="bool", default=True),
+        endpoint_ca_path=dict(type="path"),
         admin_username=dict(type="str", required=True),
         admin_password=dict(type="str", required=True, no_log=True),
         key_name=dict(type="str", required=True, no_log=False),
         key_role=dict(type="str", default="user"),
         secret_name=dict(type="str", required=True),
-        secret_namespace=dict(type="str"),
+        secret_namespace=dict(type="str", required=True),
         secret_key=dict(type="str", default="OPENAI_API_KEY", no_log=False),
     )
     argument_spec.update(AUTH_ARG_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    secret_namespace = p["secret_namespace"] or p["namespace"]
+    secret_namespace = p["secret_namespace"]
     result = dict(changed=False, secret="%s/%s" % (secret_namespace, p["secret_name"]))
     try:
         service = K8sService(connect(p), check_mode=module.check_mode)
-        api = ServeApi(service, p["namespace"], p["service"], p["port"])
+        api = ServeApi(p["url"], p["endpoint_validate_certs"], p["endpoint_ca_path"])
         key = stored_key(service, secret_namespace, p["secret_name"], p["secret_key"])
         if key and api.key_works(key):
             module.exit_json(**result)
@@ -145,7 +144,7 @@ def main():
             "data": {p["secret_key"]: base64.b64encode(created["key"].encode("utf-8")).decode("ascii")},
         })
         result["key_id"] = created.get("id")
-    except K8sError as error:
+    except (K8sError, ServeApiError) as error:
         module.fail_json(msg="API key %s for %s: %s" % (p["key_name"], result["secret"], error))
     module.exit_json(**result)
 

@@ -8,35 +8,32 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: serve_smoke_test
-short_description: Check a lab-llm endpoint in Kubernetes end to end through its Service
+short_description: Check a lab-llm endpoint end to end, a token and one chat completion
 version_added: "0.1.0"
 description:
-  - The smoke test of the plain-Ray path, run through the Kubernetes API server's service proxy so that the
-    controller needs no Ingress or port-forward; C(/healthz), a token from C(/auth/token), then one chat
-    completion with that token.
-  - Changes nothing; fails naming the step and the HTTP answer.
+  - The smoke test of the plain-Ray path for the endpoint of a RayService, through the Ingress to its Serve
+    Service; C(/healthz), a token from C(/auth/token), then one chat completion with that token.
+  - Not through the Kubernetes API server's service proxy, which drops the C(Authorization) header.
+  - Changes nothing; fails naming the call and the HTTP answer.
 author:
   - lab-llm developers
-extends_documentation_fragment:
-  - lab.llm.k8s_auth
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
 options:
-  namespace:
-    description: Namespace of the Service.
+  url:
+    description: Base URL of the endpoint, for example C(https://llm.lab.example).
     type: str
     required: true
-  service:
-    description: Service in front of the Serve application (the RayService's C(NAME-serve-svc)).
-    type: str
-    required: true
-  port:
-    description: Port of the Service.
-    type: int
-    default: 8000
+  validate_certs:
+    description: Verify the endpoint's TLS certificate.
+    type: bool
+    default: true
+  ca_path:
+    description: CA bundle for the endpoint's certificate.
+    type: path
   username:
     description: A user of the auth store.
     type: str
@@ -59,10 +56,9 @@ options:
 """
 
 EXAMPLES = r"""
-- name: Token and one chat completion through lab-llm-serve-svc
+- name: Token and one chat completion through the Ingress of lab-llm-serve-svc
   lab.llm.serve_smoke_test:
-    namespace: lab-llm
-    service: lab-llm-serve-svc
+    url: https://llm.lab.example
     username: admin
     password: "{{ vault_lab_llm_admin_password }}"
   delegate_to: localhost
@@ -84,39 +80,34 @@ usage:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
-from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
-from ansible_collections.lab.llm.plugins.module_utils.k8s.serve_api import ServeApi
-from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
+from ansible_collections.lab.llm.plugins.module_utils.k8s.serve_api import ServeApi, ServeApiError
 
 
 def main():
     argument_spec = dict(
-        namespace=dict(type="str", required=True),
-        service=dict(type="str", required=True),
-        port=dict(type="int", default=8000),
+        url=dict(type="str", required=True),
+        validate_certs=dict(type="bool", default=True),
+        ca_path=dict(type="path"),
         username=dict(type="str", required=True),
         password=dict(type="str", required=True, no_log=True),
         model=dict(type="str"),
         prompt=dict(type="str", default="Say hello."),
         max_tokens=dict(type="int", default=8),
     )
-    argument_spec.update(AUTH_ARG_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     try:
-        api = ServeApi(K8sService(connect(p)), p["namespace"], p["service"], p["port"])
+        api = ServeApi(p["url"], p["validate_certs"], p["ca_path"])
         api.healthy()
         token = api.token(p["username"], p["password"])
         model = p["model"]
         if not model:
             models = api.models(token)
             if not models:
-                raise K8sError("GET /v1/models lists no model", kind="Service", name=p["service"],
-                               namespace=p["namespace"])
+                raise ServeApiError("GET %s/v1/models lists no model" % p["url"])
             model = models[0]
         reply, usage = api.chat(token, model, p["prompt"], p["max_tokens"])
-    except K8sError as error:
+    except ServeApiError as error:
         module.fail_json(msg="smoke test: %s" % error)
     module.exit_json(changed=False, model=model, reply=(reply or "")[:200], usage=usage)
 

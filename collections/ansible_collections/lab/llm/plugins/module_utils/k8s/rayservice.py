@@ -178,8 +178,9 @@ def _worker_group(spec, group):
     taint = spec["gpu_taint"]
     pod_spec = {
         "containers": [_container(
-            spec, "ray-worker", _resources(group.get("cpu", spec["worker_cpu"]), group.get("memory", spec["worker_memory"]),
-                                           gpus), [{"name": "metrics", "containerPort": METRICS_PORT}])],
+            spec, "ray-worker",
+            _resources(group.get("cpu") or spec["worker_cpu"], group.get("memory") or spec["worker_memory"], gpus),
+            [{"name": "metrics", "containerPort": METRICS_PORT}])],
         "volumes": _volumes(spec),
         "nodeSelector": node_selector,
         "tolerations": [{"key": taint["key"], "operator": "Exists", "effect": taint["effect"]}],

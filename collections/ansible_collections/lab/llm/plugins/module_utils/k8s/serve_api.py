@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Calls to the lab-llm HTTP API through the Kubernetes service proxy (no Ingress or port-forward needed).
+"""Calls to the lab-llm HTTP API at its URL (the Ingress in front of the RayService's Serve Service).
 
+Not through the API server's service proxy: the API server deletes the Authorization header of every request it
+has authenticated (k8s.io/apiserver, filters/authentication.go), so the endpoint's bearer token would never arrive.
 Endpoints as the lab-llm app defines them: GET /healthz, POST /auth/token (OAuth2 password form),
 POST/GET/DELETE /admin/keys, GET /v1/models, POST /v1/chat/completions.
 """
@@ -10,23 +12,40 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.six.moves.urllib.parse import urlencode
+from ansible.module_utils.urls import Request
+
+
+class ServeApiError(Exception):
+    """A call to the endpoint failed; the message names the call and the answer."""
 
 
 class ServeApi:
-    def __init__(self, service, namespace, service_name, port):
-        self.service = service
-        self.namespace = namespace
-        self.service_name = service_name
-        self.port = port
+    def __init__(self, url, validate_certs=True, ca_path=None, timeout=120):
+        self.url = url.rstrip("/")
+        self.request = Request(validate_certs=validate_certs, ca_path=ca_path, timeout=timeout)
 
     def call(self, method, path, token=None, body=None, form=None, expect=(200,)):
-        headers = {"Authorization": "Bearer %s" % token} if token else {}
-        status, text = self.service.proxy(method, self.namespace, self.service_name, self.port, path,
-                                          body=body, headers=headers, form=form)
+        headers = {"Accept": "application/json"}
+        data = None
+        if token:
+            headers["Authorization"] = "Bearer %s" % token
+        if form is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            data = urlencode(form)
+        elif body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body)
+        try:
+            response = self.request.open(method, self.url + path, data=data, headers=headers)
+            status, text = response.getcode(), response.read().decode("utf-8", "replace")
+        except HTTPError as error:
+            status, text = error.code, error.read().decode("utf-8", "replace")
+        except (URLError, OSError) as error:
+            raise ServeApiError("%s %s%s: cannot connect: %s" % (method, self.url, path, error)) from None
         if status not in expect:
-            raise K8sError("%s %s answered HTTP %s: %s" % (method, path, status, (text or "")[:300]),
-                           kind="Service", name=self.service_name, namespace=self.namespace)
+            raise ServeApiError("%s %s%s answered HTTP %s: %s" % (method, self.url, path, status, text[:300]))
         try:
             return status, json.loads(text) if text else None
         except ValueError:
@@ -39,8 +58,7 @@ class ServeApi:
         _, answer = self.call("POST", "/auth/token", form={"grant_type": "password", "username": username,
                                                           "password": password})
         if not isinstance(answer, dict) or not answer.get("access_token"):
-            raise K8sError("POST /auth/token returned no access_token", kind="Service", name=self.service_name,
-                           namespace=self.namespace)
+            raise ServeApiError("POST %s/auth/token returned no access_token" % self.url)
         return answer["access_token"]
 
     def key_works(self, key):
@@ -49,7 +67,7 @@ class ServeApi:
 
     def keys(self, token):
         _, answer = self.call("GET", "/admin/keys", token=token)
-        return answer.get("keys", answer) if isinstance(answer, dict) else (answer or [])
+        return answer.get("keys", []) if isinstance(answer, dict) else (answer or [])
 
     def delete_key(self, token, key_id):
         self.call("DELETE", "/admin/keys/%s" % key_id, token=token, expect=(200, 204, 404))
@@ -58,8 +76,7 @@ class ServeApi:
         _, answer = self.call("POST", "/admin/keys", token=token, body={"name": name, "role": role},
                               expect=(200, 201))
         if not isinstance(answer, dict) or not answer.get("key"):
-            raise K8sError("POST /admin/keys returned no key", kind="Service", name=self.service_name,
-                           namespace=self.namespace)
+            raise ServeApiError("POST %s/admin/keys returned no key" % self.url)
         return answer
 
     def models(self, token):
@@ -72,5 +89,5 @@ class ServeApi:
         try:
             return answer["choices"][0]["message"]["content"], answer.get("usage") or {}
         except (KeyError, IndexError, TypeError):
-            raise K8sError("POST /v1/chat/completions returned no choices[0].message: %s" % str(answer)[:300],
-                           kind="Service", name=self.service_name, namespace=self.namespace) from None
+            raise ServeApiError("POST %s/v1/chat/completions returned no choices[0].message: %s"
+                                % (self.url, str(answer)[:300])) from None

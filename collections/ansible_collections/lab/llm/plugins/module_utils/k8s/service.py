@@ -125,28 +125,3 @@ class K8sService:
                 return False
             raise _api_error(error, kind, name, namespace) from None
         return True
-
-    def proxy(self, method, namespace, service, port, path, body=None, headers=None, form=None):
-        """An HTTP call to a Service through the API server's service proxy. Returns (status, text)."""
-        api_client = self.client.client
-        url = "/api/v1/namespaces/%s/services/%s:%s/proxy/%s" % (namespace, service, port, path.lstrip("/"))
-        header_params = dict(headers or {})
-        header_params.setdefault("Accept", "application/json")
-        if form is not None:
-            header_params["Content-Type"] = "application/x-www-form-urlencoded"
-        elif body is not None:
-            header_params["Content-Type"] = "application/json"
-        try:
-            response = api_client.call_api(
-                url,
-                method,
-                header_params=header_params,
-                body=body,
-                post_params=list(form.items()) if form is not None else None,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-            )
-            return response.status, response.data.decode("utf-8", "replace")
-        except ApiException as error:
-            return error.status, error.body.decode("utf-8", "replace") if isinstance(error.body, bytes) else error.body

@@ -1,0 +1,160 @@
+"""lab.llm.serve_api_key and lab.llm.serve_smoke_test against a test double of the lab-llm HTTP API on loopback
+(the endpoints and shapes the app defines: /healthz, /auth/token, /admin/keys, /v1/...); Secrets in the k8s stand-in."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from ansible_collections.lab.llm.plugins.modules import serve_api_key, serve_smoke_test
+from tests.standins.k8s.fixtures import kube_api, run_module  # noqa: F401 (fixture)
+from tests.standins.k8s.server import KubeApiStandIn
+
+
+class FakeLabLlm:
+    """Just enough of the lab-llm API: one admin user, bearer tokens, API keys shown once."""
+
+    def __init__(self) -> None:
+        self.tokens: set[str] = set()
+        self.keys: dict[str, dict[str, str]] = {}  # id -> {name, role, key}
+        self.url = ""
+
+    def __call__(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+        def answer(code: int, data: Any) -> tuple[int, dict, bytes]:
+            return code, {"Content-Type": "application/json"}, json.dumps(data).encode()
+
+        bearer = headers.get("authorization", "").removeprefix("Bearer ")
+        if path == "/healthz":
+            return answer(200, {"status": "ok"})
+        if path == "/auth/token" and method == "POST":
+            form = dict(urllib.parse.parse_qsl(body.decode()))
+            if (form.get("username"), form.get("password")) != ("admin", "s3cret"):
+                return answer(401, {"detail": "wrong username or password"})
+            token = secrets.token_hex(8)
+            self.tokens.add(token)
+            return answer(200, {"access_token": token, "token_type": "bearer", "expires_in": 3600})
+        key_valid = any(entry["key"] == bearer for entry in self.keys.values())
+        if bearer not in self.tokens and not key_valid:
+            return answer(401, {"detail": "not authenticated"})
+        if path == "/admin/keys" and method == "POST":
+            if bearer not in self.tokens:
+                return answer(403, {"detail": "admin only"})
+            request = json.loads(body)
+            key_id, key = secrets.token_hex(4), "llm-" + secrets.token_hex(16)
+            self.keys[key_id] = {"name": request["name"], "role": request["role"], "key": key}
+            return answer(201, {"id": key_id, "name": request["name"], "role": request["role"], "key": key})
+        if path == "/admin/keys" and method == "GET":
+            return answer(200, [{"id": i, "name": k["name"], "role": k["role"]} for i, k in self.keys.items()])
+        if path.startswith("/admin/keys/") and method == "DELETE":
+            self.keys.pop(path.rsplit("/", 1)[1], None)
+            return answer(204, {})
+        if path == "/v1/models":
+            return answer(200, {"object": "list", "data": [{"id": "qwen2.5-32b", "object": "model"}]})
+        if path == "/v1/chat/completions":
+            request = json.loads(body)
+            return answer(200, {"choices": [{"message": {"role": "assistant", "content": "Hello from %s" %
+                                                         request["model"]}}], "usage": {"completion_tokens": 3}})
+        return answer(404, {"detail": "not found"})
+
+
+def serve(fake: FakeLabLlm) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _any(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            code, extra, data = fake(self.command, self.path, headers, body)
+            self.send_response(code)
+            for key, value in extra.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = _any  # noqa: N815
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def app(kube_api: KubeApiStandIn) -> Iterator[FakeLabLlm]:
+    fake = FakeLabLlm()
+    server = serve(fake)
+    fake.url = "http://127.0.0.1:%d" % server.server_address[1]
+    kube_api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "openwebui"}})
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+def key_args(app: FakeLabLlm, **extra: Any) -> dict[str, Any]:
+    base = dict(url=app.url, admin_username="admin", admin_password="s3cret", key_name="openwebui",
+                secret_name="openwebui-openai", secret_namespace="openwebui")
+    return {**base, **extra}
+
+
+def stored_key(api: KubeApiStandIn) -> str:
+    secret = api.get("v1", "Secret", "openwebui-openai", "openwebui")
+    return base64.b64decode(secret["data"]["OPENAI_API_KEY"]).decode()
+
+
+def test_creates_a_key_once_and_keeps_it_while_it_works(kube_api: KubeApiStandIn, app: FakeLabLlm) -> None:
+    first = run_module(serve_api_key.main, key_args(app))
+    assert not first.get("failed"), first
+    assert first["changed"] is True and first["secret"] == "openwebui/openwebui-openai"
+    key = stored_key(kube_api)
+    assert [entry["key"] for entry in app.keys.values()] == [key]
+    assert key not in json.dumps(first)
+
+    second = run_module(serve_api_key.main, key_args(app))
+    assert second["changed"] is False
+    assert len(app.keys) == 1
+
+
+def test_a_key_the_endpoint_no_longer_accepts_is_replaced(kube_api: KubeApiStandIn, app: FakeLabLlm) -> None:
+    assert not run_module(serve_api_key.main, key_args(app)).get("failed")
+    old = stored_key(kube_api)
+    for entry in app.keys.values():
+        entry["key"] = "revoked"  # the store lost it; the stale entry still has the name
+    result = run_module(serve_api_key.main, key_args(app))
+    assert result["changed"] is True
+    assert stored_key(kube_api) != old
+    assert len(app.keys) == 1  # the stale key of the same name was deleted
+
+
+def test_check_mode_creates_no_key(kube_api: KubeApiStandIn, app: FakeLabLlm) -> None:
+    result = run_module(serve_api_key.main, key_args(app), check_mode=True)
+    assert result["changed"] is True
+    assert app.keys == {}
+    assert kube_api.get("v1", "Secret", "openwebui-openai", "openwebui") is None
+
+
+def test_wrong_admin_password_names_the_step(kube_api: KubeApiStandIn, app: FakeLabLlm) -> None:
+    result = run_module(serve_api_key.main, key_args(app, admin_password="not-the-password"))
+    assert result["failed"] is True
+    assert result["msg"] == ("API key openwebui for openwebui/openwebui-openai: POST %s/auth/token answered "
+                             'HTTP 401: {"detail": "wrong username or password"}' % app.url)
+
+
+def test_smoke_test_gets_a_token_and_a_chat_completion(app: FakeLabLlm) -> None:
+    result = run_module(serve_smoke_test.main, dict(url=app.url, username="admin", password="s3cret"))
+    assert not result.get("failed"), result
+    assert (result["model"], result["reply"], result["changed"]) == ("qwen2.5-32b", "Hello from qwen2.5-32b", False)
+
+
+def test_smoke_test_names_the_call_that_failed(app: FakeLabLlm) -> None:
+    result = run_module(serve_smoke_test.main, dict(url=app.url, username="admin", password="nope"))
+    assert result["failed"] is True
+    assert result["msg"].startswith("smoke test: POST %s/auth/token answered HTTP 401" % app.url)
