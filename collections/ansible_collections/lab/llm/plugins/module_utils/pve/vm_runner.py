@@ -8,8 +8,11 @@ Every check that can fail on bad input runs before the first write.
 
 from __future__ import annotations
 
+import random
+import time
+
 from ansible_collections.lab.llm.plugins.module_utils.pve import vm as vms
-from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveInputError
+from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveApiError, PveInputError
 from ansible_collections.lab.llm.plugins.module_utils.pve.waiter import (
     guest_addresses,
     wait_for_agent,
@@ -18,6 +21,7 @@ from ansible_collections.lab.llm.plugins.module_utils.pve.waiter import (
 )
 
 ALWAYS = "always"
+NEXTID_ATTEMPTS = 5
 
 
 class GpuVmRunner:
@@ -176,13 +180,22 @@ class GpuVmRunner:
         if self.check_mode:
             self.result["diff"] = {"before": {}, "after": {"name": self.params["name"], "node": self.node}}
             return None
-        vmid = self.params["vmid"] or int(self.client.get("cluster/nextid"))
-        clone = dict(newid=vmid, name=self.params["name"], full=1 if self.params["full_clone"] else 0)
+        clone = dict(name=self.params["name"], full=1 if self.params["full_clone"] else 0)
         if template["node"] != self.node:
             clone["target"] = self.node
         if self.params["storage"] and self.params["full_clone"]:
             clone["storage"] = self.params["storage"]
-        upid = self.client.post("nodes/%s/qemu/%s/clone" % (template["node"], template["vmid"]), **clone)
+        path = "nodes/%s/qemu/%s/clone" % (template["node"], template["vmid"])
+        for attempt in range(NEXTID_ATTEMPTS):
+            # /cluster/nextid reserves nothing: parallel runs can get the same id; the loser takes the next.
+            vmid = self.params["vmid"] or int(self.client.get("cluster/nextid"))
+            try:
+                upid = self.client.post(path, newid=vmid, **clone)
+                break
+            except PveApiError as exc:
+                if self.params["vmid"] or "already exists" not in exc.reason or attempt == NEXTID_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.1, 0.5))  # noqa: S311 - jitter, not a secret
         wait_for_task(self.client, upid, timeout=self.params["wait_timeout"])
         return vmid
 

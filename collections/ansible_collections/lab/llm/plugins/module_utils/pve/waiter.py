@@ -88,14 +88,14 @@ def wait_for_agent(client, node: str, vmid: int, timeout: float = 300, interval:
 
 
 def guest_addresses(interfaces: list) -> list:
-    """IPv4 then IPv6 addresses of the guest, loopback and link-local left out."""
+    """IPv4 then IPv6 addresses of the guest; the loopback interface and link-local addresses left out."""
     ipv4, ipv6 = [], []
     for interface in interfaces:
         if interface.get("name") == "lo":
             continue
         for address in interface.get("ip-addresses", []):
             text = address.get("ip-address", "")
-            if address.get("ip-address-type") == "ipv4" and not text.startswith("127."):
+            if address.get("ip-address-type") == "ipv4":
                 ipv4.append(text)
             elif address.get("ip-address-type") == "ipv6" and not text.lower().startswith("fe80"):
                 ipv6.append(text)
