@@ -68,7 +68,7 @@ from lab_llm.plan.result import (
 MIN_CONTEXT = 4096  # what "the longest context that fits" must at least reach when no context is asked for
 CONTEXT_STEP = 1024  # a found max_model_len is rounded down to this
 SPEED_TIE = 0.03  # layouts within 3 % of the fastest count as equally fast; fewer GPUs then win
-MAX_ORDERINGS = 720
+MAX_GROUPS = 12  # TP groups considered; beyond, only the largest cards
 OFFLOAD_STEP_GIB = 0.5
 
 
@@ -216,27 +216,38 @@ def _disjoint(groups: tuple[TpGroup, ...]) -> bool:
     return len(seen) == len(set(seen))
 
 
+def _orders(chosen: tuple[TpGroup, ...]) -> Iterator[tuple[TpGroup, ...]]:
+    """Only the ends of a pipeline differ in memory (embeddings first; lm_head and the sampler last) and stages
+    run one after the other, so every distinct first and last stage is tried, the middle largest cards first."""
+    if len(chosen) == 1:
+        yield chosen
+        return
+    seen: set[tuple[Any, ...]] = set()
+    for i, first in enumerate(chosen):
+        for j, last in enumerate(chosen):
+            if i == j:
+                continue
+            middle = sorted((g for k, g in enumerate(chosen) if k not in (i, j)), key=lambda g: g.signature)
+            order = (first, *reversed(middle), last)
+            key = tuple(g.signature for g in order)
+            if key not in seen:
+                seen.add(key)
+                yield order
+
+
 def _stage_orders(groups: list[TpGroup], max_stages: int) -> Iterator[tuple[TpGroup, ...]]:
-    """Distinct ordered choices of stages; groups with equal cards are interchangeable."""
+    """Distinct sets of stages (groups with equal cards are interchangeable), each in the orders that matter."""
+    if len(groups) > MAX_GROUPS:
+        # Large inventories: the candidates are the largest cards.
+        groups = sorted(groups, key=lambda g: g.signature, reverse=True)[:MAX_GROUPS]
     seen: set[tuple[Any, ...]] = set()
     for pp in range(1, min(len(groups), max_stages) + 1):
         for chosen in itertools.combinations(groups, pp):
-            if not _disjoint(chosen):
-                continue
             key = tuple(sorted(g.signature for g in chosen))
-            if (pp, key, "set") in seen:
+            if key in seen or not _disjoint(chosen):
                 continue
-            seen.add((pp, key, "set"))
-            orders = 0
-            for order in itertools.permutations(chosen):
-                order_key = tuple(g.signature for g in order)
-                if order_key in seen:
-                    continue
-                seen.add(order_key)
-                orders += 1
-                yield order
-                if orders >= MAX_ORDERINGS:
-                    break
+            seen.add(key)
+            yield from _orders(chosen)
 
 
 # ---------------------------------------------------------------------------------------------- sizing
