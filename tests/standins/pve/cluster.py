@@ -240,7 +240,6 @@ class Cluster:
     def mapping_create(self, params: dict) -> None:
         if params["id"] in self.mappings:
             raise ApiError(500, "pci ID '{}' already defined".format(params["id"]))
-        self._check_map_nodes(params["map"])
         self.mappings[params["id"]] = {"map": list(params["map"]), **_opt(params, "description")}
 
     def mapping_update(self, params: dict) -> None:
@@ -252,7 +251,6 @@ class Cluster:
         for key in re.split(r"[,; ]", params.get("delete", "")):
             mapping.pop(key, None)
         if "map" in params:
-            self._check_map_nodes(params["map"])
             mapping["map"] = list(params["map"])
         if "description" in params:
             mapping["description"] = params["description"]
@@ -260,15 +258,6 @@ class Cluster:
     def mapping_delete(self, params: dict) -> None:
         if self.mappings.pop(params["id"], None) is None:
             raise ApiError(500, "no such pci mapping '{}'".format(params["id"]))
-
-    def _check_map_nodes(self, entries: list) -> None:
-        seen = set()
-        for entry in entries:
-            node = dict(part.split("=", 1) for part in entry.split(",") if "=" in part)["node"]
-            if node in seen:
-                # PVE::Mapping::PCI: one entry per node and mapping.
-                raise ApiError(400, "Parameter verification failed.", {"map": f"multiple entries for node '{node}'"})
-            seen.add(node)
 
     # -- /nodes ----------------------------------------------------------------------------------------
     def node_list(self, params: dict) -> list:
