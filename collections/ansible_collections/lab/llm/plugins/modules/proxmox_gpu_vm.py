@@ -22,7 +22,7 @@ description:
   - Checks all input (node, template, mappings and PCI devices on that node, vmid, SSH keys) before the
     first write. Talks to the Proxmox API over HTTPS (proxmoxer), never SSH.
 author:
-  - lab-llm developers
+  - lab-llm developers (@lab-llm)
 requirements:
   - proxmoxer >= 2.0
   - requests
@@ -250,8 +250,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Reads the cluster and reports what would change without writing.
   diff_mode:
     support: full
+    description: Returns the changed config options before and after (the password left out).
 notes:
   - In check mode a running VM's pending restart is predicted from the changed option names.
   - The API token needs C(VM.Clone), C(VM.Allocate), C(VM.Config.*), C(VM.PowerMgmt), C(VM.Audit),

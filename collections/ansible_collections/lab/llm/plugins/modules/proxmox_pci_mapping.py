@@ -19,7 +19,7 @@ description:
     written, so a GPU that is not on a node, or a wrong vendor:device id, fails without a change.
   - Talks to the Proxmox API over HTTPS (proxmoxer), never SSH.
 author:
-  - lab-llm developers
+  - lab-llm developers (@lab-llm)
 requirements:
   - proxmoxer >= 2.0
   - requests
@@ -110,8 +110,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Reads the cluster and reports what would change without writing.
   diff_mode:
     support: full
+    description: Returns the mapping before and after.
 notes:
   - The API token needs C(Mapping.Modify) on C(/mapping/pci) and C(Sys.Audit) on the nodes.
 seealso:
