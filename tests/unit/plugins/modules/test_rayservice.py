@@ -83,7 +83,7 @@ def test_render_is_valid_for_the_kuberay_crd_and_the_app_config(shared_reference
 
 
 def test_a_fit_plan_overrides_engine_settings_and_worker_groups(shared_reference: Any) -> None:
-    plan = {"engine": {"tensor_parallel_size": 1, "pipeline_parallel_size": 4,
+    plan = {"engine_config": {"tensor_parallel_size": 1, "pipeline_parallel_size": 4,
                        "env": {"VLLM_PP_LAYER_PARTITION": "20,20,20,4"}},
             "worker_groups": [{"gpu_class": "rtx-3090", "replicas": 3, "gpus_per_worker": 1},
                               {"gpu_class": "rtx-3060", "replicas": 1, "gpus_per_worker": 1}],
@@ -96,6 +96,18 @@ def test_a_fit_plan_overrides_engine_settings_and_worker_groups(shared_reference
     groups = manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     assert [g["template"]["spec"]["nodeSelector"] for g in groups] == [
         {"lab-llm.io/gpu-class": "rtx-3090"}, {"lab-llm.io/gpu-class": "rtx-3060"}]
+    # Each worker advertises its GPU class, which the planner's placement bundles ask for.
+    assert [g["rayStartParams"]["resources"] for g in groups] == ["'{\"rtx-3090\": 1}'", "'{\"rtx-3060\": 1}'"]
+
+
+def test_a_writable_auth_store_is_seeded_once_from_a_secret(shared_reference: Any) -> None:
+    manifest = rendered(auth_store={"claim_name": "lab-llm-auth", "seed_secret_name": "lab-llm-auth-seed"})
+    assert rayservice_schema_problems(shared_reference, manifest) == []
+    head = manifest["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    (init,) = head["initContainers"]
+    assert init["command"][-1] == ("[ -s /var/lib/lab-llm/auth/store.yaml ] || "
+                                   "cp /seed/store.yaml /var/lib/lab-llm/auth/store.yaml")
+    assert {"name": "auth-seed", "secret": {"secretName": "lab-llm-auth-seed"}} in head["volumes"]
 
 
 def test_too_few_gpus_fail_before_any_api_call(kube_api: KubeApiStandIn) -> None:

@@ -66,8 +66,8 @@ options:
     default: {}
   fit_plan:
     description:
-      - Output of the fit planner (M(lab.llm.llm_fit_plan)). Its C(engine) settings override O(engine), its
-        C(worker_groups) replace O(worker_groups).
+      - Output of the fit planner (M(lab.llm.llm_fit_plan)). Its C(engine_config) (or C(engine)) settings
+        override O(engine), its C(worker_groups) replace O(worker_groups); other keys are ignored.
     type: dict
   worker_groups:
     description: GPU worker groups, one per GPU class.
@@ -117,6 +117,8 @@ options:
       - Where the users/API keys file comes from, C(file) inside the volume (default C(store.yaml)).
       - C(claim_name) (a PVC, writable, so admins can create API keys through the API) or C(secret_name)
         (read-only; keys are then made with the C(lab-llm keys create) CLI and the Secret updated).
+      - With C(claim_name), C(seed_secret_name) names a Secret holding the first version of the file; an init
+        container of the head copies it into the volume when the volume has none yet.
     type: dict
     required: true
   signing_keys:
@@ -300,7 +302,8 @@ def main():
     manifest = None
     if params["state"] == "present":
         if params["fit_plan"] is not None:
-            params["fit_plan"] = {k: v for k, v in params["fit_plan"].items() if k in ("engine", "worker_groups")}
+            params["fit_plan"] = {k: v for k, v in params["fit_plan"].items()
+                                  if k in ("engine", "engine_config", "worker_groups")}
         try:
             manifest = rayservice.render(_spec(params))
         except rayservice.RenderError as error:

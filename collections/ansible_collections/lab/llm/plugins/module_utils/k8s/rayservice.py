@@ -31,7 +31,8 @@ def plan_placement(spec):
     worker_groups = [dict(group) for group in spec.get("worker_groups") or []]
     plan = spec.get("fit_plan") or {}
     if plan:
-        engine.update(plan.get("engine") or {})
+        # The fit planner (lab.llm.llm_fit_plan) calls the engine settings `engine_config`.
+        engine.update(plan.get("engine") or plan.get("engine_config") or {})
         if plan.get("worker_groups"):
             worker_groups = [dict(group) for group in plan["worker_groups"]]
     if not worker_groups:
@@ -159,6 +160,20 @@ def _head_group(spec):
         "containers": [_container(spec, "ray-head", _resources(head["cpu"], head["memory"]), ports)],
         "volumes": _volumes(spec),
     }
+    store = spec["auth_store"]
+    if store.get("claim_name") and store.get("seed_secret_name"):
+        # First start: copy the users/keys file the CLI wrote (kept in a Secret) into the writable volume,
+        # never over a store that admins have changed since.
+        pod_spec["volumes"].append({"name": "auth-seed", "secret": {"secretName": store["seed_secret_name"]}})
+        target = "%s/%s" % (AUTH_STORE_DIR, store["file"])
+        pod_spec["initContainers"] = [{
+            "name": "seed-auth-store",
+            "image": spec["image"],
+            "command": ["/bin/sh", "-c", "[ -s %s ] || cp /seed/%s %s" % (target, store["file"], target)],
+            "volumeMounts": [{"name": "auth-store", "mountPath": AUTH_STORE_DIR},
+                             {"name": "auth-seed", "mountPath": "/seed", "readOnly": True}],
+            "resources": _resources("100m", "64Mi"),
+        }]
     if head.get("node_selector"):
         pod_spec["nodeSelector"] = dict(head["node_selector"])
     return {
@@ -197,7 +212,11 @@ def _worker_group(spec, group):
         "replicas": replicas,
         "minReplicas": replicas,
         "maxReplicas": replicas,
-        "rayStartParams": {"num-gpus": str(gpus), "metrics-export-port": str(METRICS_PORT)},
+        # A custom resource named after the GPU class, one unit per GPU: the fit planner's placement bundles ask
+        # for it so each pipeline stage lands on the cards it was sized for. Quoted as KubeRay passes it to
+        # `ray start --resources`.
+        "rayStartParams": {"num-gpus": str(gpus), "metrics-export-port": str(METRICS_PORT),
+                           "resources": "'%s'" % json.dumps({gpu_class: gpus})},
         "template": {"metadata": _pod_metadata(spec), "spec": pod_spec},
     }
 

@@ -1,0 +1,147 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lab-llm developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: k8s_apply
+short_description: Apply (or delete) a list of Kubernetes manifests with the lab-llm field manager, or write them out
+version_added: "0.1.0"
+description:
+  - Server-side applies each manifest in order with the field manager C(lab-llm); in check mode as a server dry run.
+    Reports a change only when an object's user-set fields differ (status and server bookkeeping ignored).
+  - With O(render_dir), writes each manifest to C(RENDER_DIR/PREFIXKind-namespace-name.yml) instead and contacts no
+    cluster; the collection's tests validate these files against the Kubernetes and CRD schemas.
+author:
+  - lab-llm developers
+extends_documentation_fragment:
+  - lab.llm.k8s_auth
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+options:
+  manifests:
+    description: Objects to apply, each with C(apiVersion), C(kind), C(metadata.name) (and C(metadata.namespace)).
+    type: list
+    elements: dict
+    required: true
+  state:
+    description: C(present) applies, C(absent) deletes.
+    type: str
+    choices: [present, absent]
+    default: present
+  render_dir:
+    description: Directory to write the manifests to instead of applying them.
+    type: path
+  render_prefix:
+    description: File name prefix in O(render_dir), for example the stage.
+    type: str
+    default: ""
+"""
+
+EXAMPLES = r"""
+- name: Namespace and PVC of OpenWebUI
+  lab.llm.k8s_apply:
+    manifests:
+      - {apiVersion: v1, kind: Namespace, metadata: {name: openwebui}}
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+objects:
+  description: C(Kind namespace/name) of each manifest and whether it changed.
+  returned: always
+  type: list
+  elements: dict
+files:
+  description: Files written with O(render_dir).
+  returned: with O(render_dir)
+  type: list
+  elements: str
+"""
+
+import json
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
+from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, object_ref
+from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
+
+
+def _hide_secret_data(obj):
+    if obj and obj.get("kind") == "Secret":
+        obj = dict(obj, data={key: "<redacted>" for key in obj.get("data") or {}})
+        obj.pop("stringData", None)
+    return obj
+
+
+def _check(manifests):
+    problems = []
+    for index, manifest in enumerate(manifests):
+        metadata = manifest.get("metadata") or {}
+        missing = [key for key in ("apiVersion", "kind") if not manifest.get(key)]
+        if not metadata.get("name"):
+            missing.append("metadata.name")
+        if missing:
+            problems.append("manifests[%d] (%s) lacks %s" % (index, manifest.get("kind", "?"), ", ".join(missing)))
+    return problems
+
+
+def _render(module, manifests):
+    directory, prefix = module.params["render_dir"], module.params["render_prefix"]
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+    files = []
+    for manifest in manifests:
+        metadata = manifest["metadata"]
+        path = os.path.join(directory, "%s%s-%s-%s.yml" % (
+            prefix, manifest["kind"], metadata.get("namespace", "cluster"), metadata["name"]))
+        with open(path, "w") as handle:
+            handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")  # JSON is YAML
+        files.append(path)
+    return files
+
+
+def main():
+    argument_spec = dict(
+        manifests=dict(type="list", elements="dict", required=True),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        render_dir=dict(type="path"),
+        render_prefix=dict(type="str", default=""),
+    )
+    argument_spec.update(AUTH_ARG_SPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    manifests = module.params["manifests"]
+    problems = _check(manifests)
+    if problems:
+        module.fail_json(msg="; ".join(problems))
+    if module.params["render_dir"]:
+        module.exit_json(changed=False, files=_render(module, manifests), objects=[])
+    objects, diff, changed_any = [], {"before": {}, "after": {}}, False
+    try:
+        service = K8sService(connect(module.params), check_mode=module.check_mode)
+        for manifest in manifests:
+            metadata = manifest["metadata"]
+            ref = object_ref(manifest["kind"], metadata["name"], metadata.get("namespace"))
+            if module.params["state"] == "absent":
+                changed = service.delete(manifest["apiVersion"], manifest["kind"], metadata["name"],
+                                         metadata.get("namespace"))
+            else:
+                changed, before, after = service.apply(manifest)
+                if changed:
+                    diff["before"][ref], diff["after"][ref] = _hide_secret_data(before), _hide_secret_data(after)
+            changed_any = changed_any or changed
+            objects.append({"object": ref, "changed": changed})
+    except K8sError as error:
+        module.fail_json(msg=str(error), objects=objects)
+    module.exit_json(changed=changed_any, objects=objects, diff=diff)
+
+
+if __name__ == "__main__":
+    main()
