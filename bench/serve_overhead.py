@@ -1,0 +1,651 @@
+"""What lab-llm's gateway (Ray Serve proxy + gated OpenAI ingress) costs over vLLM's own OpenAI server.
+
+Serves the same model twice, one after the other: first with `vllm serve`, then with `lab-llm serve` (Ray Serve,
+`ray.serve.llm`, the OAuth2/JWT gate, called with an API key). Each server is warmed up, then gets the same closed
+load (N chat completions of exactly `--max-tokens` tokens, at each concurrency). Reported per concurrency: req/s,
+p50/p99 latency, the ratio ours/vLLM with PASS/MISS against the targets, and the CPU time per request of each
+process of the stack, read from the kernel's own accounting (/proc/<pid>/stat utime+stime) before and after the
+load. On a GPU node the engine no longer competes for the CPU, so the gateway's CPU per request is the number that
+carries over; on a small CPU-only machine the throughput ratio mostly measures that competition.
+
+Usage: `make bench`, or `.venv/bin/python bench/serve_overhead.py --quick` for a smoke run (a few minutes, mostly
+server start-up). Misses are printed, never turned into a failing exit status; a server that does not start is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+MODEL_NAME = "tiny-llama"
+DEFAULT_MODEL_DIR = Path.home() / ".cache" / "lab-llm" / "models" / "tiny-llama"
+THROUGHPUT_RATIO_TARGET = 0.95
+P50_ADDED_MS_TARGET = 2.0
+PROMPT = "Say something about GPUs."
+
+# Process roles, found by the process titles Ray and vLLM set (setproctitle); the first match wins. In a Ray stack
+# the replicas are `ray::ServeReplica:<app>:<deployment>`: the engine's is `LLMServer:<model>`, every other one is
+# the ingress (lab-llm's `LabLLMIngress`, stock ray.serve.llm's `OpenAiIngress`).
+RAY_ROLES: tuple[tuple[str, str], ...] = (
+    ("proxy", "ProxyActor"),
+    ("llm_server", ":LLMServer:"),
+    ("ingress", "ServeReplica:"),
+    ("engine_core", "VLLM::EngineCore"),
+    ("engine_workers", "VLLM::Worker"),
+)
+VLLM_ROLES: tuple[tuple[str, str], ...] = (
+    ("engine_core", "VLLM::EngineCore"),
+    ("engine_workers", "VLLM::Worker"),
+)
+GATEWAY_ROLES = ("proxy", "ingress")
+
+
+# Pure helpers (unit-tested in tests/unit/bench) -------------------------------------------------------------------
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) with linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} is outside 0..100")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+def cpu_ticks_from_stat(stat_line: str) -> int:
+    """utime + stime (clock ticks, all threads) from one /proc/<pid>/stat line (proc(5) fields 14 and 15).
+
+    The command name (field 2) is in parentheses and may itself hold spaces and parentheses, so the fields are
+    counted from the last closing parenthesis.
+    """
+    closing = stat_line.rfind(")")
+    if closing < 0:
+        raise ValueError(f"not a /proc/<pid>/stat line: {stat_line[:80]!r}")
+    fields = stat_line[closing + 1 :].split()
+    # fields[0] is field 3 (state); utime is field 14, stime field 15.
+    if len(fields) < 13:
+        raise ValueError(f"/proc/<pid>/stat line has too few fields: {stat_line[:80]!r}")
+    return int(fields[11]) + int(fields[12])
+
+
+def machine_ticks_from_stat(proc_stat: str) -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs from /proc/stat's `cpu` line (proc(5); guest time is inside user)."""
+    for line in proc_stat.splitlines():
+        if line.startswith("cpu "):
+            values = [int(value) for value in line.split()[1:9]]
+            if len(values) < 8:
+                break
+            user, nice, system, idle, iowait, irq, softirq, steal = values
+            busy = user + nice + system + irq + softirq + steal
+            return busy, busy + idle + iowait
+    raise ValueError("/proc/stat has no complete aggregate `cpu` line")
+
+
+def others_cpu_percent(machine_busy: float, machine_total: float, ours: float) -> float:
+    """Share of the machine's CPU capacity used by processes outside the benchmark (clamped at 0: tick rounding)."""
+    if machine_total <= 0:
+        return math.nan
+    return max(0.0, (machine_busy - ours) * 100 / machine_total)
+
+
+def role_of(title: str, roles: Iterable[tuple[str, str]]) -> str | None:
+    """The role whose marker appears in a process title (its command line as `ps` shows it)."""
+    return next((role for role, marker in roles if marker in title), None)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One closed-loop load at one concurrency."""
+
+    concurrency: int
+    requests: int
+    errors: int
+    duration_s: float
+    req_per_s: float
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    completion_tokens: int
+    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
+    others_cpu_pct: float = math.nan
+
+
+def summarize(
+    concurrency: int, latencies_s: Sequence[float], errors: int, duration_s: float, tokens: int
+) -> LoadResult:
+    """Throughput and latency percentiles of the successful requests of one load."""
+    latencies_ms = [latency * 1000 for latency in latencies_s]
+    ok = len(latencies_ms)
+    return LoadResult(
+        concurrency=concurrency,
+        requests=ok + errors,
+        errors=errors,
+        duration_s=duration_s,
+        req_per_s=ok / duration_s if duration_s > 0 else 0.0,
+        p50_ms=percentile(latencies_ms, 50) if ok else math.nan,
+        p99_ms=percentile(latencies_ms, 99) if ok else math.nan,
+        mean_ms=sum(latencies_ms) / ok if ok else math.nan,
+        completion_tokens=tokens,
+    )
+
+
+def cpu_ms_per_request(
+    before: dict[str, int], after: dict[str, int], requests: int, ticks_per_s: int
+) -> dict[str, float]:
+    """CPU milliseconds per request of each role, from tick counters read before and after the load."""
+    if requests <= 0:
+        return {}
+    return {
+        role: (after[role] - before.get(role, 0)) * 1000 / ticks_per_s / requests for role in after if role in before
+    }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    concurrency: int
+    throughput_ratio: float
+    p50_added_ms: float
+    throughput_ok: bool
+    p50_ok: bool
+
+
+def compare(ours: LoadResult, theirs: LoadResult) -> Verdict:
+    """Our load against vLLM's at the same concurrency, checked against the targets."""
+    ratio = ours.req_per_s / theirs.req_per_s if theirs.req_per_s > 0 else math.nan
+    added = ours.p50_ms - theirs.p50_ms
+    return Verdict(
+        concurrency=ours.concurrency,
+        throughput_ratio=ratio,
+        p50_added_ms=added,
+        throughput_ok=ratio >= THROUGHPUT_RATIO_TARGET,
+        p50_ok=added <= P50_ADDED_MS_TARGET,
+    )
+
+
+# Process accounting ----------------------------------------------------------------------------------------------
+def read_cpu_ticks(pid: int) -> int | None:
+    try:
+        return cpu_ticks_from_stat(Path(f"/proc/{pid}/stat").read_text())
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def stack_processes(root_pid: int) -> list[tuple[int, str]]:
+    """The root process and all its descendants, with their titles (Ray workers descend from the raylet)."""
+    import psutil
+
+    try:
+        root = psutil.Process(root_pid)
+        members = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for process in members:
+        try:
+            found.append((process.pid, " ".join(process.cmdline()) or process.name()))
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@dataclass
+class CpuProbe:
+    """Tick counters of the processes of one server, grouped by role, plus `total` for the whole process tree."""
+
+    root_pid: int
+    roles: tuple[tuple[str, str], ...]
+    root_role: str | None = None
+    pids_by_role: dict[str, list[int]] = field(default_factory=dict)
+    all_pids: list[int] = field(default_factory=list)
+
+    def discover(self) -> None:
+        self.pids_by_role = {}
+        self.all_pids = []
+        for pid, title in stack_processes(self.root_pid):
+            self.all_pids.append(pid)
+            role = self.root_role if pid == self.root_pid and self.root_role else role_of(title, self.roles)
+            if role:
+                self.pids_by_role.setdefault(role, []).append(pid)
+
+    def sample(self) -> dict[str, int]:
+        """Ticks per role; processes that ended since `discover` count as zero (and the totals then understate)."""
+        ticks = {role: sum(read_cpu_ticks(pid) or 0 for pid in pids) for role, pids in self.pids_by_role.items()}
+        ticks["total"] = sum(read_cpu_ticks(pid) or 0 for pid in self.all_pids)
+        return ticks
+
+
+def with_gateway(cpu: dict[str, float]) -> dict[str, float]:
+    if all(role in cpu for role in GATEWAY_ROLES):
+        return {"gateway": sum(cpu[role] for role in GATEWAY_ROLES), **cpu}
+    return cpu
+
+
+# Load ------------------------------------------------------------------------------------------------------------
+def chat_body(max_tokens: int) -> dict[str, Any]:
+    # ignore_eos (a vLLM sampling parameter): every request decodes exactly max_tokens, random weights or not.
+    return {
+        "model": MODEL_NAME,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "ignore_eos": True,
+    }
+
+
+async def run_load(
+    base_url: str, headers: dict[str, str], requests: int, concurrency: int, max_tokens: int
+) -> tuple[list[float], int, float, int, list[str]]:
+    """`requests` chat completions by `concurrency` workers; latencies, errors, wall time, tokens, error samples."""
+    import httpx
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    tokens = 0
+    remaining = requests
+    body = chat_body(max_tokens)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=120.0) as client:
+
+        async def worker() -> None:
+            nonlocal remaining, tokens
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                try:
+                    response = await client.post("/v1/chat/completions", json=body)
+                except httpx.HTTPError as error:
+                    errors.append(f"{type(error).__name__}: {error}")
+                    continue
+                elapsed = time.perf_counter() - started
+                if response.status_code != 200:
+                    errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+                    continue
+                latencies.append(elapsed)
+                tokens += response.json().get("usage", {}).get("completion_tokens", 0)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        duration = time.perf_counter() - started
+    return latencies, len(errors), duration, tokens, errors[:3]
+
+
+# Servers ---------------------------------------------------------------------------------------------------------
+def venv_tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise SystemExit(f"error: {name} not found beside {sys.executable} or on PATH")
+    return found
+
+
+@dataclass
+class Server:
+    """One server process tree, started in its own session so that it can be stopped by its own PIDs."""
+
+    name: str
+    command: list[str]
+    port: int
+    log_path: Path
+    env: dict[str, str]
+    roles: tuple[tuple[str, str], ...]
+    root_role: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until the model answers one chat completion (the model list alone can precede a healthy engine)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        assert self.process is not None
+        with httpx.Client(base_url=self.base_url, headers=self.headers, timeout=30.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+                try:
+                    if client.post("/v1/chat/completions", json=chat_body(1)).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(2.0)
+        raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f} s; see {self.log_path}")
+
+    def stop(self, grace_s: float = 45.0) -> None:
+        """SIGINT to the root (Ray's driver tears down the local cluster it started), then TERM/KILL leftovers.
+
+        Only processes of this server's own session (started here with start_new_session) are signalled, by PID.
+        """
+        if self.process is None:
+            return
+        leftovers = [pid for pid, _title in stack_processes(self.process.pid)]
+        session = self.process.pid
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            alive = [pid for pid in leftovers if _in_session(pid, session)]
+            for pid in alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            if alive:
+                time.sleep(3)
+        self.process = None
+
+
+def _in_session(pid: int, session: int) -> bool:
+    try:
+        return os.getsid(pid) == session
+    except ProcessLookupError:
+        return False
+
+
+def engine_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "max_model_len": args.max_model_len,
+        "dtype": "float32",
+        "max_num_seqs": args.max_num_seqs,
+        # On vLLM's CPU build this is the fraction of host RAM reserved for weights + KV cache
+        # (vllm/v1/worker/cpu_worker.py); VLLM_CPU_KVCACHE_SPACE would override it for both servers alike.
+        "gpu_memory_utilization": args.memory_fraction,
+    }
+
+
+def write_app_config(args: argparse.Namespace, workdir: Path) -> Path:
+    import yaml
+
+    config_path = workdir / "app.yaml"
+    config = {
+        "engine": {"model": str(args.model_dir), "served_model_name": MODEL_NAME, **engine_flags(args)},
+        "serving": {"accelerator": "cpu", "max_ongoing_requests": 64, "max_queued_requests": 256},
+        "auth": {"store_path": str(workdir / "store.yaml"), "signing_keys_path": str(workdir / "keys.yaml")},
+    }
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return config_path
+
+
+def private_ray_env(workdir: Path) -> dict[str, str]:
+    """A Ray of our own: its own temp dir, so neither `ray.init` nor its session files meet another Ray here."""
+    ray_tmp = workdir / "ray"
+    ray_tmp.mkdir(exist_ok=True)
+    return {**os.environ, "RAY_TMPDIR": str(ray_tmp), "RAY_ADDRESS": ""}
+
+
+def vllm_server(args: argparse.Namespace, workdir: Path) -> Server:
+    # `vllm serve` with one API server runs `uvloop.run(run_server(args))` (vllm/entrypoints/cli/serve.py); so does
+    # this module entry (vllm/entrypoints/launchers/api_server/entry.py). The `vllm` script itself cannot start
+    # here: under the `vllm-cpu` distribution it dies on importlib.metadata.version("vllm") before parsing arguments.
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(args.model_dir)]
+    command += ["--served-model-name", MODEL_NAME]
+    for name, value in engine_flags(args).items():
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    command += ["--host", "127.0.0.1", "--port", str(args.vllm_port)]
+    return Server("vllm", command, args.vllm_port, workdir / "vllm.log", dict(os.environ), VLLM_ROLES, "api_server")
+
+
+def ray_baseline_server(args: argparse.Namespace, workdir: Path) -> Server:
+    config_path = write_app_config(args, workdir)
+    script = Path(__file__).with_name("ray_serve_llm_baseline.py")
+    command = [sys.executable, str(script), "--config", str(config_path), "--port", str(args.ray_port)]
+    command += ["--num-cpus", str(args.num_cpus)]
+    log = workdir / "ray-serve-llm.log"
+    return Server("ray-serve-llm", command, args.ray_port, log, private_ray_env(workdir), RAY_ROLES)
+
+
+def lab_llm_server(args: argparse.Namespace, workdir: Path) -> Server:
+    config_path = write_app_config(args, workdir)
+    lab_llm = venv_tool("lab-llm")
+    subprocess.run([lab_llm, "signing-keys", "init", "-c", str(config_path)], check=True, capture_output=True)
+    created = subprocess.run(
+        [lab_llm, "keys", "create", "bench", "--role", "user", "-c", str(config_path), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    api_key = json.loads(created.stdout)["key"]
+    command = [lab_llm, "serve", "-c", str(config_path), "--num-cpus", str(args.num_cpus), "--port", str(args.app_port)]
+    server = Server("lab-llm", command, args.app_port, workdir / "lab-llm.log", private_ray_env(workdir), RAY_ROLES)
+    server.headers = {"Authorization": f"Bearer {api_key}"}
+    return server
+
+
+# One server ------------------------------------------------------------------------------------------------------
+@dataclass
+class ServerRun:
+    name: str
+    startup_s: float
+    loads: list[LoadResult]
+    processes: dict[str, int]
+
+
+def read_machine_ticks() -> tuple[int, int]:
+    return machine_ticks_from_stat(Path("/proc/stat").read_text())
+
+
+def client_ticks(ticks_per_s: int) -> float:
+    times = os.times()
+    return (times.user + times.system) * ticks_per_s
+
+
+def measure(server: Server, args: argparse.Namespace) -> ServerRun:
+    print(f"\n== {server.name}: starting, log {server.log_path}", flush=True)
+    started = time.monotonic()
+    server.start()
+    try:
+        server.wait_ready(args.startup_timeout)
+        startup_s = time.monotonic() - started
+        print(f"   ready after {startup_s:.0f} s; warming up ({args.warmup} requests)", flush=True)
+        asyncio.run(run_load(server.base_url, server.headers, args.warmup, min(8, args.warmup), args.max_tokens))
+        assert server.process is not None
+        probe = CpuProbe(server.process.pid, server.roles, root_role=server.root_role)
+        probe.discover()
+        missing = [role for role, _marker in server.roles if role not in probe.pids_by_role]
+        if missing:
+            print(f"   note: no process found for {', '.join(missing)}", flush=True)
+        ticks_per_s = os.sysconf("SC_CLK_TCK")
+        loads = []
+        for concurrency in args.concurrency:
+            before, machine_before, client_before = probe.sample(), read_machine_ticks(), client_ticks(ticks_per_s)
+            latencies, errors, duration, tokens, samples = asyncio.run(
+                run_load(server.base_url, server.headers, args.requests, concurrency, args.max_tokens)
+            )
+            after, machine_after, client_after = probe.sample(), read_machine_ticks(), client_ticks(ticks_per_s)
+            cpu = with_gateway(cpu_ms_per_request(before, after, len(latencies), ticks_per_s))
+            others = others_cpu_percent(
+                machine_after[0] - machine_before[0],
+                machine_after[1] - machine_before[1],
+                after["total"] - before["total"] + client_after - client_before,
+            )
+            result = summarize(concurrency, latencies, errors, duration, tokens)
+            result = LoadResult(**{**asdict(result), "cpu_ms_per_request": cpu, "others_cpu_pct": others})
+            loads.append(result)
+            print(
+                f"   c={concurrency:<3} {result.req_per_s:7.2f} req/s  p50 {result.p50_ms:7.1f} ms  "
+                f"p99 {result.p99_ms:7.1f} ms  errors {errors}  other processes {others:.0f}% of the machine",
+                flush=True,
+            )
+            for sample in samples:
+                print(f"     error: {sample}", flush=True)
+        return ServerRun(server.name, startup_s, loads, {role: len(p) for role, p in probe.pids_by_role.items()})
+    finally:
+        server.stop()
+
+
+# Report ----------------------------------------------------------------------------------------------------------
+def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(
+        cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+    )
+
+
+def print_comparison(ours: ServerRun, theirs: ServerRun, *, with_targets: bool) -> list[Verdict]:
+    verdicts = [compare(o, t) for o, t in zip(ours.loads, theirs.loads, strict=True)]
+    targets = (
+        f" (targets: throughput ratio >= {THROUGHPUT_RATIO_TARGET}, p50 added <= {P50_ADDED_MS_TARGET} ms)"
+        if with_targets
+        else " (information, no target)"
+    )
+    print(f"\n{ours.name} / {theirs.name}{targets}")
+    widths = (5, 16, 6, 14, 6)
+    print(_row(("conc", "throughput ratio", "", "p50 added ms", ""), widths))
+    for verdict in verdicts:
+        pass_throughput = ("PASS" if verdict.throughput_ok else "MISS") if with_targets else ""
+        pass_p50 = ("PASS" if verdict.p50_ok else "MISS") if with_targets else ""
+        cells = (
+            str(verdict.concurrency),
+            f"{verdict.throughput_ratio:.3f}",
+            pass_throughput,
+            f"{verdict.p50_added_ms:+.1f}",
+            pass_p50,
+        )
+        print(_row(cells, widths))
+    return verdicts
+
+
+def report(runs: Sequence[ServerRun]) -> list[Verdict]:
+    widths = (13, 5, 9, 9, 9, 7, 8, 10)
+    print("\nThroughput and latency (closed loop, non-streaming chat, exactly max_tokens tokens each)")
+    print(_row(("server", "conc", "req/s", "p50 ms", "p99 ms", "errors", "tok/req", "others %"), widths))
+    for run in runs:
+        for load in run.loads:
+            ok = load.requests - load.errors
+            cells = (
+                run.name,
+                str(load.concurrency),
+                f"{load.req_per_s:.2f}",
+                f"{load.p50_ms:.1f}",
+                f"{load.p99_ms:.1f}",
+            )
+            extra = (str(load.errors), f"{load.completion_tokens / ok if ok else 0:.0f}", f"{load.others_cpu_pct:.0f}")
+            print(_row((*cells, *extra), widths))
+    print("  (others % = share of the machine's CPU used by processes outside the benchmark during that load)")
+
+    by_name = {run.name: run for run in runs}
+    verdicts = print_comparison(by_name["lab-llm"], by_name["vllm"], with_targets=True)
+    if "ray-serve-llm" in by_name:
+        print_comparison(by_name["ray-serve-llm"], by_name["vllm"], with_targets=False)
+        print_comparison(by_name["lab-llm"], by_name["ray-serve-llm"], with_targets=False)
+
+    print("\nCPU ms per request, by process (utime+stime from /proc/<pid>/stat; total = whole process tree)")
+    for run in runs:
+        roles = list(run.loads[0].cpu_ms_per_request) if run.loads else []
+        widths = (13, 5, *(max(len(role), 8) for role in roles))
+        print(_row(("server", "conc", *roles), widths))
+        for load in run.loads:
+            values = [f"{load.cpu_ms_per_request[role]:.2f}" for role in roles]
+            print(_row((run.name, str(load.concurrency), *values), widths))
+    print("  (gateway = proxy + ingress: what lab-llm runs in front of the engine; vLLM's api_server is its own front)")
+    return verdicts
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    model_dir = os.environ.get("LAB_LLM_MODEL_DIR") or str(DEFAULT_MODEL_DIR)
+    parser.add_argument("--model-dir", type=Path, default=Path(model_dir), help="default: $LAB_LLM_MODEL_DIR")
+    parser.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[1, 8, 32],
+        help="e.g. 1,8,32",
+    )
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=24, help="requests sent before measuring")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 16 requests at concurrency 1,4; warmup 4")
+    parser.add_argument(
+        "--ray-baseline", action="store_true", help="also measure stock ray.serve.llm (no gate) between the two"
+    )
+    parser.add_argument("--max-model-len", type=int, default=512)
+    parser.add_argument("--max-num-seqs", type=int, default=16)
+    parser.add_argument(
+        "--memory-fraction", type=float, default=0.08, help="--gpu-memory-utilization (host RAM on CPU)"
+    )
+    parser.add_argument("--num-cpus", type=int, default=6, help="logical CPUs of the local Ray")
+    parser.add_argument("--vllm-port", type=int, default=8021)
+    parser.add_argument("--ray-port", type=int, default=8022)
+    parser.add_argument("--app-port", type=int, default=8023)
+    parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds per server")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the work directory with the server logs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.concurrency, args.warmup = 16, [1, 4], 4
+    if args.requests < 1 or any(c < 1 for c in args.concurrency) or args.warmup < 1:
+        parser.error("--requests, --concurrency and --warmup must be positive")
+    if not (args.model_dir / "config.json").is_file():
+        parser.error(f"--model-dir {args.model_dir} has no config.json (make model, or lab-llm tiny-model --out DIR)")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="lab-bench-"))
+    print(
+        f"serve_overhead: model {args.model_dir}, {args.requests} requests x concurrency {args.concurrency}, "
+        f"max_tokens {args.max_tokens}, {os.cpu_count()} CPUs, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
+    builders: list[Callable[[argparse.Namespace, Path], Server]] = [vllm_server, lab_llm_server]
+    if args.ray_baseline:
+        builders.insert(1, ray_baseline_server)
+    runs: list[ServerRun] = []
+    try:
+        for build in builders:
+            runs.append(measure(build(args, workdir), args))
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        print(f"error: {error}; logs kept in {workdir}", file=sys.stderr)
+        return 1
+    if args.keep_logs:
+        print(f"\nserver logs kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    verdicts = report(runs)
+    if args.json:
+        document = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(),
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "runs": [asdict(run) for run in runs],
+            "verdicts_lab_llm_vs_vllm": [asdict(verdict) for verdict in verdicts],
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
