@@ -58,15 +58,17 @@ class LinkClass:
     latency_us: float
 
 
-# Ethernet: line rate / 8. Latency: one small NCCL collective or send/recv. Inside a host, over PCIe or NVLink,
-# it is tens of microseconds; between hosts without RDMA NCCL falls back to TCP sockets ("NET/Socket" in
-# NCCL_DEBUG logs, vllm-project/vllm#6610), where a proxy thread and a TCP round trip per ring step cost a few
-# hundred microseconds whatever the line rate. These latencies are assumptions of this planner, not measurements.
+# Ethernet: line rate / 8. Latency: one small NCCL collective or send/recv. Inside a host it is tens of
+# microseconds: a few over NVLink; more over PCIe on GeForce cards, whose driver disables peer-to-peer, so vLLM's
+# custom all-reduce is off and NCCL goes through host memory (see noonghunna/club-3090#922 on patched P2P).
+# Between hosts without RDMA NCCL falls back to TCP sockets ("NET/Socket" in NCCL_DEBUG logs,
+# vllm-project/vllm#6610): a proxy thread and a TCP round trip per ring step cost a few hundred microseconds
+# whatever the line rate. These latencies are assumptions of this planner, not measurements.
 LINK_CLASSES: dict[str, LinkClass] = {
     "nvlink": LinkClass(56, 8),
-    "pcie": LinkClass(25, 15),
-    "pcie4": LinkClass(25, 15),
-    "pcie3": LinkClass(12, 20),
+    "pcie": LinkClass(25, 40),
+    "pcie4": LinkClass(25, 40),
+    "pcie3": LinkClass(12, 45),
     "1gbe": LinkClass(0.125, 300),
     "2.5gbe": LinkClass(0.3125, 280),
     "10gbe": LinkClass(1.25, 250),
