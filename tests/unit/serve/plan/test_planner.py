@@ -103,6 +103,14 @@ def test_engine_config_validates_against_the_spine_schema() -> None:
     config_module = pytest.importorskip("lab_llm.config", reason="the spine's config.py is not written yet")
     engine = config_module.EngineConfig.model_validate(seed_plan(concurrency=4).engine_config)
     assert engine.pipeline_parallel_size == 2
+    uneven = plan_fit(model_path("qwen2.5-32b"), reference_lab_inventory(), weights="bf16", context_length=8192)
+    engine = config_module.EngineConfig.model_validate(uneven.engine_config)
+    assert engine.env["VLLM_RAY_BUNDLE_INDICES"] == "0,1,2,3"
+    offloaded = plan_fit(
+        model_path("mixtral-8x7b"), reference_lab_inventory(), weights="bf16", context_length=4096,
+        limits={"cpu_offload_gib": 16},
+    )  # fmt: skip
+    assert config_module.EngineConfig.model_validate(offloaded.engine_config).cpu_offload_gb > 0
 
 
 def test_worker_groups_count_nodes_per_gpu_class() -> None:
