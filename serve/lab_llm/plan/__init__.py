@@ -34,7 +34,8 @@ or ``{name, bandwidth_gbs, latency_us}``). Known classes (``GPU_CLASSES``) need 
 Returns ``FitPlan`` (pydantic, ``plan.model_dump(mode="json")`` for a dict):
 
 - ``tensor_parallel_size``, ``pipeline_parallel_size``, ``stages`` (each: ``gpus`` [{node, index, gpu_class}],
-  ``layers``, ``first_layer``, ``end_layer``, ``embeddings``, ``lm_head``), ``layer_partition``;
+  ``layers``, ``first_layer``, ``end_layer``, ``embeddings``, ``lm_head``, ``max_gpu_memory_utilization`` - what
+  the TP group's smallest card allows), ``layer_partition``;
 - ``gpu_memory_utilization`` (one value for all workers, low enough for the smallest card's CUDA context),
   ``max_model_len``, ``kv_cache_tokens`` (what the whole engine holds: the most constrained worker's blocks),
   ``max_concurrency`` (kv_cache_tokens / max_model_len), ``cpu_offload_gb``;

@@ -413,6 +413,7 @@ def _stages(request: Request, evaluation: Evaluation) -> list[Stage]:
                 end_layer=start + layers,
                 embeddings=s == 0 or (request.model.tie_word_embeddings and s == len(partition) - 1),
                 lm_head=s == len(partition) - 1,
+                max_gpu_memory_utilization=_utilization(request, list(group.gpus)),
             )
         )
         start += layers

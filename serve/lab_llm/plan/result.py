@@ -27,6 +27,8 @@ class Stage(_Frozen):
     end_layer: int
     embeddings: bool
     lm_head: bool
+    max_gpu_memory_utilization: float
+    """What this TP group's smallest card allows (its CUDA context stays outside); the engine uses the lowest."""
 
 
 class GpuBudget(_Frozen):
