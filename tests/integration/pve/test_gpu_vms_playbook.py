@@ -1,8 +1,10 @@
-"""Stage 2 end to end: playbooks/gpu_vms.yml (role lab.llm.gpu_vm) with ansible-playbook against the
-Proxmox API stand-in, for the reference lab (one RTX 3060 host, three RTX 3090 hosts).
+"""Stage 2 through ansible-playbook against the Proxmox API stand-in.
 
-Three runs: all nodes but one, then ``--limit`` that node (only its VM and its mapping entry are
-written), then everything again (changed=0, no write at all).
+playbooks/gpu_vms.yml (role lab.llm.gpu_vm) for the reference lab (one RTX 3060 host, three RTX 3090
+hosts) in three runs: all nodes but one, then ``--limit`` that node (only its VM and its mapping entry
+are written), then everything again (changed=0, no write at all). And the two modules in one playbook
+(modules_scenario.yml): a failed clone and its re-run, converging, live memory vs a pending GPU and
+the restart, bad input.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINYDR9JYyyug5eZrmtUx/hWRntaWghRo5xo+3
 VM_ADDRESS = "127.0.0.2"  # what cloud-init gives the VMs here, and where the fake sshd listens
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pve(shared_reference: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A fresh cluster per test (starting one takes milliseconds; the playbook runs take the time)."""
     with running_standin(shared_reference, tmp_path_factory.mktemp("pve")) as standin:
         yield standin
 
@@ -134,7 +137,7 @@ def write_playbook(directory: Path) -> Path:
     return path
 
 
-def run_playbook(playbook: Path, inventory: Path, *extra: str) -> dict:
+def run_playbook(playbook: Path, inventory: Path | str, *extra: str) -> dict:
     """Run ansible-playbook; return the PLAY RECAP as {host: {ok, changed, failed, ...}}."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_PYTHON_INTERPRETER=sys.executable)  # fmt: skip
@@ -204,3 +207,18 @@ def test_stage2_creates_adds_one_node_alone_and_converges(pve, ssh_port, tmp_pat
     }  # fmt: skip
     # The guest agent ping is a POST that changes nothing; everything else would be a change.
     assert [write for write in pve.cluster.writes()[writes_before:] if not write[1].endswith("/agent/ping")] == []
+
+
+def test_modules_through_ansible_playbook(pve, tmp_path: Path) -> None:
+    """One playbook: failed clone and its re-run, converge, live memory vs pending GPU, restart, bad input."""
+    pve.cluster.add_vm(555, "pve2", {"name": "someones-db", "memory": "4096", "tags": "prod"}, status="running")
+    pve.cluster.fail_next_task("qmclone", "clone failed: storage full while cloning")
+    extra = tmp_path / "vars.json"
+    extra.write_text(json.dumps({"pve_api": connection_args(pve), "ssh_key": KEY}))
+    recap = run_playbook(Path(__file__).parent / "modules_scenario.yml", "localhost,", "-e", f"@{extra}")
+    assert recap["localhost"]["failed"] == 0
+    assert recap["localhost"]["ignored"] == 2
+    names = [vm.config.get("name") for vm in pve.cluster.vms.values()]
+    assert names.count("play-vm") == 1
+    assert not {"bad-node", "bad-gpu", "bad-vmid", "bad-keys"} & set(names)
+    assert pve.cluster.vms[555].config == {"name": "someones-db", "memory": "4096", "tags": "prod"}
