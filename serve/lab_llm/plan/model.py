@@ -58,6 +58,7 @@ class ModelSpec(BaseModel):
     num_experts_per_tok: int = Field(default=0, ge=0)
     moe_intermediate_size: int = Field(default=0, ge=0, description="Expert width when it differs from the MLP.")
     max_position_embeddings: int = Field(default=0, ge=0)
+    caveats: tuple[str, ...] = Field(default=(), description="What the planner does not model for this model.")
     checkpoint_weights: WeightFormat | None = Field(
         default=None, description="The checkpoint's own quantization_config (AWQ, GPTQ, fp8), when it has one."
     )
@@ -144,6 +145,16 @@ def _flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if "attention_bias" not in fields and str(fields.get("model_type", "")).startswith("qwen2"):
         # Qwen2 / Qwen2.5 have q/k/v biases without saying so in config.json (transformers' Qwen2Attention).
         fields["attention_bias"] = True
+    caveats = list(fields.get("caveats") or ())
+    if isinstance(config.get("vision_config"), Mapping):
+        caveats.append("the vision encoder's weights are not counted: leave room for them (or plan text-only)")
+    window = fields.get("sliding_window")
+    if window and fields.get("use_sliding_window", True) and window < (fields.get("max_position_embeddings") or 0):
+        caveats.append(
+            f"sliding-window attention ({window} tokens) is sized as full attention: the KV cache estimate is "
+            "on the safe side"
+        )
+    fields["caveats"] = tuple(caveats)
     return fields
 
 

@@ -578,7 +578,7 @@ def _summary(request: Request, evaluation: Evaluation) -> LayoutSummary:
 
 
 def _notes(request: Request, best: Evaluation, rejected: list[str]) -> list[str]:
-    notes = list(dict.fromkeys(rejected))
+    notes = list(dict.fromkeys(rejected)) + list(request.model.caveats)
     if request.kv_cache_dtype == "fp8":
         notes.append("fp8 KV cache on Ampere runs without FlashAttention (vLLM picks another attention backend).")
     if best.offload_gib:

@@ -367,3 +367,16 @@ def test_mla_models_are_refused_rather_than_mis_sized() -> None:
              "vocab_size": 10, "kv_lora_rank": 512},
             single_node("rtx-3090"),
         )  # fmt: skip
+
+
+def test_what_is_not_modelled_is_said() -> None:
+    config = {
+        "num_hidden_layers": 4, "hidden_size": 512, "num_attention_heads": 8, "intermediate_size": 1024,
+        "vocab_size": 1000, "max_position_embeddings": 32768, "sliding_window": 4096,
+        "vision_config": {"hidden_size": 64},
+    }  # fmt: skip
+    notes = plan_fit(config, single_node("rtx-3090")).notes
+    assert any("vision encoder" in note for note in notes)
+    assert any("sliding-window attention (4096 tokens)" in note for note in notes)
+    qwen = plan_fit(model_path("qwen2.5-32b"), reference_lab_inventory(), weights="awq", context_length=8192)
+    assert not any("sliding" in note for note in qwen.notes), "Qwen2's sliding_window equals its context"
