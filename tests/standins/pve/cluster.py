@@ -500,8 +500,9 @@ class Cluster:
             volume, _, rest = value.partition(",")
             storage = params.get("storage", volume.split(":")[0])
             config[key] = f"{storage}:vm-{newid}-disk-{next(self._disk_ids)}" + ("," + rest if rest else "")
-        if "name" in params:
-            config["name"] = params["name"]
+        for key in ("name", "description"):
+            if key in params:
+                config[key] = params[key]
         config["lock"] = "clone"
         clone = Vm(newid, target, config)
         self.vms[newid] = clone

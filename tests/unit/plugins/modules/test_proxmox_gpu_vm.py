@@ -10,9 +10,11 @@ from urllib.parse import unquote
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.lab.llm.plugins.module_utils.pve.client import PveClient
+from ansible_collections.lab.llm.plugins.module_utils.pve.vm import CLONE_MARKER
 from ansible_collections.lab.llm.plugins.modules import proxmox_gpu_vm
 
-from tests.standins.pve.scenario import TEMPLATE_NAME, connection_args, running_standin
+from tests.standins.pve.scenario import TEMPLATE_NAME, TEMPLATE_VMID, connection_args, running_standin
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINYDR9JYyyug5eZrmtUx/hWRntaWghRo5xo+3YWnD3+Q admin@lab"
 RTX3090_MAP = [f"node={node},path=0000:01:00,id=10de:2204,iommugroup=14" for node in ("pve2", "pve3", "pve4")]
@@ -234,3 +236,25 @@ def test_absent_destroys_only_a_managed_vm(pve, monkeypatch) -> None:
     assert refused.failed
     assert "not managed by this module" in refused.result["msg"]
     assert 555 in pve.cluster.vms
+
+
+def test_a_run_stopped_mid_clone_is_picked_up_while_the_clone_is_locked(pve, monkeypatch) -> None:
+    """A first run that stopped after POST clone leaves an untagged VM locked by the clone; the next run
+    recognizes it by the clone's marker, waits for the lock to go and finishes the job."""
+    client = PveClient.from_params(
+        {"api_password": None, "validate_certs": True, "api_retries": 1, **connection_args(pve)}
+    )
+    pve.cluster.task_seconds = 1.0
+    try:
+        client.post(f"nodes/pve1/qemu/{TEMPLATE_VMID}/clone", newid=4300, name="gpu-interrupted", full=1,
+                    target="pve2", description=CLONE_MARKER)  # fmt: skip
+        assert pve.cluster.vms[4300].config["lock"] == "clone"
+        resumed = run_module(monkeypatch, vm_args(pve, "gpu-interrupted"))
+    finally:
+        pve.cluster.task_seconds = 0.1
+    assert not resumed.failed, resumed.result
+    assert resumed.result["vmid"] == 4300
+    assert "created" not in resumed.result
+    assert "lock" not in pve.cluster.vms[4300].config
+    assert pve.cluster.vms[4300].config["tags"] == "lab-llm"
+    assert pve.cluster.vms[4300].config["hostpci0"] == "mapping=rtx3090,pcie=1"

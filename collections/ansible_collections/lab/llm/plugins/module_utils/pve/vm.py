@@ -209,5 +209,13 @@ def find_vms(client) -> list:
     return [item for item in client.get("cluster/resources", type="vm") if item.get("type") == "qemu"]
 
 
-def is_managed(resource: dict, managed_tag: str) -> bool:
-    return managed_tag in propstring.split_tags(resource.get("tags"))
+# Written by the clone itself, so a VM whose first run stopped before its tags were set is still ours.
+CLONE_MARKER = "Managed by lab.llm.proxmox_gpu_vm"
+
+
+def is_managed(client, resource: dict, managed_tag: str) -> bool:
+    """Ours if it carries the tag, or (interrupted first run) the marker its clone was given."""
+    if managed_tag in propstring.split_tags(resource.get("tags")):
+        return True
+    config = client.get("nodes/%s/qemu/%s/config" % (resource["node"], resource["vmid"]))
+    return CLONE_MARKER in (config.get("description") or "")

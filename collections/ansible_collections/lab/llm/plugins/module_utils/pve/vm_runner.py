@@ -65,7 +65,7 @@ class GpuVmRunner:
             if not by_id:
                 return None
             found = by_id[0]
-            if found.get("template") or found.get("name") != name or not vms.is_managed(found, self.tag):
+            if found.get("template") or found.get("name") != name or not vms.is_managed(self.client, found, self.tag):
                 raise PveInputError(
                     "vmid %s is taken by %s %r on node %s, which this module does not manage (no tag %r or "
                     "another name); choose another vmid" % (
@@ -82,7 +82,7 @@ class GpuVmRunner:
                     "%d VMs are named %r (vmids %s); give vmid" % (len(named), name, [v["vmid"] for v in named])
                 )
             found = named[0]
-            if not vms.is_managed(found, self.tag):
+            if not vms.is_managed(self.client, found, self.tag):
                 raise PveInputError(
                     "VM %r (vmid %s on node %s) exists but is not managed by this module (no tag %r)"
                     % (name, found["vmid"], found["node"], self.tag)
@@ -180,7 +180,7 @@ class GpuVmRunner:
         if self.check_mode:
             self.result["diff"] = {"before": {}, "after": {"name": self.params["name"], "node": self.node}}
             return None
-        clone = dict(name=self.params["name"], full=1 if self.params["full_clone"] else 0)
+        clone = dict(name=self.params["name"], full=1 if self.params["full_clone"] else 0, description=vms.CLONE_MARKER)
         if template["node"] != self.node:
             clone["target"] = self.node
         if self.params["storage"] and self.params["full_clone"]:
