@@ -54,7 +54,9 @@ options:
     type: str
     default: llm
   engine:
-    description: The C(engine) section of lab-llm's AppConfig (vLLM settings; C(model) is required).
+    description:
+      - The C(engine) section of lab-llm's AppConfig (vLLM settings). C(model) is required here or in O(fit_plan);
+        when given here, C(model) and C(served_model_name) win over the plan's.
     type: dict
   serving:
     description: The C(serving) section of lab-llm's AppConfig; C(accelerator) defaults to C(gpu).
@@ -236,8 +238,6 @@ def _check(params):
     if params["state"] == "present":
         if not params["image"]:
             problems.append("image is required with state=present")
-        if not (params["engine"] or {}).get("model"):
-            problems.append("engine.model is required (a path under model_volume.mount_path, or a model id)")
         for key in ("tensor_parallel_size", "pipeline_parallel_size"):
             value = (params["engine"] or {}).get(key, 1)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -27,14 +27,19 @@ class RenderError(ValueError):
 
 def plan_placement(spec):
     """Engine settings and worker groups, taking the fit plan's where it is given."""
-    engine = dict(spec["engine"])
+    given = spec.get("engine") or {}
+    engine = dict(given)
     worker_groups = [dict(group) for group in spec.get("worker_groups") or []]
     plan = spec.get("fit_plan") or {}
     if plan:
-        # The fit planner (lab.llm.llm_fit_plan) calls the engine settings `engine_config`.
+        # The fit planner (lab.llm.llm_fit_plan) calls the engine settings `engine_config`. Its layout wins;
+        # where the model is loaded from (a path on the cluster's volume) and its served name stay as given.
         engine.update(plan.get("engine") or plan.get("engine_config") or {})
+        engine.update({key: given[key] for key in ("model", "served_model_name") if given.get(key)})
         if plan.get("worker_groups"):
             worker_groups = [dict(group) for group in plan["worker_groups"]]
+    if not engine.get("model"):
+        raise RenderError("engine.model is required (a path under model_volume.mount_path, or a model id)")
     if not worker_groups:
         raise RenderError("worker_groups: no GPU worker group given (and no fit_plan with worker_groups)")
     seen = set()
