@@ -1,46 +1,19 @@
-"""Search the layouts vLLM can run on an inventory, size each one, and pick the fastest that fits.
+"""Search the layouts vLLM can run on an inventory, pick the fastest that fits, or say why none does.
 
-Rules taken from vLLM 0.32 (paths under vllm/):
-- TP divides the attention heads (``ModelConfig.verify_with_parallel_config``, config/model.py) and either
-  divides the KV heads or is a multiple of them (``QKVParallelLinear``, model_executor/layers/linear.py:
-  ``divide(tp_size, total_num_kv_heads)`` or ``divide(total_num_kv_heads, tp_size)``).
-- 4-bit Marlin kernels need each TP shard's input rows to be whole quantization groups
-  (``check_marlin_supports_layer``, model_executor/layers/quantization/utils/marlin_utils.py).
-- One ``gpu_memory_utilization`` for every worker; each requests ``total x utilization``
-  (``request_memory``, v1/worker/utils.py) and the KV cache gets that minus weights, activations and
-  non-torch memory (``Worker.determine_available_memory``, v1/worker/gpu_worker.py). The engine then gives every
-  worker the smallest worker's number of blocks (``get_kv_cache_configs``, v1/core/kv_cache_utils.py: "Change
-  the num_blocks of each rank to the smallest among all ranks"), one of which the block pool keeps as its
-  null block. So the most constrained card of the whole engine sets the KV cache size.
-- ``VLLM_PP_LAYER_PARTITION`` is a comma-separated count of layers per stage that must have ``pp`` entries
-  summing to ``num_hidden_layers`` (``get_pp_indices``, distributed/utils.py).
-- TP stays inside a node (its all-reduces run twice per layer) unless the user allows it over the network;
-  PP stages may sit on different nodes.
+``layouts`` lists what vLLM accepts, ``sizing`` sizes each layout; this module ranks them, builds the plan
+(engine config, Ray worker groups) and, when nothing fits, finds the cheapest changes that would.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from lab_llm.plan.errors import DoesNotFitError, FitSuggestion, PlanInputError
-from lab_llm.plan.inventory import Gpu, GpuInventory, Limits, Link, Node, load_inventory, load_limits
-from lab_llm.plan.memory import (
-    BLOCK_SIZE,
-    DEFAULT_OVERHEADS,
-    GIB,
-    Overheads,
-    activation_peak_bytes,
-    edge_weights,
-    kv_bytes_per_token_per_layer,
-    layer_weights,
-    sampler_bytes,
-    vocab_matrix_bytes,
-)
+from lab_llm.plan.inventory import GpuInventory, Limits, Node, load_inventory, load_limits
+from lab_llm.plan.layouts import PlacedGpu, stage_orders, tp_groups, tp_rejection
 from lab_llm.plan.model import (
     ModelSpec,
     WeightFormat,
@@ -48,87 +21,11 @@ from lab_llm.plan.model import (
     normalise_kv_cache_dtype,
     normalise_weight_dtype,
 )
-from lab_llm.plan.performance import (
-    PERF_CONTEXT_TOKENS,
-    DecodeEstimate,
-    StageTraffic,
-    estimate_decode,
-    offload_bytes,
-)
-from lab_llm.plan.result import (
-    DecodeSpeed,
-    FitPlan,
-    GpuBudget,
-    GpuRef,
-    LayoutSummary,
-    Stage,
-    describe_stages,
-)
+from lab_llm.plan.result import DecodeSpeed, FitPlan, LayoutSummary, describe_stages
+from lab_llm.plan.sizing import CONTEXT_STEP, MIN_CONTEXT, Evaluation, Request, evaluate, stages_of
 
-MIN_CONTEXT = 4096  # what "the longest context that fits" must at least reach when no context is asked for
-CONTEXT_STEP = 1024  # a found max_model_len is rounded down to this
 SPEED_TIE = 0.03  # layouts within 3 % of the fastest count as equally fast; fewer GPUs then win
-MAX_GROUPS = 12  # TP groups considered; beyond, only the largest cards
 OFFLOAD_STEP_GIB = 0.5
-
-
-@dataclass(frozen=True)
-class PlacedGpu:
-    node: str
-    index: int
-    gpu: Gpu
-
-    @property
-    def ref(self) -> GpuRef:
-        return GpuRef(node=self.node, index=self.index, gpu_class=self.gpu.gpu_class)
-
-
-@dataclass(frozen=True)
-class TpGroup:
-    gpus: tuple[PlacedGpu, ...]
-    link: Link
-
-    @property
-    def signature(self) -> tuple[Any, ...]:
-        return tuple(sorted((g.gpu.gpu_class, g.gpu.total_gib, g.gpu.bandwidth) for g in self.gpus))
-
-    @property
-    def nodes(self) -> frozenset[str]:
-        return frozenset(g.node for g in self.gpus)
-
-
-@dataclass(frozen=True)
-class Request:
-    model: ModelSpec
-    weights: WeightFormat
-    kv_cache_dtype: str
-    context_length: int | None
-    concurrency: int
-    inventory: GpuInventory
-    limits: Limits
-    served_model_name: str
-    overheads: Overheads = DEFAULT_OVERHEADS
-
-
-@dataclass
-class Evaluation:
-    """One ordered layout, sized."""
-
-    tp: int
-    groups: tuple[TpGroup, ...]
-    utilization: float
-    fits: bool
-    reason: str = ""
-    partition: tuple[int, ...] = ()
-    kv_tokens: int = 0
-    max_model_len: int = 0
-    offload_gib: float = 0.0
-    decode: DecodeEstimate | None = None
-    budgets: list[GpuBudget] = field(default_factory=list)
-
-    @property
-    def world_size(self) -> int:
-        return self.tp * len(self.groups)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -171,291 +68,6 @@ def _check_request(request: Request) -> None:
         )
 
 
-# ---------------------------------------------------------------------------------------------- TP rules
-
-
-def tp_rejection(model: ModelSpec, weights: WeightFormat, tp: int) -> str:
-    """Why vLLM would refuse this TP size for the model, or '' when it accepts it."""
-    if model.num_attention_heads % tp:
-        return f"TP={tp} does not divide the {model.num_attention_heads} attention heads"
-    if model.kv_heads % tp and tp % model.kv_heads:
-        return f"TP={tp} neither divides nor is a multiple of the {model.kv_heads} KV heads"
-    width = model.expert_intermediate_size
-    if width % tp:
-        return f"TP={tp} does not divide the intermediate size {width}"
-    if weights.is_int_quantized and weights.group_size > 0 and tp > 1:
-        group = weights.group_size
-        if (width // tp) % group or (model.num_attention_heads * model.head_size // tp) % group:
-            return f"TP={tp} splits {weights.dtype} quantization groups of {group} rows"
-    return ""
-
-
-def _tp_groups(inventory: GpuInventory, tp: int, allow_network: bool) -> list[TpGroup]:
-    """Groups of ``tp`` GPUs: inside a node (similar cards together), or across nodes when allowed."""
-    groups: list[TpGroup] = []
-    for node in inventory.nodes:
-        cards = sorted(
-            (PlacedGpu(node.name, i, gpu) for i, gpu in enumerate(node.gpus)),
-            key=lambda g: (-g.gpu.total_gib, g.index),
-        )
-        groups += [TpGroup(tuple(cards[i : i + tp]), node.link) for i in range(0, len(cards) - tp + 1, tp)]
-    if allow_network and tp > 1:
-        every = sorted(
-            (PlacedGpu(node.name, i, gpu) for node in inventory.nodes for i, gpu in enumerate(node.gpus)),
-            key=lambda g: (-g.gpu.total_gib, g.node, g.index),
-        )
-        for i in range(0, len(every) - tp + 1, tp):
-            cards = tuple(every[i : i + tp])
-            if len({g.node for g in cards}) > 1:
-                groups.append(TpGroup(cards, inventory.network))
-    return groups
-
-
-def _disjoint(groups: tuple[TpGroup, ...]) -> bool:
-    seen = [(g.node, g.index) for group in groups for g in group.gpus]
-    return len(seen) == len(set(seen))
-
-
-def _orders(chosen: tuple[TpGroup, ...]) -> Iterator[tuple[TpGroup, ...]]:
-    """Only the ends of a pipeline differ in memory (embeddings first; lm_head and the sampler last) and stages
-    run one after the other, so every distinct first and last stage is tried, the middle largest cards first."""
-    if len(chosen) == 1:
-        yield chosen
-        return
-    seen: set[tuple[Any, ...]] = set()
-    for i, first in enumerate(chosen):
-        for j, last in enumerate(chosen):
-            if i == j:
-                continue
-            middle = sorted((g for k, g in enumerate(chosen) if k not in (i, j)), key=lambda g: g.signature)
-            order = (first, *reversed(middle), last)
-            key = tuple(g.signature for g in order)
-            if key not in seen:
-                seen.add(key)
-                yield order
-
-
-def _stage_orders(groups: list[TpGroup], max_stages: int) -> Iterator[tuple[TpGroup, ...]]:
-    """Distinct sets of stages (groups with equal cards are interchangeable), each in the orders that matter."""
-    if len(groups) > MAX_GROUPS:
-        # Large inventories: the candidates are the largest cards.
-        groups = sorted(groups, key=lambda g: g.signature, reverse=True)[:MAX_GROUPS]
-    seen: set[tuple[Any, ...]] = set()
-    for pp in range(1, min(len(groups), max_stages) + 1):
-        for chosen in itertools.combinations(groups, pp):
-            key = tuple(sorted(g.signature for g in chosen))
-            if key in seen or not _disjoint(chosen):
-                continue
-            seen.add(key)
-            yield from _orders(chosen)
-
-
-# ---------------------------------------------------------------------------------------------- sizing
-
-
-def _utilization(request: Request, gpus: list[PlacedGpu]) -> float:
-    """The ceiling, lowered so that every card keeps room for its CUDA context outside the budget."""
-    ceiling = request.limits.gpu_memory_utilization
-    for placed in gpus:
-        total = placed.gpu.total_gib
-        ceiling = min(ceiling, (total - request.overheads.cuda_context_gib) / total)
-    return math.floor(ceiling * 100) / 100
-
-
-def _fixed_bytes(request: Request, tp: int, first: bool, last: bool, world: int) -> dict[str, int]:
-    """Per rank of a stage: what does not depend on the number of layers."""
-    model, limits, overheads = request.model, request.limits, request.overheads
-    activations = activation_peak_bytes(model, tp, limits.max_num_batched_tokens)
-    if last:
-        activations += sampler_bytes(model, limits.max_num_seqs, overheads)
-    overhead_gib = overheads.non_torch_gib + overheads.safety_margin_gib
-    if world > 1:
-        overhead_gib += overheads.communication_gib
-    if not limits.enforce_eager:
-        overhead_gib += overheads.cuda_graphs_gib
-    return {
-        "edge": edge_weights(model, tp, first, last),
-        "activations": activations,
-        "overhead": int(overhead_gib * GIB),
-    }
-
-
-def _split_layers(budgets: list[int], layer_bytes: int, kv_layer_bytes: int, layers: int) -> tuple[int, ...]:
-    """Layers per stage that maximise the smallest stage's KV capacity (tokens): the largest X for which the
-    stages can hold all layers with room for X tokens each, then the surplus taken off the fullest stages."""
-
-    def capacities(tokens: int) -> list[int]:
-        return [min(layers, max(0, budget // (layer_bytes + tokens * kv_layer_bytes))) for budget in budgets]
-
-    def feasible(tokens: int) -> bool:
-        caps = capacities(tokens)
-        return min(caps) >= 1 and sum(caps) >= layers
-
-    if not feasible(0):
-        return ()
-    low, high = 0, 1
-    while feasible(high) and high < 1 << 40:
-        low, high = high, high * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (middle, high) if feasible(middle) else (low, middle)
-    caps = capacities(low)
-    while sum(caps) > layers:
-        # Every stage holds `low` tokens; drop a layer where it raises the smallest capacity: the stage that
-        # is the bottleneck now (fewest tokens for its layers), the later one on ties.
-        def tokens(i: int) -> float:
-            return (budgets[i] - caps[i] * layer_bytes) / (caps[i] * kv_layer_bytes)
-
-        target = min((i for i in range(len(caps)) if caps[i] > 1), key=lambda i: (tokens(i), -i))
-        caps[target] -= 1
-    return tuple(caps)
-
-
-def _evaluate(request: Request, tp: int, groups: tuple[TpGroup, ...], offload_gib: float = 0.0) -> Evaluation:
-    model = request.model
-    pp, world = len(groups), tp * len(groups)
-    gpus = [g for group in groups for g in group.gpus]
-    utilization = _utilization(request, gpus)
-    layer = layer_weights(model, request.weights, tp)
-    kv_layer = kv_bytes_per_token_per_layer(model, tp, request.kv_cache_dtype)
-    offload = offload_bytes(offload_gib)
-
-    fixed = [_fixed_bytes(request, tp, s == 0, s == pp - 1, world) for s in range(pp)]
-    budgets = []
-    for s, group in enumerate(groups):
-        smallest = min(int(utilization * g.gpu.total_gib * GIB) for g in group.gpus)
-        budgets.append(smallest - sum(fixed[s].values()) + offload)
-    evaluation = Evaluation(tp=tp, groups=groups, utilization=utilization, fits=False, offload_gib=offload_gib)
-    partition = _split_layers(budgets, layer.total, kv_layer, model.num_hidden_layers)
-    if not partition:
-        total_need = model.num_hidden_layers * layer.total + sum(f["edge"] for f in fixed)
-        evaluation.reason = (
-            f"the weights need {total_need / GIB:.2f} GiB per TP rank; the {world} GPU(s) of "
-            f"TP={tp} PP={pp} have {sum(max(0, b) for b in budgets) / GIB:.2f} GiB per TP rank left after "
-            "activations and overheads"
-        )
-        return evaluation
-    blocks = min((budgets[s] - n * layer.total) // (BLOCK_SIZE * n * kv_layer) for s, n in enumerate(partition))
-    kv_tokens = max(0, blocks - 1) * BLOCK_SIZE  # the block pool keeps one null block
-    evaluation.partition, evaluation.kv_tokens = partition, kv_tokens
-    evaluation.max_model_len = _max_model_len(request, kv_tokens)
-    needed = (request.context_length or min(MIN_CONTEXT, model.max_position_embeddings or MIN_CONTEXT)) * max(
-        1, request.concurrency
-    )
-    if kv_tokens < needed:
-        evaluation.reason = (
-            f"{describe_stages(_stages(request, evaluation), tp)} leaves a KV cache of {kv_tokens} tokens "
-            f"({kv_layer * max(partition) / 1024:.0f} KiB per token on the fullest stage's cards); "
-            f"{needed} are needed"
-        )
-        return evaluation
-    evaluation.fits = True
-    evaluation.decode = _decode(request, tp, groups, partition, offload)
-    evaluation.budgets = _budgets(request, evaluation, fixed, layer.total, kv_layer, blocks)
-    return evaluation
-
-
-def _max_model_len(request: Request, kv_tokens: int) -> int:
-    if request.context_length:
-        return request.context_length
-    per_request = kv_tokens // max(1, request.concurrency)
-    limit = request.model.max_position_embeddings or per_request
-    longest = min(limit, per_request)
-    return longest if longest == limit else max(BLOCK_SIZE, longest // CONTEXT_STEP * CONTEXT_STEP)
-
-
-def _decode(
-    request: Request, tp: int, groups: tuple[TpGroup, ...], partition: tuple[int, ...], offload: int
-) -> DecodeEstimate:
-    model = request.model
-    layer = layer_weights(model, request.weights, tp)
-    read_per_layer = layer.dense_bytes
-    if model.is_moe:
-        read_per_layer += layer.expert_bytes * model.num_experts_per_tok // model.num_local_experts
-    kv_layer = kv_bytes_per_token_per_layer(model, tp, request.kv_cache_dtype)
-    stages, hand_offs = [], []
-    for s, (group, layers) in enumerate(zip(groups, partition, strict=True)):
-        last = s == len(groups) - 1
-        read = layers * (read_per_layer + kv_layer * PERF_CONTEXT_TOKENS)
-        if last:
-            read += vocab_matrix_bytes(model, tp)
-        stages.append(
-            StageTraffic(
-                bytes_read=read,
-                bandwidth_gbs=min(g.gpu.bandwidth for g in group.gpus),
-                offloaded_bytes=offload,
-                all_reduces=2 * layers,
-                all_reduce_bytes=model.hidden_size * 2,
-                tp=tp,
-                tp_link_bandwidth_gbs=group.link.bandwidth,
-                tp_link_latency_us=group.link.latency,
-            )
-        )
-        if not last:
-            following = groups[s + 1]
-            same_node = group.nodes == following.nodes and len(group.nodes) == 1
-            link = group.link if same_node else request.inventory.network
-            # vLLM's pipeline hands over hidden_states and residual (IntermediateTensors) per token.
-            hand_offs.append((2 * model.hidden_size * 2 // tp, link.bandwidth, link.latency))
-    return estimate_decode(stages, hand_offs)
-
-
-def _stages(request: Request, evaluation: Evaluation) -> list[Stage]:
-    stages, start = [], 0
-    partition = evaluation.partition or tuple(0 for _ in evaluation.groups)
-    for s, (group, layers) in enumerate(zip(evaluation.groups, partition, strict=True)):
-        stages.append(
-            Stage(
-                index=s,
-                gpus=tuple(g.ref for g in group.gpus),
-                layers=layers,
-                first_layer=start,
-                end_layer=start + layers,
-                embeddings=s == 0 or (request.model.tie_word_embeddings and s == len(partition) - 1),
-                lm_head=s == len(partition) - 1,
-                max_gpu_memory_utilization=_utilization(request, list(group.gpus)),
-            )
-        )
-        start += layers
-    return stages
-
-
-def _budgets(
-    request: Request,
-    evaluation: Evaluation,
-    fixed: list[dict[str, int]],
-    layer_bytes: int,
-    kv_layer: int,
-    blocks: int,
-) -> list[GpuBudget]:
-    rows = []
-    for s, (group, layers) in enumerate(zip(evaluation.groups, evaluation.partition, strict=True)):
-        for rank, placed in enumerate(group.gpus):
-            offload = offload_bytes(evaluation.offload_gib)
-            weights = layers * layer_bytes + fixed[s]["edge"] - offload
-            kv = blocks * BLOCK_SIZE * layers * kv_layer
-            activations = fixed[s]["activations"]
-            overhead = fixed[s]["overhead"]
-            total = placed.gpu.total_gib * GIB
-            rows.append(
-                GpuBudget(
-                    node=placed.node,
-                    index=placed.index,
-                    gpu_class=placed.gpu.gpu_class,
-                    stage=s,
-                    tp_rank=rank,
-                    total=round(placed.gpu.total_gib, 2),
-                    weights=round(weights / GIB, 2),
-                    kv_cache=round(kv / GIB, 2),
-                    activations=round(activations / GIB, 2),
-                    overhead=round(overhead / GIB, 2),
-                    free=round((total - weights - kv - activations - overhead) / GIB, 2),
-                    offloaded_to_cpu=round(offload / GIB, 2),
-                )
-            )
-    return rows
-
-
 # ---------------------------------------------------------------------------------------------- search
 
 
@@ -471,9 +83,9 @@ def _candidates(request: Request) -> tuple[list[Evaluation], list[str]]:
             if tp <= total:
                 rejected.append(reason)
             continue
-        groups = _tp_groups(inventory, tp, limits.allow_tp_over_network)
-        for order in _stage_orders(groups, model.num_hidden_layers):
-            evaluations.append(_evaluate(request, tp, order))
+        groups = tp_groups(inventory, tp, limits.allow_tp_over_network)
+        for order in stage_orders(groups, model.num_hidden_layers):
+            evaluations.append(evaluate(request, tp, order))
     return evaluations, rejected
 
 
@@ -483,16 +95,16 @@ def _with_offload(request: Request, evaluations: list[Evaluation]) -> list[Evalu
     fitted = []
     for evaluation in evaluations:
         steps = int(ceiling / OFFLOAD_STEP_GIB)
-        if not steps or not _evaluate(request, evaluation.tp, evaluation.groups, steps * OFFLOAD_STEP_GIB).fits:
+        if not steps or not evaluate(request, evaluation.tp, evaluation.groups, steps * OFFLOAD_STEP_GIB).fits:
             continue
         low, high = 0, steps
         while high - low > 1:
             middle = (low + high) // 2
-            if _evaluate(request, evaluation.tp, evaluation.groups, middle * OFFLOAD_STEP_GIB).fits:
+            if evaluate(request, evaluation.tp, evaluation.groups, middle * OFFLOAD_STEP_GIB).fits:
                 high = middle
             else:
                 low = middle
-        fitted.append(_evaluate(request, evaluation.tp, evaluation.groups, high * OFFLOAD_STEP_GIB))
+        fitted.append(evaluate(request, evaluation.tp, evaluation.groups, high * OFFLOAD_STEP_GIB))
     return fitted
 
 
@@ -568,7 +180,7 @@ def _summary(request: Request, evaluation: Evaluation) -> LayoutSummary:
     return LayoutSummary(
         tensor_parallel_size=evaluation.tp,
         pipeline_parallel_size=len(evaluation.groups),
-        stages=describe_stages(_stages(request, evaluation), evaluation.tp),
+        stages=describe_stages(stages_of(request, evaluation), evaluation.tp),
         layer_partition=evaluation.partition,
         kv_cache_tokens=evaluation.kv_tokens,
         max_model_len=evaluation.max_model_len,
@@ -615,7 +227,7 @@ def _build_plan(request: Request, ranked: list[Evaluation], rejected: list[str])
         kv_cache_dtype=request.kv_cache_dtype,
         tensor_parallel_size=best.tp,
         pipeline_parallel_size=len(best.groups),
-        stages=tuple(_stages(request, best)),
+        stages=tuple(stages_of(request, best)),
         layer_partition=best.partition,
         gpu_memory_utilization=best.utilization,
         max_model_len=best.max_model_len,
@@ -674,7 +286,7 @@ def _suggestions(request: Request, evaluations: list[Evaluation]) -> list[FitSug
                     f"max_model_len {context} instead of {wanted}"
                     + (f" (x{request.concurrency} concurrent)" if request.concurrency > 1 else ""),
                     1,
-                    describe_stages(_stages(request, found), found.tp),
+                    describe_stages(stages_of(request, found), found.tp),
                 )
             )
     if request.kv_cache_dtype != "fp8":
@@ -685,7 +297,7 @@ def _suggestions(request: Request, evaluations: list[Evaluation]) -> list[FitSug
                     "fp8_kv_cache",
                     "kv_cache_dtype fp8 (halves the KV cache per token)",
                     2,
-                    describe_stages(_stages(request, found), found.tp),
+                    describe_stages(stages_of(request, found), found.tp),
                 )
             )
     if not request.weights.is_int_quantized:
@@ -696,7 +308,7 @@ def _suggestions(request: Request, evaluations: list[Evaluation]) -> list[FitSug
                     "weights_4bit",
                     "a 4-bit AWQ/GPTQ checkpoint (group size 128) of the same model",
                     3,
-                    describe_stages(_stages(request, found), found.tp),
+                    describe_stages(stages_of(request, found), found.tp),
                 )
             )
     if request.limits.cpu_offload_gib == 0:
@@ -709,7 +321,7 @@ def _suggestions(request: Request, evaluations: list[Evaluation]) -> list[FitSug
                     f"cpu_offload_gb {found.offload_gib} per GPU (slow: weights cross PCIe every token, "
                     f"about {found.decode.tokens_per_s if found.decode else 0} tok/s)",
                     4,
-                    describe_stages(_stages(request, found), found.tp),
+                    describe_stages(stages_of(request, found), found.tp),
                 )
             )
     largest = max((g for node in request.inventory.nodes for g in node.gpus), key=lambda g: g.total_gib)
@@ -722,7 +334,7 @@ def _suggestions(request: Request, evaluations: list[Evaluation]) -> list[FitSug
                 "one_more_gpu",
                 f"one more {largest.gpu_class} in its own node",
                 5,
-                describe_stages(_stages(request, found), found.tp),
+                describe_stages(stages_of(request, found), found.tp),
             )
         )
     return sorted(suggestions, key=lambda s: s.cost_rank)

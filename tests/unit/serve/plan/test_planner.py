@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 from lab_llm.plan import DoesNotFitError, FitPlan, PlanInputError, plan_fit
 from lab_llm.plan.inventory import Limits, load_inventory
+from lab_llm.plan.layouts import tp_groups, tp_rejection
 from lab_llm.plan.memory import GIB, kv_bytes_per_token_per_layer, layer_weights
 from lab_llm.plan.model import WeightFormat, load_model_spec
-from lab_llm.plan.planner import Request, _evaluate, _tp_groups, tp_rejection
+from lab_llm.plan.sizing import Request, evaluate
 
 from tests.unit.serve.plan.plan_inputs import (
     model_path,
@@ -228,8 +229,8 @@ def test_tp_group_is_sized_by_its_smallest_card() -> None:
         limits=Limits(),
         served_model_name="llama",
     )
-    (group,) = _tp_groups(request.inventory, 2, allow_network=False)
-    evaluation = _evaluate(request, 2, (group,))
+    (group,) = tp_groups(request.inventory, 2, allow_network=False)
+    evaluation = evaluate(request, 2, (group,))
     assert evaluation.fits
     big, small = sorted(evaluation.budgets, key=lambda g: -g.total)
     assert (big.gpu_class, small.gpu_class) == ("rtx-3090", "rtx-3060")
