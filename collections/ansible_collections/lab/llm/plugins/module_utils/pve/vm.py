@@ -158,16 +158,14 @@ def values_equal(key: str, current, wanted) -> bool:
         return propstring.split_tags(current) == propstring.split_tags(wanted)
     if key == "hotplug":
         return sorted(str(current).split(",")) == sorted(str(wanted).split(","))
-    if family in ("hostpci", "cpu"):
-        return propstring.parse(current, DEFAULT_KEYS[family]) == propstring.parse(wanted, DEFAULT_KEYS[family])
     if family == "net":
+        # Only what we set counts: Proxmox adds the MAC (as model=MAC) and may add firewall etc.
         have = propstring.normalize_net(propstring.parse(current, "model"))
         want = propstring.normalize_net(propstring.parse(wanted, "model"))
         return all(have.get(name) == value for name, value in want.items())
-    if family in ("memory", "agent", "machine"):
-        return propstring.parse(current, DEFAULT_KEYS[family]) == propstring.parse(wanted, DEFAULT_KEYS[family])
-    if family == "ipconfig":
-        return propstring.parse(current) == propstring.parse(wanted)
+    if family in ("hostpci", "cpu", "memory", "agent", "machine", "ipconfig"):
+        default_key = DEFAULT_KEYS.get(family)
+        return propstring.parse(current, default_key) == propstring.parse(wanted, default_key)
     return str(current) == str(wanted)
 
 

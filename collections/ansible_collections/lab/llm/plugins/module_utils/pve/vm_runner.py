@@ -13,6 +13,7 @@ import time
 
 from ansible_collections.lab.llm.plugins.module_utils.pve import vm as vms
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveApiError, PveInputError
+from ansible_collections.lab.llm.plugins.module_utils.pve.mapping import parse_entry
 from ansible_collections.lab.llm.plugins.module_utils.pve.waiter import (
     guest_addresses,
     wait_for_agent,
@@ -108,7 +109,7 @@ class GpuVmRunner:
                         "PCI mapping %r does not exist (mappings: %s)"
                         % (gpu["mapping"], ", ".join(sorted(mappings)) or "none")
                     )
-                mapped_nodes = sorted({_map_node(entry) for entry in mapping.get("map", [])})
+                mapped_nodes = sorted({parse_entry(entry).get("node", "") for entry in mapping.get("map", [])})
                 if self.node not in mapped_nodes:
                     raise PveInputError(
                         "PCI mapping %r has no device on node %s (it maps %s)"
@@ -285,12 +286,3 @@ class GpuVmRunner:
             wait_for_task(self.client, self.client.post(path + "/status/stop"), timeout=self.params["wait_timeout"])
         upid = self.client.delete(path, purge=1, **{"destroy-unreferenced-disks": 1})
         wait_for_task(self.client, upid, timeout=self.params["wait_timeout"])
-
-
-def _map_node(entry) -> str:
-    """One ``map`` entry of a PCI mapping (``node=pve2,path=...``) -> its node."""
-    text = entry if isinstance(entry, str) else ",".join("%s=%s" % item for item in entry.items())
-    for part in text.split(","):
-        if part.startswith("node="):
-            return part[len("node=") :]
-    return ""
