@@ -17,30 +17,49 @@ from typing import Any
 
 import pytest
 import yaml
-
 from lab_llm.config import parse_config
+
 from tests.conftest import REPO_ROOT
 from tests.standins.k8s import schemas
 from tests.standins.k8s.fixtures import CRD_DIR, KUBERAY_CRDS
 
 pytestmark = pytest.mark.playbook
 PLAYBOOK = [str(Path(sys.executable).parent / "ansible-playbook")]
-VAULT = ["-e", "vault_deckhouse_node_ssh_private_key=test-only", "-e", "vault_lab_llm_admin_password=test-only",
-         "-e", "vault_openwebui_secret_key=test-only"]
+VAULT = [
+    "-e",
+    "vault_deckhouse_node_ssh_private_key=test-only",
+    "-e",
+    "vault_lab_llm_admin_password=test-only",
+    "-e",
+    "vault_openwebui_secret_key=test-only",
+]
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(PLAYBOOK + args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
+    return subprocess.run(
+        PLAYBOOK + args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("render")
-    result = run(["playbooks/site.yml", "-i", "inventory/reference-lab", "--check", "--limit", "localhost,gpu_nodes",
-                  "--start-at-task", "Check that the GPU inventory is given with the model",
-                  "-e", "lab_llm_k8s_render_dir=%s" % out, *VAULT])
+    result = run(
+        [
+            "playbooks/site.yml",
+            "-i",
+            "inventory/reference-lab",
+            "--check",
+            "--limit",
+            "localhost,gpu_nodes",
+            "--start-at-task",
+            "Check that the GPU inventory is given with the model",
+            "-e",
+            f"lab_llm_k8s_render_dir={out}",
+            *VAULT,
+        ]
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     return out
 
@@ -49,7 +68,7 @@ def validators(shared_reference: Path) -> dict[tuple[str, str], Any]:
     found = {}
     for path in [*sorted(CRD_DIR.glob("*.yaml")), *(shared_reference / "crds" / name for name in KUBERAY_CRDS)]:
         for spec, version, validator in schemas.served_versions(path):
-            found[("%s/%s" % (spec["group"], version["name"]), spec["names"]["kind"])] = validator
+            found[("{}/{}".format(spec["group"], version["name"]), spec["names"]["kind"])] = validator
     return found
 
 
@@ -69,16 +88,27 @@ def test_every_rendered_manifest_is_valid(rendered: Path, shared_reference: Path
     assert problems == {}
     kinds = sorted({(m["kind"], m["metadata"]["name"]) for m in found.values()})
     assert kinds == [
-        ("Deployment", "openwebui"), ("Ingress", "lab-llm"), ("Ingress", "openwebui"),
-        ("Namespace", "kuberay-system"), ("Namespace", "lab-llm"), ("Namespace", "openwebui"),
-        ("NodeGroup", "gpu-rtx-3060"), ("NodeGroup", "gpu-rtx-3090"),
-        ("PersistentVolumeClaim", "lab-llm-auth"), ("PersistentVolumeClaim", "openwebui-data"),
+        ("Deployment", "openwebui"),
+        ("Ingress", "lab-llm"),
+        ("Ingress", "openwebui"),
+        ("Namespace", "kuberay-system"),
+        ("Namespace", "lab-llm"),
+        ("Namespace", "openwebui"),
+        ("NodeGroup", "gpu-rtx-3060"),
+        ("NodeGroup", "gpu-rtx-3090"),
+        ("PersistentVolumeClaim", "lab-llm-auth"),
+        ("PersistentVolumeClaim", "openwebui-data"),
         ("RayService", "lab-llm"),
-        ("SSHCredentials", "gpu-3060-1-ssh"), ("SSHCredentials", "gpu-3090-1-ssh"),
-        ("SSHCredentials", "gpu-3090-2-ssh"), ("SSHCredentials", "gpu-3090-3-ssh"),
-        ("Secret", "lab-llm-auth-seed"), ("Secret", "lab-llm-signing-keys"),
+        ("SSHCredentials", "gpu-3060-1-ssh"),
+        ("SSHCredentials", "gpu-3090-1-ssh"),
+        ("SSHCredentials", "gpu-3090-2-ssh"),
+        ("SSHCredentials", "gpu-3090-3-ssh"),
+        ("Secret", "lab-llm-auth-seed"),
+        ("Secret", "lab-llm-signing-keys"),
         ("Service", "openwebui"),
-        ("StaticInstance", "gpu-3060-1"), ("StaticInstance", "gpu-3090-1"), ("StaticInstance", "gpu-3090-2"),
+        ("StaticInstance", "gpu-3060-1"),
+        ("StaticInstance", "gpu-3090-1"),
+        ("StaticInstance", "gpu-3090-2"),
         ("StaticInstance", "gpu-3090-3"),
     ]
 
@@ -108,10 +138,21 @@ def test_the_reference_lab_gets_deckhouse_gpu_nodes_and_the_fit_plan(rendered: P
 
 
 def test_the_local_demo_inventory_skips_the_kubernetes_stages(tmp_path: Path) -> None:
-    result = run(["playbooks/k8s_nodes.yml", "playbooks/k8s_operators.yml", "playbooks/rayservice.yml",
-                  "playbooks/openwebui.yml", "-i", "inventory/local", "--check",
-                  "-e", "lab_llm_k8s_render_dir=%s" % tmp_path])
+    result = run(
+        [
+            "playbooks/k8s_nodes.yml",
+            "playbooks/k8s_operators.yml",
+            "playbooks/rayservice.yml",
+            "playbooks/openwebui.yml",
+            "-i",
+            "inventory/local",
+            "--check",
+            "-e",
+            f"lab_llm_k8s_render_dir={tmp_path}",
+        ]
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "changed=0" in result.stdout and "failed=0" in result.stdout
+    assert "changed=0" in result.stdout
+    assert "failed=0" in result.stdout
     assert "skipping: [localhost]" in result.stdout
     assert list(tmp_path.iterdir()) == []  # nothing rendered, nothing applied

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-from unittest import mock
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from ansible.module_utils.testing import patch_module_args

@@ -36,11 +36,16 @@ def strict_crd_schema(schema: dict[str, Any]) -> dict[str, Any]:
         node = {key: walk(value) for key, value in node.items() if key != "description"}
         if node.pop("x-kubernetes-int-or-string", False):
             node.pop("type", None)
-            node["anyOf"] = node.get("anyOf", []) + [{"type": "integer"}, {"type": "string"}]
+            node["anyOf"] = [*node.get("anyOf", []), {"type": "integer"}, {"type": "string"}]
         if node.pop("nullable", False) and "type" in node:
             node["type"] = [node["type"], "null"]
         preserve = node.pop("x-kubernetes-preserve-unknown-fields", False)
-        if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node and not preserve:
+        if (
+            node.get("type") == "object"
+            and "properties" in node
+            and "additionalProperties" not in node
+            and not preserve
+        ):
             node["additionalProperties"] = False
         return node
 
@@ -58,7 +63,7 @@ def served_versions(path: Path) -> tuple[tuple[dict[str, Any], dict[str, Any], j
     """(CRD spec, version entry, strict validator) for each served version of each CRD in a file, parsed once."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     found = []
-    for crd in yaml.load_all(path.read_text(encoding="utf-8"), Loader=loader):  # noqa: S506 (a safe loader)
+    for crd in yaml.load_all(path.read_text(encoding="utf-8"), Loader=loader):
         if not crd:
             continue
         for version in crd["spec"]["versions"]:
@@ -70,7 +75,7 @@ def served_versions(path: Path) -> tuple[tuple[dict[str, Any], dict[str, Any], j
 @functools.cache
 def _core_registry() -> tuple[Path, Registry]:
     base = resources.files("kubernetes_validate") / "kubernetes-json-schema"
-    directory = Path(str(base)) / ("v%s.0-local-strict" % KUBERNETES_VERSION)
+    directory = Path(str(base)) / (f"v{KUBERNETES_VERSION}.0-local-strict")
     definitions = json.loads((directory / "_definitions.json").read_text(encoding="utf-8"))
     return directory, Resource.from_contents(definitions) @ Registry()
 
@@ -80,7 +85,7 @@ def core_validator(api_version: str, kind: str) -> jsonschema.Draft202012Validat
     """kubernetes-validate's naming: apps/v1 Deployment -> deployment-apps-v1.json, v1 Service -> service-v1.json."""
     directory, registry = _core_registry()
     group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
-    schema = json.loads((directory / ("%s-%s.json" % (kind.lower(), group_version))).read_text(encoding="utf-8"))
+    schema = json.loads((directory / (f"{kind.lower()}-{group_version}.json")).read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(schema, registry=Resource.from_contents(schema) @ registry)
 
 

@@ -17,7 +17,8 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ and .../server-side
 - every write is validated (see schemas.py): 422 with `details.causes[].field`, unknown fields included.
 
 Not implemented (not used by lab.llm): the service proxy (it could not carry the app's bearer token anyway: the
-real API server deletes the Authorization header once it has authenticated a request), JSON patch, strategic list merging, finalizers, defaulting, admission, auth.
+real API server deletes the Authorization header once it has authenticated a request), JSON patch, strategic list
+merging, finalizers, defaulting, admission, auth.
 Controllers do not exist here: tests play them by calling `set_status()` / `put()` / `on_write` hooks.
 """
 
@@ -54,7 +55,7 @@ class Kind:
 
     @property
     def api_version(self) -> str:
-        return "%s/%s" % (self.group, self.version) if self.group else self.version
+        return f"{self.group}/{self.version}" if self.group else self.version
 
 
 CORE_KINDS = [
@@ -77,8 +78,15 @@ class ApiError(Exception):
         self.code, self.reason, self.message, self.causes = code, reason, message, causes or []
 
     def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                                "message": self.message, "reason": self.reason, "code": self.code}
+        body: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
         if self.causes:
             body["details"] = {"causes": self.causes}
         return body
@@ -176,14 +184,21 @@ class KubeApiStandIn:
         self.on_write: list[Callable[[str, Kind, dict[str, Any]], None]] = []
         self.requests: list[tuple[str, str]] = []
         for group, version, kind, plural, namespaced, status in CORE_KINDS:
-            api_version = "%s/%s" % (group, version) if group else version
+            api_version = f"{group}/{version}" if group else version
             self.kinds[(group, version, plural)] = Kind(
-                group, version, kind, plural, namespaced, schemas.core_validator(api_version, kind), status)
+                group, version, kind, plural, namespaced, schemas.core_validator(api_version, kind), status
+            )
         for path in crd_files or []:
             for spec, version, validator in schemas.served_versions(path):
                 self.kinds[(spec["group"], version["name"], spec["names"]["plural"])] = Kind(
-                    spec["group"], version["name"], spec["names"]["kind"], spec["names"]["plural"],
-                    spec["scope"] == "Namespaced", validator, "status" in (version.get("subresources") or {}))
+                    spec["group"],
+                    version["name"],
+                    spec["names"]["kind"],
+                    spec["names"]["plural"],
+                    spec["scope"] == "Namespaced",
+                    validator,
+                    "status" in (version.get("subresources") or {}),
+                )
         self._server: ThreadingHTTPServer | None = None
 
     def start(self) -> KubeApiStandIn:
@@ -201,15 +216,22 @@ class KubeApiStandIn:
     @property
     def url(self) -> str:
         assert self._server
-        return "http://127.0.0.1:%d" % self._server.server_address[1]
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def kubeconfig(self, path: Path) -> Path:
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "standin",
-            "clusters": [{"name": "standin", "cluster": {"server": self.url}}],
-            "users": [{"name": "standin", "user": {"token": "standin-token"}}],
-            "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "standin"}}],
-        }), encoding="utf-8")
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "standin",
+                    "clusters": [{"name": "standin", "cluster": {"server": self.url}}],
+                    "users": [{"name": "standin", "user": {"token": "standin-token"}}],
+                    "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "standin"}}],
+                }
+            ),
+            encoding="utf-8",
+        )
         return path
 
     # ----- what tests call (playing controllers) --------------------------------------------------------------
@@ -217,7 +239,7 @@ class KubeApiStandIn:
         for candidate in self.kinds.values():
             if candidate.api_version == api_version and candidate.kind == kind:
                 return candidate
-        raise KeyError("%s %s not served" % (api_version, kind))
+        raise KeyError(f"{api_version} {kind} not served")
 
     def get(self, api_version: str, kind: str, name: str, namespace: str = "") -> dict[str, Any] | None:
         k = self.kind_for(api_version, kind)
@@ -259,9 +281,13 @@ class KubeApiStandIn:
     def _validate(self, k: Kind, obj: dict[str, Any]) -> None:
         found = schemas.problems(k.validator, obj)
         if found:
-            ref = "%s %s" % (k.kind, obj.get("metadata", {}).get("name", "?"))
-            raise ApiError(422, "Invalid", "%s is invalid: %s" % (ref, "; ".join("%s: %s" % p for p in found)),
-                           [{"reason": "FieldValueInvalid", "field": path, "message": msg} for path, msg in found])
+            ref = "{} {}".format(k.kind, obj.get("metadata", {}).get("name", "?"))
+            raise ApiError(
+                422,
+                "Invalid",
+                "{} is invalid: {}".format(ref, "; ".join("{}: {}".format(*p) for p in found)),
+                [{"reason": "FieldValueInvalid", "field": path, "message": msg} for path, msg in found],
+            )
 
     def _store(self, k: Kind, key, stored: Stored | None, obj: dict[str, Any], event: str, dry_run: bool):
         self._validate(k, obj)
@@ -280,29 +306,43 @@ class KubeApiStandIn:
             hook(event, k, copy.deepcopy(view))
         return view
 
-    def _write(self, k: Kind, namespace: str, body: dict[str, Any], manager: str, mode: str,
-               name: str | None = None, subresource: str = "", dry_run: bool = False, force: bool = False,
-               content_type: str = "") -> dict[str, Any]:
+    def _write(
+        self,
+        k: Kind,
+        namespace: str,
+        body: dict[str, Any],
+        manager: str,
+        mode: str,
+        name: str | None = None,
+        subresource: str = "",
+        dry_run: bool = False,
+        force: bool = False,
+        content_type: str = "",
+    ) -> dict[str, Any]:
         name = name or body.get("metadata", {}).get("name")
         if not name:
-            raise ApiError(422, "Invalid", "%s: metadata.name: Required value" % k.kind,
-                           [{"reason": "FieldValueRequired", "field": "metadata.name", "message": "Required value"}])
+            raise ApiError(
+                422,
+                "Invalid",
+                f"{k.kind}: metadata.name: Required value",
+                [{"reason": "FieldValueRequired", "field": "metadata.name", "message": "Required value"}],
+            )
         if k.namespaced and not namespace:
-            raise ApiError(400, "BadRequest", "%s %s: a namespace is required" % (k.kind, name))
+            raise ApiError(400, "BadRequest", f"{k.kind} {name}: a namespace is required")
         if k.namespaced and ("", "namespaces", "", namespace) not in self.objects:
-            raise ApiError(404, "NotFound", 'namespaces "%s" not found' % namespace)
+            raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found')
         key = (k.group, k.plural, namespace if k.namespaced else "", name)
         stored = self.objects.get(key)
         if mode == "apply":
             return self._apply(k, key, stored, body, manager, namespace, subresource, dry_run, force)
         if mode == "create":
             if stored is not None:
-                raise ApiError(409, "AlreadyExists", '%s "%s" already exists' % (k.plural, name))
+                raise ApiError(409, "AlreadyExists", f'{k.plural} "{name}" already exists')
             return self._create(k, key, body, manager, namespace, dry_run)
         if stored is None:
             if mode == "replace" and not subresource:
                 return self._create(k, key, body, manager, namespace, dry_run)
-            raise ApiError(404, "NotFound", '%s "%s" not found' % (k.plural, name))
+            raise ApiError(404, "NotFound", f'{k.plural} "{name}" not found')
         if mode == "merge":
             if "json-patch" in content_type:
                 raise ApiError(415, "UnsupportedMediaType", "JSON patch is not implemented by the stand-in")
@@ -354,11 +394,26 @@ class KubeApiStandIn:
             return self._view(old, k)
         return self._store(k, key, stored, updated, "MODIFIED", dry_run)
 
-    def _apply(self, k: Kind, key, stored: Stored | None, body: dict[str, Any], manager: str, namespace: str,
-               subresource: str, dry_run: bool, force: bool):
+    def _apply(
+        self,
+        k: Kind,
+        key,
+        stored: Stored | None,
+        body: dict[str, Any],
+        manager: str,
+        namespace: str,
+        subresource: str,
+        dry_run: bool,
+        force: bool,
+    ):
         if body.get("apiVersion") != k.api_version or body.get("kind") != k.kind:
-            raise ApiError(400, "BadRequest", "apply: apiVersion/kind %s/%s do not match the URL (%s %s)" % (
-                body.get("apiVersion"), body.get("kind"), k.api_version, k.kind))
+            raise ApiError(
+                400,
+                "BadRequest",
+                "apply: apiVersion/kind {}/{} do not match the URL ({} {})".format(
+                    body.get("apiVersion"), body.get("kind"), k.api_version, k.kind
+                ),
+            )
         applied = {kk: v for kk, v in body.items() if kk not in ("apiVersion", "kind")}
         if subresource != "status":
             applied.pop("status", None)
@@ -374,13 +429,20 @@ class KubeApiStandIn:
                 if path[:1] != ("metadata",) and current.get(path) != new_leaves[path]:
                     conflicts.append((other, ".".join(path)))
         if conflicts and not force:
-            raise ApiError(409, "Conflict", "Apply failed with %d conflicts: %s" % (
-                len(conflicts), "; ".join('conflict with "%s": .%s' % c for c in conflicts)),
-                [{"reason": "FieldManagerConflict", "field": "." + path, "message": 'conflict with "%s"' % other}
-                 for other, path in conflicts])
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Apply failed with {len(conflicts)} conflicts: "
+                + "; ".join(f'conflict with "{other}": .{path}' for other, path in conflicts),
+                [
+                    {"reason": "FieldManagerConflict", "field": "." + path, "message": f'conflict with "{other}"'}
+                    for other, path in conflicts
+                ],
+            )
         desired = copy.deepcopy(stored.obj)
-        owned_elsewhere = set().union(*(p for m, p in stored.managers.items() if m != manager)) \
-            if len(stored.managers) > 1 else set()
+        owned_elsewhere = (
+            set().union(*(p for m, p in stored.managers.items() if m != manager)) if len(stored.managers) > 1 else set()
+        )
         for path in stored.managers.get(manager, set()) - set(new_leaves) - owned_elsewhere:
             _remove_path(desired, path)
         desired = _prune_empty(_deep_merge(desired, applied))
@@ -398,7 +460,7 @@ class KubeApiStandIn:
         key = (k.group, k.plural, namespace if k.namespaced else "", name)
         stored = self.objects.get(key)
         if stored is None:
-            raise ApiError(404, "NotFound", '%s "%s" not found' % (k.plural, name))
+            raise ApiError(404, "NotFound", f'{k.plural} "{name}" not found')
         if dry_run:
             return self._view(stored.obj, k)
         del self.objects[key]
@@ -411,11 +473,19 @@ class KubeApiStandIn:
         return view
 
     def _list(self, k: Kind, namespace: str, query: dict[str, str]) -> dict[str, Any]:
-        items = [self._view(s.obj, k) for key, s in sorted(self.objects.items())
-                 if key[:2] == (k.group, k.plural) and (not namespace or key[2] == namespace)
-                 and _matches(s.obj, query.get("fieldSelector"), query.get("labelSelector"))]
-        return {"apiVersion": k.api_version, "kind": k.kind + "List",
-                "metadata": {"resourceVersion": str(self.resource_version)}, "items": items}
+        items = [
+            self._view(s.obj, k)
+            for key, s in sorted(self.objects.items())
+            if key[:2] == (k.group, k.plural)
+            and (not namespace or key[2] == namespace)
+            and _matches(s.obj, query.get("fieldSelector"), query.get("labelSelector"))
+        ]
+        return {
+            "apiVersion": k.api_version,
+            "kind": k.kind + "List",
+            "metadata": {"resourceVersion": str(self.resource_version)},
+            "items": items,
+        }
 
     def _watch(self, k: Kind, namespace: str, query: dict[str, str], write: Callable[[bytes], None]) -> None:
         timeout = float(query.get("timeoutSeconds", "30"))
@@ -442,11 +512,18 @@ class KubeApiStandIn:
 
     def discovery(self, path: str) -> dict[str, Any] | None:
         if path == "/version":
-            return {"major": "1", "minor": schemas.KUBERNETES_VERSION.split(".")[1],
-                    "gitVersion": "v%s.0-standin" % schemas.KUBERNETES_VERSION, "platform": "linux/amd64"}
+            return {
+                "major": "1",
+                "minor": schemas.KUBERNETES_VERSION.split(".")[1],
+                "gitVersion": f"v{schemas.KUBERNETES_VERSION}.0-standin",
+                "platform": "linux/amd64",
+            }
         if path == "/api":
-            return {"kind": "APIVersions", "versions": ["v1"],
-                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
+            return {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
+            }
         if path == "/apis":
             groups: dict[str, list[str]] = {}
             for group, version, _ in self.kinds:
@@ -454,10 +531,18 @@ class KubeApiStandIn:
                     groups.setdefault(group, [])
                     if version not in groups[group]:
                         groups[group].append(version)
-            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": g, "versions": [{"groupVersion": "%s/%s" % (g, v), "version": v} for v in vs],
-                 "preferredVersion": {"groupVersion": "%s/%s" % (g, vs[-1]), "version": vs[-1]}}
-                for g, vs in sorted(groups.items())]}
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [
+                    {
+                        "name": g,
+                        "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                        "preferredVersion": {"groupVersion": f"{g}/{vs[-1]}", "version": vs[-1]},
+                    }
+                    for g, vs in sorted(groups.items())
+                ],
+            }
         parts = path.strip("/").split("/")
         if parts == ["api", "v1"] or (len(parts) == 3 and parts[0] == "apis"):
             group, version = ("", "v1") if parts[0] == "api" else (parts[1], parts[2])
@@ -466,15 +551,33 @@ class KubeApiStandIn:
                 if (g, v) != (group, version):
                     continue
                 verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
-                resources.append({"name": plural, "singularName": k.kind.lower(), "namespaced": k.namespaced,
-                                  "kind": k.kind, "verbs": verbs})
+                resources.append(
+                    {
+                        "name": plural,
+                        "singularName": k.kind.lower(),
+                        "namespaced": k.namespaced,
+                        "kind": k.kind,
+                        "verbs": verbs,
+                    }
+                )
                 if k.status_subresource:
-                    resources.append({"name": plural + "/status", "singularName": "", "namespaced": k.namespaced,
-                                      "kind": k.kind, "verbs": ["get", "patch", "update"]})
+                    resources.append(
+                        {
+                            "name": plural + "/status",
+                            "singularName": "",
+                            "namespaced": k.namespaced,
+                            "kind": k.kind,
+                            "verbs": ["get", "patch", "update"],
+                        }
+                    )
             if not resources:
                 return None
-            return {"kind": "APIResourceList", "apiVersion": "v1",
-                    "groupVersion": "%s/%s" % (group, version) if group else version, "resources": resources}
+            return {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version,
+                "resources": resources,
+            }
         return None
 
     def route(self, path: str) -> tuple[Kind, str, str, str]:
@@ -485,7 +588,7 @@ class KubeApiStandIn:
         elif parts[0] == "apis" and len(parts) >= 4:
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource (%s)" % path)
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
         namespace = ""
         if len(rest) >= 3 and rest[0] == "namespaces":
             namespace, rest = rest[1], rest[2:]
@@ -493,7 +596,7 @@ class KubeApiStandIn:
             rest = ["namespaces", rest[1]]
         k = self.kinds.get((group, version, rest[0]))
         if k is None:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource (%s)" % path)
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
         name = rest[1] if len(rest) > 1 else ""
         subresource = rest[2] if len(rest) > 2 else ""
         return k, namespace, name, subresource
@@ -555,7 +658,7 @@ class _Handler(BaseHTTPRequestHandler):
                     key = (k.group, k.plural, namespace if k.namespaced else "", name)
                     stored = self.api.objects.get(key)
                     if stored is None:
-                        raise ApiError(404, "NotFound", '%s "%s" not found' % (k.plural, name))
+                        raise ApiError(404, "NotFound", f'{k.plural} "{name}" not found')
                     return self._send(200, self.api._view(stored.obj, k))
                 if method == "DELETE":
                     return self._send(200, self.api._delete(k, namespace, name, dry_run))
@@ -564,7 +667,7 @@ class _Handler(BaseHTTPRequestHandler):
                 try:
                     body = yaml.safe_load(raw) if "yaml" in content_type else json.loads(raw or b"{}")
                 except (ValueError, yaml.YAMLError) as error:
-                    raise ApiError(400, "BadRequest", "cannot decode the body: %s" % error) from None
+                    raise ApiError(400, "BadRequest", f"cannot decode the body: {error}") from None
                 if not isinstance(body, dict):
                     raise ApiError(400, "BadRequest", "the body must be an object")
                 mode = {"POST": "create", "PUT": "replace"}.get(method)
@@ -572,24 +675,33 @@ class _Handler(BaseHTTPRequestHandler):
                     mode = "apply" if content_type.startswith("application/apply-patch") else "merge"
                 if mode is None:
                     raise ApiError(405, "MethodNotAllowed", method)
-                result = self.api._write(k, namespace, body, manager, mode, name=name or None,
-                                         subresource=subresource, dry_run=dry_run,
-                                         force=query.get("force") == "true", content_type=content_type)
+                result = self.api._write(
+                    k,
+                    namespace,
+                    body,
+                    manager,
+                    mode,
+                    name=name or None,
+                    subresource=subresource,
+                    dry_run=dry_run,
+                    force=query.get("force") == "true",
+                    content_type=content_type,
+                )
                 return self._send(201 if mode == "create" else 200, result)
         except ApiError as error:
             return self._send(error.code, error.status())
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._handle("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._handle("PUT")
 
-    def do_PATCH(self) -> None:  # noqa: N802
+    def do_PATCH(self) -> None:
         self._handle("PATCH")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._handle("DELETE")

@@ -7,18 +7,28 @@ import json
 from typing import Any
 
 import pytest
-
 from ansible_collections.lab.llm.plugins.modules import deckhouse_static_node
-from tests.standins.k8s.fixtures import kube_api, later, run_module  # noqa: F401 (fixture)
+
+from tests.standins.k8s import fixtures
+from tests.standins.k8s.fixtures import later, run_module
 from tests.standins.k8s.server import KubeApiStandIn
+
+kube_api = fixtures.kube_api
 
 CAPS = "deckhouse.io/v1alpha2"
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-only-not-a-key\n-----END OPENSSH PRIVATE KEY-----\n"
 
 
 def args(name: str = "gpu-3090-1", address: str = "192.0.2.21", **extra: Any) -> dict[str, Any]:
-    base = dict(name=name, address=address, node_group="gpu-rtx-3090", gpu_class="rtx-3090", ssh_private_key=KEY,
-                gpu_sharing="Exclusive", wait_timeout=10)
+    base = dict(
+        name=name,
+        address=address,
+        node_group="gpu-rtx-3090",
+        gpu_class="rtx-3090",
+        ssh_private_key=KEY,
+        gpu_sharing="Exclusive",
+        wait_timeout=10,
+    )
     return {**base, **extra}
 
 
@@ -41,9 +51,16 @@ def play_caps(api: KubeApiStandIn, stop_at: str = "Running") -> None:
         elif labelled and phase == "Pending" and stop_at != "Pending":
             later(0.05, lambda: phase_to("Bootstrapping"))
         elif labelled and phase == "Bootstrapping" and stop_at == "Running":
+
             def join() -> None:
-                api.put({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
-                         "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}})
+                api.put(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Node",
+                        "metadata": {"name": name},
+                        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]},
+                    }
+                )
                 phase_to("Running", nodeRef={"name": name})
 
             later(0.05, join)
@@ -67,14 +84,19 @@ def test_vm_joins_through_caps_and_a_second_run_changes_nothing(kube_api: KubeAp
     assert credentials is not None
     assert base64.b64decode(credentials["spec"]["privateSSHKey"]).decode() == KEY
     instance = kube_api.get(CAPS, "StaticInstance", "gpu-3090-1")
-    assert instance["spec"] == {"address": "192.0.2.21",
-                                "credentialsRef": {"kind": "SSHCredentials", "name": "gpu-3090-1-ssh"}}
+    assert instance["spec"] == {
+        "address": "192.0.2.21",
+        "credentialsRef": {"kind": "SSHCredentials", "name": "gpu-3090-1-ssh"},
+    }
     group = kube_api.get("deckhouse.io/v1", "NodeGroup", "gpu-rtx-3090")
     assert group["spec"]["staticInstances"] == {
-        "count": 1, "labelSelector": {"matchLabels": {"lab-llm.io/node-group": "gpu-rtx-3090"}}}
+        "count": 1,
+        "labelSelector": {"matchLabels": {"lab-llm.io/node-group": "gpu-rtx-3090"}},
+    }
     assert group["spec"]["nodeTemplate"]["labels"] == {"lab-llm.io/gpu-class": "rtx-3090"}
-    assert group["spec"]["nodeTemplate"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present",
-                                                        "effect": "NoSchedule"}]
+    assert group["spec"]["nodeTemplate"]["taints"] == [
+        {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+    ]
     assert group["spec"]["gpu"] == {"sharing": "Exclusive"}
 
     again = run_module(deckhouse_static_node.main, args())
@@ -85,7 +107,8 @@ def test_adding_one_more_vm_raises_the_group_count(kube_api: KubeApiStandIn) -> 
     play_caps(kube_api)
     assert not run_module(deckhouse_static_node.main, args()).get("failed")
     second = run_module(deckhouse_static_node.main, args(name="gpu-3090-2", address="192.0.2.22"))
-    assert second["changed"] is True and second["node_name"] == "gpu-3090-2"
+    assert second["changed"] is True
+    assert second["node_name"] == "gpu-3090-2"
     group = kube_api.get("deckhouse.io/v1", "NodeGroup", "gpu-rtx-3090")
     assert group["spec"]["staticInstances"]["count"] == 2
 
@@ -124,8 +147,9 @@ def test_check_mode_reports_the_change_and_stores_nothing(kube_api: KubeApiStand
 def test_absent_releases_the_vm_then_deletes_its_objects(kube_api: KubeApiStandIn) -> None:
     play_caps(kube_api)
     assert not run_module(deckhouse_static_node.main, args()).get("failed")
-    result = run_module(deckhouse_static_node.main, dict(name="gpu-3090-1", node_group="gpu-rtx-3090",
-                                                         state="absent", wait_timeout=10))
+    result = run_module(
+        deckhouse_static_node.main, dict(name="gpu-3090-1", node_group="gpu-rtx-3090", state="absent", wait_timeout=10)
+    )
     assert not result.get("failed"), result
     assert result["changed"] is True
     assert kube_api.names(CAPS, "StaticInstance") == []
@@ -138,11 +162,18 @@ def test_absent_releases_the_vm_then_deletes_its_objects(kube_api: KubeApiStandI
 def test_script_flow_returns_the_groups_bootstrap_script(kube_api: KubeApiStandIn) -> None:
     kube_api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "d8-cloud-instance-manager"}})
     script = "#!/bin/bash\necho join\n"
-    kube_api.put({"apiVersion": "v1", "kind": "Secret", "metadata": {
-        "name": "manual-bootstrap-for-gpu-rtx-3060", "namespace": "d8-cloud-instance-manager"},
-        "data": {"bootstrap.sh": base64.b64encode(script.encode()).decode()}})
-    result = run_module(deckhouse_static_node.main, dict(
-        name="gpu-3060-1", node_group="gpu-rtx-3060", gpu_class="rtx-3060", bootstrap="script"))
+    kube_api.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "manual-bootstrap-for-gpu-rtx-3060", "namespace": "d8-cloud-instance-manager"},
+            "data": {"bootstrap.sh": base64.b64encode(script.encode()).decode()},
+        }
+    )
+    result = run_module(
+        deckhouse_static_node.main,
+        dict(name="gpu-3060-1", node_group="gpu-rtx-3060", gpu_class="rtx-3060", bootstrap="script"),
+    )
     assert not result.get("failed"), result
     assert result["bootstrap_script"] == script
     group = kube_api.get("deckhouse.io/v1", "NodeGroup", "gpu-rtx-3060")

@@ -7,12 +7,14 @@ import json
 from typing import Any
 
 import pytest
-
 from ansible_collections.lab.llm.plugins.modules import rayservice
 from lab_llm.config import parse_config
-from tests.standins.k8s import schemas
-from tests.standins.k8s.fixtures import kube_api, later, run_module  # noqa: F401 (fixture)
+
+from tests.standins.k8s import fixtures, schemas
+from tests.standins.k8s.fixtures import later, run_module
 from tests.standins.k8s.server import KubeApiStandIn
+
+kube_api = fixtures.kube_api
 
 RAY = "ray.io/v1"
 
@@ -21,11 +23,18 @@ def args(**extra: Any) -> dict[str, Any]:
     base = dict(
         namespace="lab-llm",
         image="registry.example.org/lab-llm/serve:0.1.0",
-        engine={"model": "/models/Qwen2.5-32B-Instruct-AWQ", "served_model_name": "qwen2.5-32b",
-                "tensor_parallel_size": 2, "pipeline_parallel_size": 2, "quantization": "awq_marlin",
-                "max_model_len": 8192},
-        worker_groups=[{"gpu_class": "rtx-3090", "replicas": 3, "node_group": "gpu-rtx-3090"},
-                       {"gpu_class": "rtx-3060", "replicas": 1, "node_group": "gpu-rtx-3060"}],
+        engine={
+            "model": "/models/Qwen2.5-32B-Instruct-AWQ",
+            "served_model_name": "qwen2.5-32b",
+            "tensor_parallel_size": 2,
+            "pipeline_parallel_size": 2,
+            "quantization": "awq_marlin",
+            "max_model_len": 8192,
+        },
+        worker_groups=[
+            {"gpu_class": "rtx-3090", "replicas": 3, "node_group": "gpu-rtx-3090"},
+            {"gpu_class": "rtx-3060", "replicas": 1, "node_group": "gpu-rtx-3060"},
+        ],
         model_volume={"claim_name": "models-cephfs", "mount_path": "/models"},
         auth_store={"claim_name": "lab-llm-auth"},
         signing_keys={"secret_name": "lab-llm-signing-keys"},
@@ -42,7 +51,7 @@ def rendered(**extra: Any) -> dict[str, Any]:
 
 
 def rayservice_schema_problems(shared_reference: Any, manifest: dict[str, Any]) -> list[tuple[str, str]]:
-    for spec, version, validator in schemas.served_versions(shared_reference / "crds" / "ray.io_rayservices.yaml"):
+    for _spec, version, validator in schemas.served_versions(shared_reference / "crds" / "ray.io_rayservices.yaml"):
         if version["name"] == "v1":
             return schemas.problems(validator, manifest)
     raise AssertionError("no v1 in the RayService CRD")
@@ -74,7 +83,8 @@ def test_render_is_valid_for_the_kuberay_crd_and_the_app_config(shared_reference
     container = pod["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     env = {item["name"]: item["value"] for item in container["env"]}
-    assert env["NCCL_SOCKET_IFNAME"] == "eth0" and env["NCCL_IB_DISABLE"] == "1"
+    assert env["NCCL_SOCKET_IFNAME"] == "eth0"
+    assert env["NCCL_IB_DISABLE"] == "1"
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod["volumes"]
     assert g3090["template"]["metadata"]["labels"]["prometheus.deckhouse.io/custom-target"] == "lab-llm"
@@ -83,11 +93,18 @@ def test_render_is_valid_for_the_kuberay_crd_and_the_app_config(shared_reference
 
 
 def test_a_fit_plan_overrides_engine_settings_and_worker_groups(shared_reference: Any) -> None:
-    plan = {"engine_config": {"tensor_parallel_size": 1, "pipeline_parallel_size": 4,
-                       "env": {"VLLM_PP_LAYER_PARTITION": "20,20,20,4"}},
-            "worker_groups": [{"gpu_class": "rtx-3090", "replicas": 3, "gpus_per_worker": 1},
-                              {"gpu_class": "rtx-3060", "replicas": 1, "gpus_per_worker": 1}],
-            "estimate": {"ignored": True}}
+    plan = {
+        "engine_config": {
+            "tensor_parallel_size": 1,
+            "pipeline_parallel_size": 4,
+            "env": {"VLLM_PP_LAYER_PARTITION": "20,20,20,4"},
+        },
+        "worker_groups": [
+            {"gpu_class": "rtx-3090", "replicas": 3, "gpus_per_worker": 1},
+            {"gpu_class": "rtx-3060", "replicas": 1, "gpus_per_worker": 1},
+        ],
+        "estimate": {"ignored": True},
+    }
     manifest = rendered(fit_plan=plan, worker_groups=[])
     assert rayservice_schema_problems(shared_reference, manifest) == []
     config = parse_config(json.loads(manifest["spec"]["serveConfigV2"])["applications"][0]["args"])
@@ -95,7 +112,9 @@ def test_a_fit_plan_overrides_engine_settings_and_worker_groups(shared_reference
     assert config.engine.quantization == "awq_marlin"  # kept from the hand-given engine settings
     groups = manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     assert [g["template"]["spec"]["nodeSelector"] for g in groups] == [
-        {"lab-llm.io/gpu-class": "rtx-3090"}, {"lab-llm.io/gpu-class": "rtx-3060"}]
+        {"lab-llm.io/gpu-class": "rtx-3090"},
+        {"lab-llm.io/gpu-class": "rtx-3060"},
+    ]
     # Each worker advertises its GPU class, which the planner's placement bundles ask for.
     assert [g["rayStartParams"]["resources"] for g in groups] == ["'{\"rtx-3090\": 1}'", "'{\"rtx-3060\": 1}'"]
 
@@ -105,17 +124,21 @@ def test_a_writable_auth_store_is_seeded_once_from_a_secret(shared_reference: An
     assert rayservice_schema_problems(shared_reference, manifest) == []
     head = manifest["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
     (init,) = head["initContainers"]
-    assert init["command"][-1] == ("[ -s /var/lib/lab-llm/auth/store.yaml ] || "
-                                   "cp /seed/store.yaml /var/lib/lab-llm/auth/store.yaml")
+    assert init["command"][-1] == (
+        "[ -s /var/lib/lab-llm/auth/store.yaml ] || cp /seed/store.yaml /var/lib/lab-llm/auth/store.yaml"
+    )
     assert {"name": "auth-seed", "secret": {"secretName": "lab-llm-auth-seed"}} in head["volumes"]
 
 
 def test_too_few_gpus_fail_before_any_api_call(kube_api: KubeApiStandIn) -> None:
-    result = run_module(rayservice.main, args(engine={"model": "/models/m", "tensor_parallel_size": 4,
-                                                      "pipeline_parallel_size": 2}))
+    result = run_module(
+        rayservice.main, args(engine={"model": "/models/m", "tensor_parallel_size": 4, "pipeline_parallel_size": 2})
+    )
     assert result["failed"] is True
-    assert result["msg"] == ("RayService lab-llm/lab-llm: engine tensor_parallel_size x pipeline_parallel_size = 8 "
-                             "per replica x 1 replica(s) needs 8 GPUs, but worker_groups provide 4")
+    assert result["msg"] == (
+        "RayService lab-llm/lab-llm: engine tensor_parallel_size x pipeline_parallel_size = 8 "
+        "per replica x 1 replica(s) needs 8 GPUs, but worker_groups provide 4"
+    )
     assert kube_api.requests == []
 
 
@@ -129,7 +152,8 @@ def test_too_few_gpus_fail_before_any_api_call(kube_api: KubeApiStandIn) -> None
 )
 def test_bad_input_is_named(kube_api: KubeApiStandIn, bad: dict[str, Any], message: str) -> None:
     result = run_module(rayservice.main, args(**bad))
-    assert result["failed"] is True and message in result["msg"]
+    assert result["failed"] is True
+    assert message in result["msg"]
     assert kube_api.requests == []
 
 
@@ -137,10 +161,19 @@ def running_status(generation: int, cluster: str, app: str = "RUNNING", message:
     return {
         "observedGeneration": generation,
         "serviceStatus": "Running" if app == "RUNNING" else "",
-        "conditions": [{"type": "Ready", "status": "True" if app == "RUNNING" else "False", "reason": "x",
-                        "message": "", "lastTransitionTime": "2026-11-25T00:00:00Z"}],
-        "activeServiceStatus": {"rayClusterName": cluster,
-                                "applicationStatuses": {"llm": {"status": app, "message": message}}},
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True" if app == "RUNNING" else "False",
+                "reason": "x",
+                "message": "",
+                "lastTransitionTime": "2026-11-25T00:00:00Z",
+            }
+        ],
+        "activeServiceStatus": {
+            "rayClusterName": cluster,
+            "applicationStatuses": {"llm": {"status": app, "message": message}},
+        },
     }
 
 
@@ -155,7 +188,7 @@ def play_kuberay(api: KubeApiStandIn, outcome: str = "RUNNING", message: str = "
         if (obj.get("status") or {}).get("observedGeneration") == generation:
             return
         name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
-        cluster = "%s-raycluster-g%d" % (name, generation)
+        cluster = f"{name}-raycluster-g{generation}"
 
         def set_status(status: dict[str, Any]) -> None:
             api.set_status(RAY, "RayService", name, status, namespace)
@@ -163,12 +196,21 @@ def play_kuberay(api: KubeApiStandIn, outcome: str = "RUNNING", message: str = "
         if generation == 1:
             later(0.1, lambda: set_status(running_status(1, cluster, outcome, message)))
             return
-        previous = "%s-raycluster-g%d" % (name, generation - 1)
+        previous = f"{name}-raycluster-g{generation - 1}"
         upgrading = running_status(generation, previous)
-        upgrading["conditions"].append({"type": "UpgradeInProgress", "status": "True", "reason": "x", "message": "",
-                                        "lastTransitionTime": "2026-11-25T00:00:00Z"})
-        upgrading["pendingServiceStatus"] = {"rayClusterName": cluster,
-                                             "applicationStatuses": {"llm": {"status": "DEPLOYING"}}}
+        upgrading["conditions"].append(
+            {
+                "type": "UpgradeInProgress",
+                "status": "True",
+                "reason": "x",
+                "message": "",
+                "lastTransitionTime": "2026-11-25T00:00:00Z",
+            }
+        )
+        upgrading["pendingServiceStatus"] = {
+            "rayClusterName": cluster,
+            "applicationStatuses": {"llm": {"status": "DEPLOYING"}},
+        }
         later(0.1, lambda: set_status(upgrading))
         later(0.6, lambda: set_status(running_status(generation, cluster, outcome, message)))
 
@@ -212,16 +254,19 @@ def test_a_failed_deployment_is_reported_with_rays_message(kube_api: KubeApiStan
     play_kuberay(kube_api, outcome="DEPLOY_FAILED", message="CUDA out of memory")
     result = run_module(rayservice.main, args())
     assert result["failed"] is True
-    assert result["msg"] == ("RayService lab-llm/lab-llm: application llm DEPLOY_FAILED on RayCluster "
-                             "lab-llm-raycluster-g1: CUDA out of memory")
+    assert result["msg"] == (
+        "RayService lab-llm/lab-llm: application llm DEPLOY_FAILED on RayCluster "
+        "lab-llm-raycluster-g1: CUDA out of memory"
+    )
 
 
 def test_no_status_times_out_naming_the_state(kube_api: KubeApiStandIn) -> None:
     with_namespace(kube_api)
     result = run_module(rayservice.main, args(wait_timeout=1))
     assert result["failed"] is True
-    assert result["msg"] == ("RayService lab-llm/lab-llm: not ready after 1s; last seen: "
-                             "KubeRay has not observed generation 1 yet")
+    assert result["msg"] == (
+        "RayService lab-llm/lab-llm: not ready after 1s; last seen: KubeRay has not observed generation 1 yet"
+    )
 
 
 def test_a_missing_namespace_is_a_clear_error(kube_api: KubeApiStandIn) -> None:

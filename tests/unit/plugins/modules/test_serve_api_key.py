@@ -13,10 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-
 from ansible_collections.lab.llm.plugins.modules import serve_api_key, serve_smoke_test
-from tests.standins.k8s.fixtures import kube_api, run_module  # noqa: F401 (fixture)
+
+from tests.standins.k8s import fixtures
+from tests.standins.k8s.fixtures import run_module
 from tests.standins.k8s.server import KubeApiStandIn
+
+kube_api = fixtures.kube_api
 
 
 class FakeLabLlm:
@@ -60,8 +63,15 @@ class FakeLabLlm:
             return answer(200, {"object": "list", "data": [{"id": "qwen2.5-32b", "object": "model"}]})
         if path == "/v1/chat/completions":
             request = json.loads(body)
-            return answer(200, {"choices": [{"message": {"role": "assistant", "content": "Hello from %s" %
-                                                         request["model"]}}], "usage": {"completion_tokens": 3}})
+            return answer(
+                200,
+                {
+                    "choices": [
+                        {"message": {"role": "assistant", "content": "Hello from {}".format(request["model"])}}
+                    ],
+                    "usage": {"completion_tokens": 3},
+                },
+            )
         return answer(404, {"detail": "not found"})
 
 
@@ -81,7 +91,7 @@ def serve(fake: FakeLabLlm) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = do_DELETE = _any  # noqa: N815
+        do_GET = do_POST = do_DELETE = _any
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -92,7 +102,7 @@ def serve(fake: FakeLabLlm) -> ThreadingHTTPServer:
 def app(kube_api: KubeApiStandIn) -> Iterator[FakeLabLlm]:
     fake = FakeLabLlm()
     server = serve(fake)
-    fake.url = "http://127.0.0.1:%d" % server.server_address[1]
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
     kube_api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "openwebui"}})
     yield fake
     server.shutdown()
@@ -100,8 +110,14 @@ def app(kube_api: KubeApiStandIn) -> Iterator[FakeLabLlm]:
 
 
 def key_args(app: FakeLabLlm, **extra: Any) -> dict[str, Any]:
-    base = dict(url=app.url, admin_username="admin", admin_password="s3cret", key_name="openwebui",
-                secret_name="openwebui-openai", secret_namespace="openwebui")
+    base = dict(
+        url=app.url,
+        admin_username="admin",
+        admin_password="s3cret",
+        key_name="openwebui",
+        secret_name="openwebui-openai",
+        secret_namespace="openwebui",
+    )
     return {**base, **extra}
 
 
@@ -113,7 +129,8 @@ def stored_key(api: KubeApiStandIn) -> str:
 def test_creates_a_key_once_and_keeps_it_while_it_works(kube_api: KubeApiStandIn, app: FakeLabLlm) -> None:
     first = run_module(serve_api_key.main, key_args(app))
     assert not first.get("failed"), first
-    assert first["changed"] is True and first["secret"] == "openwebui/openwebui-openai"
+    assert first["changed"] is True
+    assert first["secret"] == "openwebui/openwebui-openai"
     key = stored_key(kube_api)
     assert [entry["key"] for entry in app.keys.values()] == [key]
     assert key not in json.dumps(first)
@@ -144,8 +161,10 @@ def test_check_mode_creates_no_key(kube_api: KubeApiStandIn, app: FakeLabLlm) ->
 def test_wrong_admin_password_names_the_step(kube_api: KubeApiStandIn, app: FakeLabLlm) -> None:
     result = run_module(serve_api_key.main, key_args(app, admin_password="not-the-password"))
     assert result["failed"] is True
-    assert result["msg"] == ("API key openwebui for openwebui/openwebui-openai: POST %s/auth/token answered "
-                             'HTTP 401: {"detail": "wrong username or password"}' % app.url)
+    assert result["msg"] == (
+        f"API key openwebui for openwebui/openwebui-openai: POST {app.url}/auth/token answered "
+        'HTTP 401: {"detail": "wrong username or password"}'
+    )
 
 
 def test_smoke_test_gets_a_token_and_a_chat_completion(app: FakeLabLlm) -> None:
@@ -157,4 +176,4 @@ def test_smoke_test_gets_a_token_and_a_chat_completion(app: FakeLabLlm) -> None:
 def test_smoke_test_names_the_call_that_failed(app: FakeLabLlm) -> None:
     result = run_module(serve_smoke_test.main, dict(url=app.url, username="admin", password="nope"))
     assert result["failed"] is True
-    assert result["msg"].startswith("smoke test: POST %s/auth/token answered HTTP 401" % app.url)
+    assert result["msg"].startswith(f"smoke test: POST {app.url}/auth/token answered HTTP 401")

@@ -191,8 +191,10 @@ def _check(params):
                 problems.append("ssh_private_key (or sudo_password) is required with bootstrap=static_instance")
         for index, taint in enumerate(params["node_taints"]):
             if not taint.get("key") or taint.get("effect") not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
-                problems.append("node_taints[%d]=%r: needs a key and effect NoSchedule, PreferNoSchedule or NoExecute"
-                                % (index, taint))
+                problems.append(
+                    "node_taints[%d]=%r: needs a key and effect NoSchedule, PreferNoSchedule or NoExecute"
+                    % (index, taint)
+                )
     return [problem for problem in problems if problem]
 
 
@@ -211,18 +213,30 @@ class StaticNode:
         p = self.params
         static = p["bootstrap"] == "static_instance"
         group = deckhouse.node_group(
-            p["node_group"], p["gpu_class"], count, p["node_labels"],
+            p["node_group"],
+            p["gpu_class"],
+            count,
+            p["node_labels"],
             [{k: v for k, v in t.items() if v is not None} for t in p["node_taints"]],
-            p["gpu_sharing"], p["time_slicing_partitions"], static)
+            p["gpu_sharing"],
+            p["time_slicing_partitions"],
+            static,
+        )
         if not static:
             return [group]
         credentials = deckhouse.ssh_credentials(
-            self.credentials_name, p["caps_api_version"], p["ssh_user"], p["ssh_private_key"] or "", p["ssh_port"],
-            p["sudo_password"])
+            self.credentials_name,
+            p["caps_api_version"],
+            p["ssh_user"],
+            p["ssh_private_key"] or "",
+            p["ssh_port"],
+            p["sudo_password"],
+        )
         if not p["ssh_private_key"]:
             del credentials["spec"]["privateSSHKey"]
         instance = deckhouse.static_instance(
-            p["name"], p["caps_api_version"], p["address"], self.credentials_name, p["node_group"])
+            p["name"], p["caps_api_version"], p["address"], self.credentials_name, p["node_group"]
+        )
         return [credentials, instance, group]
 
     def apply(self, manifest):
@@ -236,8 +250,14 @@ class StaticNode:
         return after
 
     def group_count(self, including=None, excluding=None):
-        members = {item["metadata"]["name"] for item in self.service.list(
-            self.caps_api, "StaticInstance", label_selector="%s=%s" % (deckhouse.SELECTOR_LABEL, self.params["node_group"]))}
+        members = {
+            item["metadata"]["name"]
+            for item in self.service.list(
+                self.caps_api,
+                "StaticInstance",
+                label_selector="%s=%s" % (deckhouse.SELECTOR_LABEL, self.params["node_group"]),
+            )
+        }
         if including:
             members.add(including)
         members.discard(excluding)
@@ -259,8 +279,15 @@ class StaticNode:
         self.apply(instance)
         self.apply(self.manifests(self.group_count(including=p["name"]))[2])
         if p["wait"] and not self.module.check_mode:
-            obj = waiter.wait_for(self.service, self.caps_api, "StaticInstance", p["name"], None,
-                                  waiter.static_instance_running, p["wait_timeout"])
+            obj = waiter.wait_for(
+                self.service,
+                self.caps_api,
+                "StaticInstance",
+                p["name"],
+                None,
+                waiter.static_instance_running,
+                p["wait_timeout"],
+            )
             node_name = ((obj.get("status") or {}).get("nodeRef") or {}).get("name") or p["name"]
             waiter.wait_for(self.service, "v1", "Node", node_name, None, waiter.node_ready, p["wait_timeout"])
             result.update(node_name=node_name, phase="Running")
@@ -275,11 +302,17 @@ class StaticNode:
         if secret is None:
             if self.module.check_mode:
                 return ""
-            raise K8sError("not found; Deckhouse creates it for a Static NodeGroup", kind="Secret", name=name,
-                           namespace=deckhouse.BOOTSTRAP_NAMESPACE)
+            raise K8sError(
+                "not found; Deckhouse creates it for a Static NodeGroup",
+                kind="Secret",
+                name=name,
+                namespace=deckhouse.BOOTSTRAP_NAMESPACE,
+            )
         encoded = (secret.get("data") or {}).get("bootstrap.sh")
         if not encoded:
-            raise K8sError("has no data.bootstrap.sh", kind="Secret", name=name, namespace=deckhouse.BOOTSTRAP_NAMESPACE)
+            raise K8sError(
+                "has no data.bootstrap.sh", kind="Secret", name=name, namespace=deckhouse.BOOTSTRAP_NAMESPACE
+            )
         return base64.b64decode(encoded).decode("utf-8")
 
     def absent(self):
@@ -294,19 +327,39 @@ class StaticNode:
             labels = instance["metadata"].get("labels") or {}
             if deckhouse.SELECTOR_LABEL in labels:
                 released = deckhouse.static_instance(
-                    p["name"], p["caps_api_version"], instance["spec"]["address"],
-                    instance["spec"]["credentialsRef"]["name"], None)
+                    p["name"],
+                    p["caps_api_version"],
+                    instance["spec"]["address"],
+                    instance["spec"]["credentialsRef"]["name"],
+                    None,
+                )
                 self.apply(released)
                 group = self.service.get("deckhouse.io/v1", "NodeGroup", p["node_group"])
                 if group is not None and "staticInstances" in group.get("spec", {}):
                     spec = group["spec"]
-                    self.apply({"apiVersion": deckhouse.NODE_GROUP_API, "kind": "NodeGroup",
-                                "metadata": {"name": p["node_group"]},
-                                "spec": {"nodeType": spec["nodeType"], "staticInstances": dict(
-                                    spec["staticInstances"], count=self.group_count(excluding=p["name"]))}})
+                    self.apply(
+                        {
+                            "apiVersion": deckhouse.NODE_GROUP_API,
+                            "kind": "NodeGroup",
+                            "metadata": {"name": p["node_group"]},
+                            "spec": {
+                                "nodeType": spec["nodeType"],
+                                "staticInstances": dict(
+                                    spec["staticInstances"], count=self.group_count(excluding=p["name"])
+                                ),
+                            },
+                        }
+                    )
             if p["wait"] and not self.module.check_mode:
-                waiter.wait_for(self.service, self.caps_api, "StaticInstance", p["name"], None,
-                                waiter.static_instance_released, p["wait_timeout"])
+                waiter.wait_for(
+                    self.service,
+                    self.caps_api,
+                    "StaticInstance",
+                    p["name"],
+                    None,
+                    waiter.static_instance_released,
+                    p["wait_timeout"],
+                )
             if self.service.delete(self.caps_api, "StaticInstance", p["name"]):
                 self.changed = True
                 self.diff["before"]["StaticInstance/%s" % p["name"]] = _redacted(instance)
@@ -325,8 +378,11 @@ def main():
         address=dict(type="str"),
         bootstrap=dict(type="str", choices=["static_instance", "script"], default="static_instance"),
         node_labels=dict(type="dict", default={}),
-        node_taints=dict(type="list", elements="dict",
-                         default=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]),
+        node_taints=dict(
+            type="list",
+            elements="dict",
+            default=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+        ),
         gpu_sharing=dict(type="str", choices=["Exclusive", "TimeSlicing"]),
         time_slicing_partitions=dict(type="int", default=4),
         ssh_user=dict(type="str", default="caps"),

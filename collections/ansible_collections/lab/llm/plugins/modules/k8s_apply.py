@@ -100,8 +100,10 @@ def _render(module, manifests):
     files = []
     for manifest in manifests:
         metadata = manifest["metadata"]
-        path = os.path.join(directory, "%s%s-%s-%s.yml" % (
-            prefix, manifest["kind"], metadata.get("namespace", "cluster"), metadata["name"]))
+        path = os.path.join(
+            directory,
+            "%s%s-%s-%s.yml" % (prefix, manifest["kind"], metadata.get("namespace", "cluster"), metadata["name"]),
+        )
         with open(path, "w") as handle:
             handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")  # JSON is YAML
         files.append(path)
@@ -130,8 +132,9 @@ def main():
             metadata = manifest["metadata"]
             ref = object_ref(manifest["kind"], metadata["name"], metadata.get("namespace"))
             if module.params["state"] == "absent":
-                changed = service.delete(manifest["apiVersion"], manifest["kind"], metadata["name"],
-                                         metadata.get("namespace"))
+                changed = service.delete(
+                    manifest["apiVersion"], manifest["kind"], metadata["name"], metadata.get("namespace")
+                )
             else:
                 changed, before, after = service.apply(manifest)
                 if changed:

@@ -264,14 +264,19 @@ def main():
         serving=dict(type="dict", default={}),
         auth=dict(type="dict", default={}),
         fit_plan=dict(type="dict"),
-        worker_groups=dict(type="list", elements="dict", default=[], options=dict(
-            gpu_class=dict(type="str", required=True),
-            replicas=dict(type="int", required=True),
-            gpus_per_worker=dict(type="int", default=1),
-            node_group=dict(type="str"),
-            cpu=dict(type="str"),
-            memory=dict(type="str"),
-        )),
+        worker_groups=dict(
+            type="list",
+            elements="dict",
+            default=[],
+            options=dict(
+                gpu_class=dict(type="str", required=True),
+                replicas=dict(type="int", required=True),
+                gpus_per_worker=dict(type="int", default=1),
+                node_group=dict(type="str"),
+                cpu=dict(type="str"),
+                memory=dict(type="str"),
+            ),
+        ),
         head=dict(type="dict", default={"cpu": "2", "memory": "8Gi"}),
         worker_cpu=dict(type="str", default="4"),
         worker_memory=dict(type="str", default="32Gi"),
@@ -284,8 +289,9 @@ def main():
         env=dict(type="dict", default={}),
         gpu_taint=dict(type="dict", default={"key": "nvidia.com/gpu", "effect": "NoSchedule"}),
         metrics_target=dict(type="str", default="lab-llm"),
-        upgrade_strategy=dict(type="str", choices=["NewCluster", "NewClusterWithIncrementalUpgrade", "None"],
-                              default="NewCluster"),
+        upgrade_strategy=dict(
+            type="str", choices=["NewCluster", "NewClusterWithIncrementalUpgrade", "None"], default="NewCluster"
+        ),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=1800),
@@ -302,8 +308,9 @@ def main():
     manifest = None
     if params["state"] == "present":
         if params["fit_plan"] is not None:
-            params["fit_plan"] = {k: v for k, v in params["fit_plan"].items()
-                                  if k in ("engine", "engine_config", "worker_groups")}
+            params["fit_plan"] = {
+                k: v for k, v in params["fit_plan"].items() if k in ("engine", "engine_config", "worker_groups")
+            }
         try:
             manifest = rayservice.render(_spec(params))
         except rayservice.RenderError as error:
@@ -321,11 +328,20 @@ def main():
         changed, before, after = service.apply(manifest)
         result.update(changed=changed, diff={"before": before or {}, "after": after})
         if params["wait"] and not module.check_mode:
-            obj = waiter.wait_for(service, API_VERSION, "RayService", params["name"], params["namespace"],
-                                  waiter.rayservice_running(params["app_name"]), params["wait_timeout"])
+            obj = waiter.wait_for(
+                service,
+                API_VERSION,
+                "RayService",
+                params["name"],
+                params["namespace"],
+                waiter.rayservice_running(params["app_name"]),
+                params["wait_timeout"],
+            )
             active = obj["status"]["activeServiceStatus"]
-            result.update(ray_cluster=active.get("rayClusterName"),
-                          application_status=active["applicationStatuses"][params["app_name"]]["status"])
+            result.update(
+                ray_cluster=active.get("rayClusterName"),
+                application_status=active["applicationStatuses"][params["app_name"]]["status"],
+            )
     except K8sError as error:
         module.fail_json(msg=str(error), **result)
     module.exit_json(**result)

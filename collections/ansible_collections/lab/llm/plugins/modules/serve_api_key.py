@@ -137,12 +137,19 @@ def main():
             if old.get("name") == p["key_name"]:
                 api.delete_key(token, old["id"])
         created = api.create_key(token, p["key_name"], p["key_role"])
-        service.apply({
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": p["secret_name"], "namespace": secret_namespace,
-                         "labels": {"app.kubernetes.io/managed-by": "lab-llm"}},
-            "data": {p["secret_key"]: base64.b64encode(created["key"].encode("utf-8")).decode("ascii")},
-        })
+        service.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {
+                    "name": p["secret_name"],
+                    "namespace": secret_namespace,
+                    "labels": {"app.kubernetes.io/managed-by": "lab-llm"},
+                },
+                "data": {p["secret_key"]: base64.b64encode(created["key"].encode("utf-8")).decode("ascii")},
+            }
+        )
         result["key_id"] = created.get("id")
     except (K8sError, ServeApiError) as error:
         module.fail_json(msg="API key %s for %s: %s" % (p["key_name"], result["secret"], error))

@@ -51,15 +51,17 @@ def plan_placement(spec):
             raise RenderError("worker_groups[%d]: gpu_class %r listed twice" % (index, group["gpu_class"]))
         seen.add(group["gpu_class"])
         if int(group["replicas"]) < 1 or int(group.get("gpus_per_worker", 1)) < 1:
-            raise RenderError("worker_groups[%d] (%s): replicas and gpus_per_worker must be >= 1" % (
-                index, group["gpu_class"]))
+            raise RenderError(
+                "worker_groups[%d] (%s): replicas and gpus_per_worker must be >= 1" % (index, group["gpu_class"])
+            )
     world = int(engine.get("tensor_parallel_size", 1)) * int(engine.get("pipeline_parallel_size", 1))
     replicas = int((spec.get("serving") or {}).get("num_replicas", 1))
     gpus = sum(int(g["replicas"]) * int(g.get("gpus_per_worker", 1)) for g in worker_groups)
     if world * replicas > gpus:
         raise RenderError(
             "engine tensor_parallel_size x pipeline_parallel_size = %d per replica x %d replica(s) needs %d GPUs, "
-            "but worker_groups provide %d" % (world, replicas, world * replicas, gpus))
+            "but worker_groups provide %d" % (world, replicas, world * replicas, gpus)
+        )
     return engine, worker_groups
 
 
@@ -96,21 +98,29 @@ def _volumes(spec):
         volumes.append({"name": "auth-store", "secret": {"secretName": store["secret_name"], "defaultMode": 0o440}})
     model = spec.get("model_volume") or {}
     if model.get("claim_name"):
-        volumes.append({"name": "models", "persistentVolumeClaim": {
-            "claimName": model["claim_name"], "readOnly": bool(model.get("read_only", True))}})
+        volumes.append(
+            {
+                "name": "models",
+                "persistentVolumeClaim": {
+                    "claimName": model["claim_name"],
+                    "readOnly": bool(model.get("read_only", True)),
+                },
+            }
+        )
     return volumes
 
 
 def _mounts(spec):
     mounts = [
-        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108 (a tmpfs for NCCL/vLLM shared memory)
         {"name": "signing-keys", "mountPath": SIGNING_KEYS_DIR, "readOnly": True},
         {"name": "auth-store", "mountPath": AUTH_STORE_DIR, "readOnly": not spec["auth_store"].get("claim_name")},
     ]
     model = spec.get("model_volume") or {}
     if model.get("claim_name"):
-        mounts.append({"name": "models", "mountPath": model["mount_path"],
-                       "readOnly": bool(model.get("read_only", True))})
+        mounts.append(
+            {"name": "models", "mountPath": model["mount_path"], "readOnly": bool(model.get("read_only", True))}
+        )
     return mounts
 
 
@@ -171,19 +181,28 @@ def _head_group(spec):
         # never over a store that admins have changed since.
         pod_spec["volumes"].append({"name": "auth-seed", "secret": {"secretName": store["seed_secret_name"]}})
         target = "%s/%s" % (AUTH_STORE_DIR, store["file"])
-        pod_spec["initContainers"] = [{
-            "name": "seed-auth-store",
-            "image": spec["image"],
-            "command": ["/bin/sh", "-c", "[ -s %s ] || cp /seed/%s %s" % (target, store["file"], target)],
-            "volumeMounts": [{"name": "auth-store", "mountPath": AUTH_STORE_DIR},
-                             {"name": "auth-seed", "mountPath": "/seed", "readOnly": True}],
-            "resources": _resources("100m", "64Mi"),
-        }]
+        pod_spec["initContainers"] = [
+            {
+                "name": "seed-auth-store",
+                "image": spec["image"],
+                "command": ["/bin/sh", "-c", "[ -s %s ] || cp /seed/%s %s" % (target, store["file"], target)],
+                "volumeMounts": [
+                    {"name": "auth-store", "mountPath": AUTH_STORE_DIR},
+                    {"name": "auth-seed", "mountPath": "/seed", "readOnly": True},
+                ],
+                "resources": _resources("100m", "64Mi"),
+            }
+        ]
     if head.get("node_selector"):
         pod_spec["nodeSelector"] = dict(head["node_selector"])
     return {
         # num-gpus 0: the head schedules no GPU work, so it fits on any CPU node.
-        "rayStartParams": {"num-gpus": "0", "dashboard-host": "0.0.0.0", "metrics-export-port": str(METRICS_PORT)},
+        # dashboard-host: the dashboard (and Serve's config API KubeRay calls) listens on the pod IP.
+        "rayStartParams": {
+            "num-gpus": "0",
+            "dashboard-host": "0.0.0.0",  # noqa: S104
+            "metrics-export-port": str(METRICS_PORT),
+        },
         "template": {"metadata": _pod_metadata(spec), "spec": pod_spec},
     }
 
@@ -197,20 +216,30 @@ def _worker_group(spec, group):
         node_selector[DECKHOUSE_GROUP_LABEL] = group["node_group"]
     taint = spec["gpu_taint"]
     pod_spec = {
-        "containers": [_container(
-            spec, "ray-worker",
-            _resources(group.get("cpu") or spec["worker_cpu"], group.get("memory") or spec["worker_memory"], gpus),
-            [{"name": "metrics", "containerPort": METRICS_PORT}])],
+        "containers": [
+            _container(
+                spec,
+                "ray-worker",
+                _resources(group.get("cpu") or spec["worker_cpu"], group.get("memory") or spec["worker_memory"], gpus),
+                [{"name": "metrics", "containerPort": METRICS_PORT}],
+            )
+        ],
         "volumes": _volumes(spec),
         "nodeSelector": node_selector,
         "tolerations": [{"key": taint["key"], "operator": "Exists", "effect": taint["effect"]}],
-        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-            "weight": 100,
-            "podAffinityTerm": {
-                "topologyKey": "kubernetes.io/hostname",
-                "labelSelector": {"matchLabels": {"ray.io/node-type": "worker", "ray.io/group": gpu_class}},
-            },
-        }]}},
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": {"ray.io/node-type": "worker", "ray.io/group": gpu_class}},
+                        },
+                    }
+                ]
+            }
+        },
     }
     return {
         "groupName": gpu_class,
@@ -220,8 +249,11 @@ def _worker_group(spec, group):
         # A custom resource named after the GPU class, one unit per GPU: the fit planner's placement bundles ask
         # for it so each pipeline stage lands on the cards it was sized for. Quoted as KubeRay passes it to
         # `ray start --resources`.
-        "rayStartParams": {"num-gpus": str(gpus), "metrics-export-port": str(METRICS_PORT),
-                           "resources": "'%s'" % json.dumps({gpu_class: gpus})},
+        "rayStartParams": {
+            "num-gpus": str(gpus),
+            "metrics-export-port": str(METRICS_PORT),
+            "resources": "'%s'" % json.dumps({gpu_class: gpus}),
+        },
         "template": {"metadata": _pod_metadata(spec), "spec": pod_spec},
     }
 
@@ -232,14 +264,20 @@ def render(spec):
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
-        "metadata": {"name": spec["name"], "namespace": spec["namespace"],
-                     "labels": {"app.kubernetes.io/name": "lab-llm", "app.kubernetes.io/instance": spec["name"]}},
+        "metadata": {
+            "name": spec["name"],
+            "namespace": spec["namespace"],
+            "labels": {"app.kubernetes.io/name": "lab-llm", "app.kubernetes.io/instance": spec["name"]},
+        },
         "spec": {
             "upgradeStrategy": {"type": spec["upgrade_strategy"]},
             "serveConfigV2": serve_config(spec, engine),
             "serveService": {
-                "metadata": {"name": serve_service_name(spec["name"]), "labels": {SCRAPE_LABEL: spec["metrics_target"]},
-                             "annotations": {"prometheus.deckhouse.io/port": str(SERVE_PORT)}},
+                "metadata": {
+                    "name": serve_service_name(spec["name"]),
+                    "labels": {SCRAPE_LABEL: spec["metrics_target"]},
+                    "annotations": {"prometheus.deckhouse.io/port": str(SERVE_PORT)},
+                },
                 "spec": {"ports": [{"name": "serve", "port": SERVE_PORT, "targetPort": SERVE_PORT}]},
             },
             "rayClusterConfig": {

@@ -55,8 +55,9 @@ class ServeApi:
         self.call("GET", "/healthz")
 
     def token(self, username, password):
-        _, answer = self.call("POST", "/auth/token", form={"grant_type": "password", "username": username,
-                                                          "password": password})
+        _, answer = self.call(
+            "POST", "/auth/token", form={"grant_type": "password", "username": username, "password": password}
+        )
         if not isinstance(answer, dict) or not answer.get("access_token"):
             raise ServeApiError("POST %s/auth/token returned no access_token" % self.url)
         return answer["access_token"]
@@ -73,8 +74,7 @@ class ServeApi:
         self.call("DELETE", "/admin/keys/%s" % key_id, token=token, expect=(200, 204, 404))
 
     def create_key(self, token, name, role):
-        _, answer = self.call("POST", "/admin/keys", token=token, body={"name": name, "role": role},
-                              expect=(200, 201))
+        _, answer = self.call("POST", "/admin/keys", token=token, body={"name": name, "role": role}, expect=(200, 201))
         if not isinstance(answer, dict) or not answer.get("key"):
             raise ServeApiError("POST %s/admin/keys returned no key" % self.url)
         return answer
@@ -84,10 +84,15 @@ class ServeApi:
         return [model["id"] for model in (answer or {}).get("data", [])]
 
     def chat(self, token, model, prompt, max_tokens):
-        _, answer = self.call("POST", "/v1/chat/completions", token=token, body={
-            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens})
+        _, answer = self.call(
+            "POST",
+            "/v1/chat/completions",
+            token=token,
+            body={"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens},
+        )
         try:
             return answer["choices"][0]["message"]["content"], answer.get("usage") or {}
         except (KeyError, IndexError, TypeError):
-            raise ServeApiError("POST %s/v1/chat/completions returned no choices[0].message: %s"
-                                % (self.url, str(answer)[:300])) from None
+            raise ServeApiError(
+                "POST %s/v1/chat/completions returned no choices[0].message: %s" % (self.url, str(answer)[:300])
+            ) from None
