@@ -258,3 +258,14 @@ def test_a_run_stopped_mid_clone_is_picked_up_while_the_clone_is_locked(pve, mon
     assert "lock" not in pve.cluster.vms[4300].config
     assert pve.cluster.vms[4300].config["tags"] == "lab-llm"
     assert pve.cluster.vms[4300].config["hostpci0"] == "mapping=rtx3090,pcie=1"
+
+
+def test_check_mode_tolerates_a_mapping_an_earlier_task_would_create(pve, monkeypatch, warnings) -> None:
+    planned = run_module(monkeypatch, vm_args(pve, "gpu-new-model", gpus=[{"mapping": "rtx5090"}],
+                                              _ansible_check_mode=True))  # fmt: skip
+    assert not planned.failed, planned.result
+    assert planned.result["changed"] is True
+    assert any("PCI mapping 'rtx5090' does not exist" in warning for warning in warnings)
+    refused = run_module(monkeypatch, vm_args(pve, "gpu-new-model", gpus=[{"mapping": "rtx5090"}]))
+    assert refused.failed
+    assert "PCI mapping 'rtx5090' does not exist (mappings: rtx3090)" in refused.result["msg"]

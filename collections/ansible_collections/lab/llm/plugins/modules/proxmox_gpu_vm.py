@@ -256,6 +256,8 @@ attributes:
     description: Returns the changed config options before and after (the password left out).
 notes:
   - In check mode a running VM's pending restart is predicted from the changed option names.
+  - In check mode a missing PCI mapping (or one without this node) is a warning, not an error, since a
+    M(lab.llm.proxmox_pci_mapping) task before this one has not written it yet.
   - The API token needs C(VM.Clone), C(VM.Allocate), C(VM.Config.*), C(VM.PowerMgmt), C(VM.Audit),
     C(Mapping.Use) and C(VM.GuestAgent.Audit) (for O(wait_for_agent)).
 seealso:

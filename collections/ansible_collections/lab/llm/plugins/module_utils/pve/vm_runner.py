@@ -103,22 +103,27 @@ class GpuVmRunner:
             devices = [item["id"] for item in self.client.get("nodes/%s/hardware/pci" % self.node)]
         for gpu in gpus:
             if gpu.get("mapping"):
-                mapping = mappings.get(gpu["mapping"])
-                if mapping is None:
-                    raise PveInputError(
-                        "PCI mapping %r does not exist (mappings: %s)"
-                        % (gpu["mapping"], ", ".join(sorted(mappings)) or "none")
-                    )
-                mapped_nodes = sorted({parse_entry(entry).get("node", "") for entry in mapping.get("map", [])})
-                if self.node not in mapped_nodes:
-                    raise PveInputError(
-                        "PCI mapping %r has no device on node %s (it maps %s)"
-                        % (gpu["mapping"], self.node, ", ".join(mapped_nodes) or "no node")
-                    )
+                self._check_mapping(gpu["mapping"], mappings)
             else:
                 address = gpu["host"] if gpu["host"].count(":") == 2 else "0000:" + gpu["host"]
                 if not any(device.startswith(address) for device in devices):
                     raise PveInputError("PCI device %s is not on node %s" % (gpu["host"], self.node))
+
+    def _check_mapping(self, name: str, mappings: dict) -> None:
+        mapping = mappings.get(name)
+        if mapping is None:
+            problem = "PCI mapping %r does not exist (mappings: %s)" % (name, ", ".join(sorted(mappings)) or "none")
+        else:
+            mapped_nodes = sorted({parse_entry(entry).get("node", "") for entry in mapping.get("map", [])})
+            if self.node in mapped_nodes:
+                return
+            problem = "PCI mapping %r has no device on node %s (it maps %s)" % (
+                name, self.node, ", ".join(mapped_nodes) or "no node",
+            )  # fmt: skip
+        if not self.check_mode:
+            raise PveInputError(problem)
+        # In check mode the mapping task before this one has not written anything yet.
+        self.warnings.append(problem + "; assuming a proxmox_pci_mapping task before this one provides it")
 
     def _template(self, resources: list) -> dict:
         template = str(self.params["template"] or "")
