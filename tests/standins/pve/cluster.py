@@ -267,11 +267,22 @@ class Cluster:
 
     def node_status(self, params: dict) -> dict:
         self.node(params["node"])
-        return {"pveversion": "pve-manager/8.4.1", "uptime": 1000, "cpuinfo": {"cpus": 32}}
+        gib = 1024**3
+        return {
+            "pveversion": "pve-manager/8.4.1/2a5fa54a8503f96d", "uptime": 1000, "cpu": 0.02,
+            "cpuinfo": {"cores": 16, "cpus": 32, "model": "AMD EPYC 7302P 16-Core Processor", "sockets": 1},
+            "boot-info": {"mode": "efi", "secureboot": 0},
+            "current-kernel": {"machine": "x86_64", "release": "6.8.12-9-pve", "sysname": "Linux",
+                               "version": "#1 SMP PREEMPT_DYNAMIC PMX 6.8.12-9"},
+            "loadavg": ["0.10", "0.12", "0.09"],
+            "memory": {"available": 200 * gib, "free": 190 * gib, "total": 256 * gib, "used": 56 * gib},
+            "rootfs": {"avail": 80 * gib, "free": 85 * gib, "total": 100 * gib, "used": 15 * gib},
+        }  # fmt: skip
 
     def storage_list(self, params: dict) -> list:
         node = self.node(params["node"])
-        return [{"storage": name, "type": info["type"], "shared": info["shared"], "active": 1, "enabled": 1}
+        return [{"storage": name, "type": info["type"], "shared": info["shared"], "active": 1, "enabled": 1,
+                 "content": "images,rootdir"}
                 for name, info in sorted(node["storages"].items())]  # fmt: skip
 
     def pci_list(self, params: dict) -> list:
@@ -404,7 +415,8 @@ class Cluster:
     def vm_status(self, params: dict) -> dict:
         vm = self.vm(params["node"], params["vmid"])
         config = vm.merged_config()
-        status = {"vmid": vm.vmid, "name": config.get("name", ""), "status": vm.status, "qmpstatus": vm.status}
+        status = {"vmid": vm.vmid, "name": config.get("name", ""), "status": vm.status, "qmpstatus": vm.status,
+                  "ha": {"managed": 0}}  # fmt: skip
         if str(config.get("agent", "0")).split(",")[0] in ("1", "enabled=1"):
             status["agent"] = 1
         if vm.status == "running":

@@ -321,6 +321,48 @@ class Endpoint:
         return typed
 
 
+def answer_problems(schema: dict, data, where: str = "data") -> list[str]:
+    """Where an answer of the stand-in does not have the shape the schema's ``returns`` declares.
+
+    Structure and required keys are strict; scalar types are loose the way Proxmox's are (its Perl
+    JSON encoder sends e.g. /cluster/nextid's integer as a string)."""
+    kind = schema.get("type")
+    if kind == "null":
+        return [] if data is None else [f"{where}: expected null, got {type(data).__name__}"]
+    if data is None:
+        return [] if schema.get("optional") else [f"{where}: null where {kind} is required"]
+    if kind == "array":
+        if not isinstance(data, list):
+            return [f"{where}: expected an array"]
+        return [
+            problem
+            for index, item in enumerate(data)
+            for problem in answer_problems(schema.get("items", {}), item, f"{where}[{index}]")
+        ]
+    if kind == "object":
+        if not isinstance(data, dict):
+            return [f"{where}: expected an object"]
+        problems = []
+        for name, prop in schema.get("properties", {}).items():
+            if name in data:
+                problems += answer_problems(prop, data[name], f"{where}.{name}")
+            elif not prop.get("optional"):
+                problems.append(f"{where}.{name}: missing")
+        return problems
+    text = str(data)
+    loose = {
+        "integer": isinstance(data, int) or re.fullmatch(r"-?\d+", text) is not None,
+        "number": isinstance(data, (int, float)) or re.fullmatch(r"-?\d+(\.\d+)?", text) is not None,
+        "boolean": data in (0, 1, True, False),
+        "string": isinstance(data, (str, int, float)),
+    }
+    if not loose.get(kind, True):
+        return [f"{where}: {data!r} is not {kind}"]
+    if "enum" in schema and text not in schema["enum"]:
+        return [f"{where}: {data!r} not in {schema['enum']}"]
+    return []
+
+
 class ValidationFailed(Exception):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("Parameter verification failed.")

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from tests.standins.pve.cluster import ApiError, Cluster
-from tests.standins.pve.schema import ApiSchema, ValidationFailed
+from tests.standins.pve.schema import ApiSchema, ValidationFailed, answer_problems
 from tests.standins.pve.tls import write_self_signed
 
 PREFIX = "/api2/json"
@@ -170,6 +170,9 @@ class PveStandin:
         with self.cluster.lock:
             self.cluster.requests.append((method, path))
             data = ROUTES[(method, endpoint.path)](self.cluster, params, principal["user"])
+        problems = answer_problems(endpoint.info.get("returns", {}), data)
+        if problems:  # the stand-in drifted from the API: fail the test loudly rather than answer wrongly
+            raise ApiError(500, "stand-in answer does not match the schema: " + "; ".join(problems[:5]))
         return 200, "OK", data, None
 
     def _ticket(self, raw: dict) -> tuple:
