@@ -28,8 +28,9 @@ description:
     containerd runtime, device plugin, GFD, DCGM exporter) needs Deckhouse 1.71 or later, Enterprise Edition.
     The bootstrap-script flow works with every Deckhouse release that has C(nodeType=Static).
 author:
-  - lab-llm developers
+  - lab-llm developers (@lab-llm)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - lab.llm.k8s_auth
 attributes:
   check_mode:
@@ -274,7 +275,7 @@ class StaticNode:
             else:
                 result["node_name"] = p["name"]
             return result
-        credentials, instance, _ = self.manifests(0)
+        credentials, instance = self.manifests(0)[:2]
         self.apply(credentials)
         self.apply(instance)
         self.apply(self.manifests(self.group_count(including=p["name"]))[2])

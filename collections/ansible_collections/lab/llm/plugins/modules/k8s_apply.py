@@ -16,8 +16,9 @@ description:
   - With O(render_dir), writes each manifest to C(RENDER_DIR/PREFIXKind-namespace-name.yml) instead and contacts no
     cluster; the collection's tests validate these files against the Kubernetes and CRD schemas.
 author:
-  - lab-llm developers
+  - lab-llm developers (@lab-llm)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - lab.llm.k8s_auth
 attributes:
   check_mode:

@@ -18,8 +18,9 @@ description:
     available; C(cluster_policy_ready) for the NVIDIA GPU Operator's ClusterPolicy C(status.state=ready).
   - Never changes anything.
 author:
-  - lab-llm developers
+  - lab-llm developers (@lab-llm)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - lab.llm.k8s_auth
 attributes:
   check_mode:

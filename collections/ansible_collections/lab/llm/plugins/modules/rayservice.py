@@ -25,8 +25,9 @@ description:
   - Fails before touching the cluster when the worker groups provide fewer GPUs than
     C(tensor_parallel_size x pipeline_parallel_size x num_replicas).
 author:
-  - lab-llm developers
+  - lab-llm developers (@lab-llm)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - lab.llm.k8s_auth
 attributes:
   check_mode:

@@ -17,8 +17,9 @@ description:
     endpoint shows a key only once) and writes it to the Secret.
   - Talks to the endpoint at O(url) (its Ingress), to Kubernetes only for the Secret. The key is never returned.
 author:
-  - lab-llm developers
+  - lab-llm developers (@lab-llm)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - lab.llm.k8s_auth
 attributes:
   check_mode:
@@ -113,9 +114,9 @@ def main():
         admin_username=dict(type="str", required=True),
         admin_password=dict(type="str", required=True, no_log=True),
         key_name=dict(type="str", required=True, no_log=False),
-        key_role=dict(type="str", default="user"),
+        key_role=dict(type="str", default="user", no_log=False),
         secret_name=dict(type="str", required=True),
-        secret_namespace=dict(type="str", required=True),
+        secret_namespace=dict(type="str", required=True, no_log=False),
         secret_key=dict(type="str", default="OPENAI_API_KEY", no_log=False),
     )
     argument_spec.update(AUTH_ARG_SPEC)

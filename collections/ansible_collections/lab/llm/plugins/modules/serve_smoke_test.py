@@ -16,7 +16,9 @@ description:
   - Not through the Kubernetes API server's service proxy, which drops the C(Authorization) header.
   - Changes nothing; fails naming the call and the HTTP answer.
 author:
-  - lab-llm developers
+  - lab-llm developers (@lab-llm)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -92,7 +94,7 @@ def main():
         password=dict(type="str", required=True, no_log=True),
         model=dict(type="str"),
         prompt=dict(type="str", default="Say hello."),
-        max_tokens=dict(type="int", default=8),
+        max_tokens=dict(type="int", default=8, no_log=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params

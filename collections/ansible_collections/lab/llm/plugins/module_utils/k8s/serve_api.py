@@ -55,7 +55,7 @@ class ServeApi:
         self.call("GET", "/healthz")
 
     def token(self, username, password):
-        _, answer = self.call(
+        _status, answer = self.call(
             "POST", "/auth/token", form={"grant_type": "password", "username": username, "password": password}
         )
         if not isinstance(answer, dict) or not answer.get("access_token"):
@@ -63,28 +63,28 @@ class ServeApi:
         return answer["access_token"]
 
     def key_works(self, key):
-        status, _ = self.call("GET", "/v1/models", token=key, expect=(200, 401, 403))
+        status, _answer = self.call("GET", "/v1/models", token=key, expect=(200, 401, 403))
         return status == 200
 
     def keys(self, token):
-        _, answer = self.call("GET", "/admin/keys", token=token)
+        _status, answer = self.call("GET", "/admin/keys", token=token)
         return answer.get("keys", []) if isinstance(answer, dict) else (answer or [])
 
     def delete_key(self, token, key_id):
         self.call("DELETE", "/admin/keys/%s" % key_id, token=token, expect=(200, 204, 404))
 
     def create_key(self, token, name, role):
-        _, answer = self.call("POST", "/admin/keys", token=token, body={"name": name, "role": role}, expect=(200, 201))
+        _status, answer = self.call("POST", "/admin/keys", token=token, body={"name": name, "role": role}, expect=(200, 201))
         if not isinstance(answer, dict) or not answer.get("key"):
             raise ServeApiError("POST %s/admin/keys returned no key" % self.url)
         return answer
 
     def models(self, token):
-        _, answer = self.call("GET", "/v1/models", token=token)
+        _status, answer = self.call("GET", "/v1/models", token=token)
         return [model["id"] for model in (answer or {}).get("data", [])]
 
     def chat(self, token, model, prompt, max_tokens):
-        _, answer = self.call(
+        _status, answer = self.call(
             "POST",
             "/v1/chat/completions",
             token=token,

@@ -87,7 +87,7 @@ class K8sService:
             listing = self.client.get(resource, namespace=namespace, label_selector=label_selector)
         except (ApiException, DynamicApiError) as error:
             raise _api_error(error, kind, None, namespace) from None
-        return [item for item in listing.to_dict().get("items", [])]
+        return list(listing.to_dict().get("items", []))
 
     def apply(self, manifest):
         """Server-side apply (a dry run in check mode). Returns (changed, before, after), compared without status."""
