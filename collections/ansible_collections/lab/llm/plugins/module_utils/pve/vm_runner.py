@@ -193,7 +193,8 @@ class GpuVmRunner:
             clone["storage"] = self.params["storage"]
         path = "nodes/%s/qemu/%s/clone" % (template["node"], template["vmid"])
         for attempt in range(NEXTID_ATTEMPTS):
-            # /cluster/nextid reserves nothing: parallel runs can get the same id; the loser takes the next.
+            # /cluster/nextid reserves nothing: parallel runs can get the same id; the loser takes the next
+            # (the race of bpg/terraform-provider-proxmox issue #1610).
             vmid = self.params["vmid"] or int(self.client.get("cluster/nextid"))
             try:
                 upid = self.client.post(path, newid=vmid, **clone)
