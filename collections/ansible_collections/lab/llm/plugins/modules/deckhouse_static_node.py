@@ -37,6 +37,8 @@ attributes:
     support: full
   diff_mode:
     support: full
+  platform:
+    platforms: posix
 options:
   name:
     description: Name of the VM; the StaticInstance is named so, and the Node the VM registers as is expected so too.

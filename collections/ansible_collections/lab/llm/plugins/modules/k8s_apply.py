@@ -25,6 +25,8 @@ attributes:
     support: full
   diff_mode:
     support: full
+  platform:
+    platforms: posix
 options:
   manifests:
     description: Objects to apply, each with C(apiVersion), C(kind), C(metadata.name) (and C(metadata.namespace)).

@@ -27,6 +27,8 @@ attributes:
     support: full
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   condition:
     description: What to wait for.

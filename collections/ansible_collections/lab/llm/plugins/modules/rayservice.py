@@ -34,6 +34,8 @@ attributes:
     support: full
   diff_mode:
     support: full
+  platform:
+    platforms: posix
 options:
   name:
     description: Name of the RayService; the Serve Service is C(NAME-serve-svc).

@@ -26,6 +26,8 @@ attributes:
     support: full
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   url:
     description: Base URL of the lab-llm endpoint, for example C(https://llm.lab.example).

@@ -24,6 +24,8 @@ attributes:
     support: full
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   url:
     description: Base URL of the endpoint, for example C(https://llm.lab.example).
