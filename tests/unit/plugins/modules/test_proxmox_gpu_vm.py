@@ -224,10 +224,14 @@ def test_check_mode_reports_changes_and_writes_nothing(pve, monkeypatch) -> None
     assert pve.cluster.writes()[writes_before:] == []
 
 
-def test_absent_destroys_only_a_managed_vm(pve, monkeypatch) -> None:
+def test_stopped_then_absent_destroys_only_a_managed_vm(pve, monkeypatch) -> None:
     if 555 not in pve.cluster.vms:
         pve.cluster.add_vm(555, "pve2", {"name": "someones-db", "memory": "4096", "tags": "prod"}, status="running")
     assert not run_module(monkeypatch, vm_args(pve, "gpu-gone", node="pve4", state="started")).failed
+    stopped = run_module(monkeypatch, vm_args(pve, "gpu-gone", node="pve4", state="stopped"))
+    assert stopped.result["changed"] is True
+    assert stopped.result["status"] == "stopped"
+    assert run_module(monkeypatch, vm_args(pve, "gpu-gone", node="pve4", state="stopped")).result["changed"] is False
     gone = run_module(monkeypatch, vm_args(pve, "gpu-gone", node="pve4", state="absent"))
     assert gone.result["changed"] is True
     assert not any(vm.config.get("name") == "gpu-gone" for vm in pve.cluster.vms.values())
