@@ -217,3 +217,38 @@ def test_reads_are_retried_on_5xx_and_writes_are_not() -> None:
     with pytest.raises(PveApiError, match="HTTP 500: cfs-lock timeout"):
         PveClient(writer, retries=3, retry_delay=0).post("nodes/pve1/qemu/100/clone")
     assert writer.calls == 1
+
+
+class UnreachableApi:
+    """A proxmoxer-like object whose first calls fail before or while connecting."""
+
+    def __init__(self, error: Exception, failures: int) -> None:
+        self.error = error
+        self.failures = failures
+        self.calls = 0
+
+    def __call__(self, path: str):
+        return self
+
+    def _answer(self, **params):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return "UPID:pve1:0001:0002:0003:qmstart:100:ansible@pve:"
+
+    get = post = _answer
+
+
+def test_connection_errors_are_retried_for_reads_and_for_writes_that_never_connected() -> None:
+    import requests
+
+    reader = UnreachableApi(requests.exceptions.ConnectionError("connection reset"), failures=1)
+    assert PveClient(reader, retries=2, retry_delay=0).get("nodes").startswith("UPID:")
+    assert reader.calls == 2
+    never_sent = UnreachableApi(requests.exceptions.ConnectTimeout("connect timeout"), failures=1)
+    assert PveClient(never_sent, retries=2, retry_delay=0).post("nodes/pve1/qemu/100/status/start")
+    assert never_sent.calls == 2
+    maybe_sent = UnreachableApi(requests.exceptions.ConnectionError("connection reset"), failures=1)
+    with pytest.raises(PveError, match="POST nodes/pve1/qemu/100/status/start: no answer from the Proxmox API"):
+        PveClient(maybe_sent, retries=2, retry_delay=0).post("nodes/pve1/qemu/100/status/start")
+    assert maybe_sent.calls == 1
