@@ -354,7 +354,9 @@ class KubeApiStandIn:
     def _create(self, k: Kind, key, body: dict[str, Any], manager: str, namespace: str, dry_run: bool):
         obj = copy.deepcopy(body)
         obj["apiVersion"], obj["kind"] = k.api_version, k.kind
-        metadata = obj.setdefault("metadata", {})
+        # ObjectMeta's maps are `omitempty`: an empty labels/annotations map is not stored.
+        obj["metadata"] = _prune_empty(obj.get("metadata") or {})
+        metadata = obj["metadata"]
         metadata.update({"name": key[3], "uid": str(uuid.uuid4()), "creationTimestamp": _now(), "generation": 1})
         if k.namespaced:
             metadata["namespace"] = namespace

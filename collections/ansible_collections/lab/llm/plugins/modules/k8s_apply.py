@@ -13,6 +13,7 @@ version_added: "0.1.0"
 description:
   - Server-side applies each manifest in order with the field manager C(lab-llm); in check mode as a server dry run.
     Reports a change only when an object's user-set fields differ (status and server bookkeeping ignored).
+  - The values of Secrets (C(data), C(stringData)) are hidden from the result, the diff and the logged arguments.
   - With O(render_dir), writes each manifest to C(RENDER_DIR/PREFIXKind-namespace-name.yml) instead and contacts no
     cluster; the collection's tests validate these files against the Kubernetes and CRD schemas.
 author:
@@ -123,6 +124,11 @@ def main():
     argument_spec.update(AUTH_ARG_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     manifests = module.params["manifests"]
+    # Secret values never show in the result, the diff or the logged arguments.
+    for manifest in manifests:
+        if manifest.get("kind") == "Secret":
+            for section in ("data", "stringData"):
+                module.no_log_values.update(str(value) for value in (manifest.get(section) or {}).values() if value)
     problems = _check(manifests)
     if problems:
         module.fail_json(msg="; ".join(problems))
