@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
-import threading
-import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,85 +13,10 @@ from ansible_collections.lab.llm.plugins.modules import serve_api_key, serve_smo
 
 from tests.standins.k8s import fixtures
 from tests.standins.k8s.fixtures import run_module
+from tests.standins.k8s.lab_llm_app import FakeLabLlm, serve
 from tests.standins.k8s.server import KubeApiStandIn
 
 kube_api = fixtures.kube_api
-
-
-class FakeLabLlm:
-    """Just enough of the lab-llm API: one admin user, bearer tokens, API keys shown once."""
-
-    def __init__(self) -> None:
-        self.tokens: set[str] = set()
-        self.keys: dict[str, dict[str, str]] = {}  # id -> {name, role, key}
-        self.url = ""
-
-    def __call__(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
-        def answer(code: int, data: Any) -> tuple[int, dict, bytes]:
-            return code, {"Content-Type": "application/json"}, json.dumps(data).encode()
-
-        bearer = headers.get("authorization", "").removeprefix("Bearer ")
-        if path == "/healthz":
-            return answer(200, {"status": "ok"})
-        if path == "/auth/token" and method == "POST":
-            form = dict(urllib.parse.parse_qsl(body.decode()))
-            if (form.get("username"), form.get("password")) != ("admin", "s3cret"):
-                return answer(401, {"detail": "wrong username or password"})
-            token = secrets.token_hex(8)
-            self.tokens.add(token)
-            return answer(200, {"access_token": token, "token_type": "bearer", "expires_in": 3600})
-        key_valid = any(entry["key"] == bearer for entry in self.keys.values())
-        if bearer not in self.tokens and not key_valid:
-            return answer(401, {"detail": "not authenticated"})
-        if path == "/admin/keys" and method == "POST":
-            if bearer not in self.tokens:
-                return answer(403, {"detail": "admin only"})
-            request = json.loads(body)
-            key_id, key = secrets.token_hex(4), "llm-" + secrets.token_hex(16)
-            self.keys[key_id] = {"name": request["name"], "role": request["role"], "key": key}
-            return answer(201, {"id": key_id, "name": request["name"], "role": request["role"], "key": key})
-        if path == "/admin/keys" and method == "GET":
-            return answer(200, [{"id": i, "name": k["name"], "role": k["role"]} for i, k in self.keys.items()])
-        if path.startswith("/admin/keys/") and method == "DELETE":
-            self.keys.pop(path.rsplit("/", 1)[1], None)
-            return answer(204, {})
-        if path == "/v1/models":
-            return answer(200, {"object": "list", "data": [{"id": "qwen2.5-32b", "object": "model"}]})
-        if path == "/v1/chat/completions":
-            request = json.loads(body)
-            return answer(
-                200,
-                {
-                    "choices": [
-                        {"message": {"role": "assistant", "content": "Hello from {}".format(request["model"])}}
-                    ],
-                    "usage": {"completion_tokens": 3},
-                },
-            )
-        return answer(404, {"detail": "not found"})
-
-
-def serve(fake: FakeLabLlm) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _any(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            headers = {key.lower(): value for key, value in self.headers.items()}
-            code, extra, data = fake(self.command, self.path, headers, body)
-            self.send_response(code)
-            for key, value in extra.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_DELETE = _any
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 @pytest.fixture
