@@ -7,6 +7,8 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 
+_MAX_TRACKED = 10_000
+
 
 class LoginLimiter:
     def __init__(
@@ -45,6 +47,14 @@ class LoginLimiter:
         with self._lock:
             for key in (("user", username), ("client", client)):
                 self._recent(key, now).append(now)
+            if len(self._failures) > _MAX_TRACKED:
+                self._forget_expired(now)
+
+    def _forget_expired(self, now: float) -> None:
+        """Guessing from many names or addresses must not grow memory without bound."""
+        for key in list(self._failures):
+            if not self._recent(key, now):
+                del self._failures[key]
 
     def record_success(self, username: str) -> None:
         with self._lock:
