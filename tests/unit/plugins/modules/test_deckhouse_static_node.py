@@ -10,7 +10,8 @@ import pytest
 from ansible_collections.lab.llm.plugins.modules import deckhouse_static_node
 
 from tests.standins.k8s import fixtures
-from tests.standins.k8s.fixtures import later, run_module
+from tests.standins.k8s.controllers import play_caps
+from tests.standins.k8s.fixtures import run_module
 from tests.standins.k8s.server import KubeApiStandIn
 
 kube_api = fixtures.kube_api
@@ -30,46 +31,6 @@ def args(name: str = "gpu-3090-1", address: str = "192.0.2.21", **extra: Any) ->
         wait_timeout=10,
     )
     return {**base, **extra}
-
-
-def play_caps(api: KubeApiStandIn, stop_at: str = "Running") -> None:
-    """CAPS: a new labelled StaticInstance goes Pending -> Bootstrapping -> Running and its Node registers Ready;
-    one whose label was removed goes Cleaning -> Pending."""
-
-    def react(event: str, kind: Any, obj: dict[str, Any]) -> None:
-        if kind.kind != "StaticInstance" or event == "DELETED":
-            return
-        name = obj["metadata"]["name"]
-        labelled = "lab-llm.io/node-group" in (obj["metadata"].get("labels") or {})
-        phase = (obj.get("status") or {}).get("currentStatus", {}).get("phase")
-
-        def phase_to(new: str, **status: Any) -> None:
-            api.set_status(CAPS, "StaticInstance", name, {"currentStatus": {"phase": new}, **status})
-
-        if event == "ADDED":
-            later(0.05, lambda: phase_to("Pending"))
-        elif labelled and phase == "Pending" and stop_at != "Pending":
-            later(0.05, lambda: phase_to("Bootstrapping"))
-        elif labelled and phase == "Bootstrapping" and stop_at == "Running":
-
-            def join() -> None:
-                api.put(
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Node",
-                        "metadata": {"name": name},
-                        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]},
-                    }
-                )
-                phase_to("Running", nodeRef={"name": name})
-
-            later(0.05, join)
-        elif not labelled and phase == "Running":
-            later(0.05, lambda: phase_to("Cleaning"))
-        elif not labelled and phase == "Cleaning":
-            later(0.05, lambda: phase_to("Pending"))
-
-    api.on_write.append(react)
 
 
 def test_vm_joins_through_caps_and_a_second_run_changes_nothing(kube_api: KubeApiStandIn) -> None:

@@ -14,7 +14,8 @@ from lab_llm.config import parse_config
 
 from tests.conftest import COLLECTION_ROOT, REPO_ROOT
 from tests.standins.k8s import fixtures, schemas
-from tests.standins.k8s.fixtures import later, run_module
+from tests.standins.k8s.controllers import play_kuberay
+from tests.standins.k8s.fixtures import run_module
 from tests.standins.k8s.server import KubeApiStandIn
 
 kube_api = fixtures.kube_api
@@ -158,66 +159,6 @@ def test_bad_input_is_named(kube_api: KubeApiStandIn, bad: dict[str, Any], messa
     assert result["failed"] is True
     assert message in result["msg"]
     assert kube_api.requests == []
-
-
-def running_status(generation: int, cluster: str, app: str = "RUNNING", message: str = "") -> dict[str, Any]:
-    return {
-        "observedGeneration": generation,
-        "serviceStatus": "Running" if app == "RUNNING" else "",
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True" if app == "RUNNING" else "False",
-                "reason": "x",
-                "message": "",
-                "lastTransitionTime": "2026-11-25T00:00:00Z",
-            }
-        ],
-        "activeServiceStatus": {
-            "rayClusterName": cluster,
-            "applicationStatuses": {"llm": {"status": app, "message": message}},
-        },
-    }
-
-
-def play_kuberay(api: KubeApiStandIn, outcome: str = "RUNNING", message: str = "") -> None:
-    """KubeRay + Ray Serve: each new generation of the RayService gets a RayCluster whose app ends in `outcome`;
-    later generations go through an upgrade (pending cluster) first."""
-
-    def react(event: str, kind: Any, obj: dict[str, Any]) -> None:
-        if kind.kind != "RayService" or event == "DELETED":
-            return
-        generation = obj["metadata"]["generation"]
-        if (obj.get("status") or {}).get("observedGeneration") == generation:
-            return
-        name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
-        cluster = f"{name}-raycluster-g{generation}"
-
-        def set_status(status: dict[str, Any]) -> None:
-            api.set_status(RAY, "RayService", name, status, namespace)
-
-        if generation == 1:
-            later(0.1, lambda: set_status(running_status(1, cluster, outcome, message)))
-            return
-        previous = f"{name}-raycluster-g{generation - 1}"
-        upgrading = running_status(generation, previous)
-        upgrading["conditions"].append(
-            {
-                "type": "UpgradeInProgress",
-                "status": "True",
-                "reason": "x",
-                "message": "",
-                "lastTransitionTime": "2026-11-25T00:00:00Z",
-            }
-        )
-        upgrading["pendingServiceStatus"] = {
-            "rayClusterName": cluster,
-            "applicationStatuses": {"llm": {"status": "DEPLOYING"}},
-        }
-        later(0.1, lambda: set_status(upgrading))
-        later(0.6, lambda: set_status(running_status(generation, cluster, outcome, message)))
-
-    api.on_write.append(react)
 
 
 def with_namespace(api: KubeApiStandIn) -> None:
