@@ -68,12 +68,14 @@ class Gate:
         )
 
     def authenticate(self, credential: str) -> Principal:
-        if credential.startswith(API_KEY_PREFIX):
-            key = self.store.find_api_key(credential)
-            if key is None:
-                AUTH_DECISIONS.labels("api_key", "unknown_key").inc()
-                raise unauthorized("invalid API key")
+        # API keys may come from a vault in any format, so look the credential up first (one hash, one dict
+        # lookup); whatever is not a stored key must be a JWT.
+        key = self.store.find_api_key(credential)
+        if key is not None:
             return self.principal_for_role(f"key:{key.name}", key.role, "api_key")
+        if credential.startswith(API_KEY_PREFIX) or credential.count(".") != 2:
+            AUTH_DECISIONS.labels("api_key", "unknown_key").inc()
+            raise unauthorized("invalid API key")
         try:
             claims = self.tokens.verify(credential)
         except TokenError as error:

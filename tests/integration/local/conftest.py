@@ -6,6 +6,7 @@ again (idempotence), records what each run said, and leaves the endpoint up for 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from lab_llm import tiny_model
+
 from tests.conftest import REPO_ROOT
 
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
@@ -61,7 +62,8 @@ def free_port() -> int:
 
 
 def run_site(env: dict[str, str], *extra: str) -> PlaybookRun:
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/site.yml", "-i", "inventory/local", *extra]
+    ansible_playbook = str(Path(sys.executable).parent / "ansible-playbook")
+    command = [ansible_playbook, "playbooks/site.yml", "-i", "inventory/local", *extra]
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1500, check=False)
     return PlaybookRun(done.returncode, done.stdout + done.stderr)
 
@@ -70,10 +72,8 @@ def stop_processes_of(state_dir: Path) -> None:
     """Stop the Ray processes of this deployment only: their command lines name its state directory."""
     found = subprocess.run(["pgrep", "-f", str(state_dir)], capture_output=True, text=True, check=False)
     for pid in found.stdout.split():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture(scope="session")

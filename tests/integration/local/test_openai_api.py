@@ -105,7 +105,8 @@ def assert_openai_error(error: openai.APIStatusError, status: int, message_part:
 @pytest.mark.parametrize(
     ("credential_kind", "message_part"),
     [
-        ("garbage", "malformed token"),
+        ("garbage", "invalid API key"),
+        ("garbage_jwt", "malformed token"),
         ("expired", "expired"),
         ("wrong_audience", "audience"),
         ("tampered", "signature"),
@@ -117,6 +118,7 @@ def test_bad_credentials_get_401(local_deployment: LocalDeployment, credential_k
     now = int(time.time())
     credentials = {
         "garbage": lambda: "not-a-token",
+        "garbage_jwt": lambda: "not.a.token",
         "expired": lambda: forged_token(local_deployment, iat=now - 7200, nbf=now - 7200, exp=now - 3600),
         "wrong_audience": lambda: forged_token(local_deployment, aud="someone-else"),
         "tampered": lambda: forged_token(local_deployment)[:-4] + "AAAA",

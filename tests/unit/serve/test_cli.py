@@ -1,0 +1,116 @@
+"""The CLI end to end on files: users, keys, signing keys, tokens, check; secrets never echoed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from lab_llm.auth import AuthStore, SigningKeys, TokenService
+from lab_llm.cli import app
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    path = tmp_path / "app.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "engine": {"model": str(model)},
+                "auth": {"store_path": str(tmp_path / "store.yaml"), "signing_keys_path": str(tmp_path / "keys.yaml")},
+            }
+        )
+    )
+    return path
+
+
+def invoke(*args: str, stdin: str | None = None):
+    return runner.invoke(app, list(args), input=stdin)
+
+
+def test_user_add_is_idempotent_and_never_prints_the_password(config_file: Path) -> None:
+    first = invoke(
+        "users",
+        "add",
+        "alice",
+        "-c",
+        str(config_file),
+        "--role",
+        "admin",
+        "--password-stdin",
+        "--json",
+        stdin="s3cret-pass\n",
+    )
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["changed"] is True
+    again = invoke(
+        "users",
+        "add",
+        "alice",
+        "-c",
+        str(config_file),
+        "--role",
+        "admin",
+        "--password-stdin",
+        "--json",
+        stdin="s3cret-pass\n",
+    )
+    assert json.loads(again.stdout)["changed"] is False
+    assert "s3cret-pass" not in first.output + again.output
+    listed = invoke("users", "list", "-c", str(config_file), "--json")
+    assert json.loads(listed.stdout)["users"] == [{"name": "alice", "role": "admin", "disabled": False}]
+
+
+def test_key_create_prints_the_key_once_and_revoke_removes_it(config_file: Path, tmp_path: Path) -> None:
+    created = invoke("keys", "create", "openwebui", "-c", str(config_file), "--json")
+    assert created.exit_code == 0, created.output
+    payload = json.loads(created.stdout)
+    assert payload["key"].startswith("sk-lab-")
+    assert AuthStore(tmp_path / "store.yaml").find_api_key(payload["key"]) is not None
+    listed = invoke("keys", "list", "-c", str(config_file))
+    assert payload["key"] not in listed.stdout and payload["id"] in listed.stdout
+    assert invoke("keys", "revoke", payload["id"], "-c", str(config_file)).exit_code == 0
+    assert AuthStore(tmp_path / "store.yaml").find_api_key(payload["key"]) is None
+
+
+def test_signing_keys_init_then_rotate_keeps_old_tokens_valid(config_file: Path, tmp_path: Path) -> None:
+    assert json.loads(invoke("signing-keys", "init", "-c", str(config_file), "--json").stdout)["changed"] is True
+    assert json.loads(invoke("signing-keys", "init", "-c", str(config_file), "--json").stdout)["changed"] is False
+    invoke("users", "add", "bob", "-c", str(config_file), "--password-stdin", stdin="battery-staple\n")
+    old_token = invoke("token", "-c", str(config_file), "--user", "bob", "--password-stdin", stdin="battery-staple\n")
+    assert old_token.exit_code == 0, old_token.output
+    rotated = invoke("signing-keys", "rotate", "-c", str(config_file), "--kid", "k2")
+    assert "now signing with k2; accepting k2, k1" in rotated.stdout
+    service = TokenService(SigningKeys(tmp_path / "keys.yaml"), issuer="lab-llm", audience="lab-llm", ttl_s=60)
+    assert service.verify(old_token.stdout.strip())["sub"] == "bob"
+
+
+def test_token_refuses_a_wrong_password(config_file: Path) -> None:
+    invoke("signing-keys", "init", "-c", str(config_file))
+    invoke("users", "add", "bob", "-c", str(config_file), "--password-stdin", stdin="battery-staple\n")
+    refused = invoke("token", "-c", str(config_file), "--user", "bob", "--password-stdin", stdin="wrong-one\n")
+    assert refused.exit_code == 2
+    assert "incorrect username or password" in refused.output
+
+
+def test_check_reports_missing_files_and_passes_when_complete(config_file: Path) -> None:
+    missing = invoke("check", "-c", str(config_file))
+    assert missing.exit_code == 2
+    assert "signing_keys_path" in missing.output
+    invoke("signing-keys", "init", "-c", str(config_file))
+    assert invoke("check", "-c", str(config_file)).exit_code == 0
+
+
+def test_bad_config_names_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"engine": {"model": "m", "tensor_parallel_size": 0}, "auth": {}}))
+    result = invoke("check", "-c", str(path))
+    assert result.exit_code == 2
+    assert "engine.tensor_parallel_size" in result.output
