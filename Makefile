@@ -14,7 +14,7 @@ export PATH := $(BIN):$(PATH)
 
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: help setup model system-deps lint sanity unit molecule test demo bench clean
+.PHONY: help setup model system-deps lint sanity unit molecule test demo demo-stop bench clean
 
 help:
 	@echo "make demo   - install, generate the tiny model, deploy everything on localhost, print a curl line"
@@ -59,8 +59,19 @@ molecule: setup system-deps
 
 test: lint unit molecule
 
+DEMO_STATE := $(or $(LAB_LLM_STATE_DIR),$(HOME)/.cache/lab-llm/demo)
+DEMO_PORT := $(or $(LAB_LLM_HTTP_PORT),8000)
+
 demo: model
 	$(BIN)/ansible-playbook playbooks/site.yml -i inventory/local
+	@echo
+	@echo "lab-llm answers on http://127.0.0.1:$(DEMO_PORT) (the demo API key is in $(DEMO_STATE)/secrets/demo-api-key):"
+	@echo "curl -s http://127.0.0.1:$(DEMO_PORT)/v1/chat/completions -H \"Authorization: Bearer \$$(cat $(DEMO_STATE)/secrets/demo-api-key)\" -H 'Content-Type: application/json' -d '{\"model\": \"tiny-llama\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}], \"max_tokens\": 16}'"
+	@echo "Stop it with: make demo-stop"
+
+# Stops the demo's Ray processes only (their command lines name the demo's state directory).
+demo-stop:
+	-pkill -f -- "$(DEMO_STATE)/ray"
 
 bench: model
 	$(BIN)/python bench/serve_overhead.py
