@@ -4,28 +4,24 @@ adding one VM with --limit, every VM, the RayService with its smoke test, and se
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
 from tests.standins.k8s import fixtures
 from tests.standins.k8s.controllers import CAPS, RAY, play_caps, play_kuberay
-from tests.standins.k8s.lab_llm_app import FakeLabLlm, serve
+from tests.standins.k8s.fixtures import run_playbook
+from tests.standins.k8s.lab_llm_app import FakeLabLlm, running_app
 from tests.standins.k8s.server import KubeApiStandIn
 
 pytestmark = pytest.mark.playbook
 kube_api = fixtures.kube_api
+app = running_app
 
 
 def run(*args: str) -> tuple[str, str]:
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), *args]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    """Stdout and the recap lines of a playbook run that must succeed."""
+    result = run_playbook(*args)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return result.stdout, "\n".join(line for line in result.stdout.splitlines() if "ok=" in line and "failed=" in line)
 
@@ -57,16 +53,6 @@ def test_stage4_adds_one_vm_with_limit_then_all_and_reruns_change_nothing(kube_a
 
     _, recap = run(*STAGE4)
     assert recap.count("changed=0") == 4, recap
-
-
-@pytest.fixture
-def app() -> Iterator[FakeLabLlm]:
-    fake = FakeLabLlm()
-    server = serve(fake)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield fake
-    server.shutdown()
-    server.server_close()
 
 
 def test_stage6_applies_the_rayservice_waits_smoke_tests_and_reruns_change_nothing(

@@ -5,32 +5,19 @@ stops accepting is replaced and the Deployment restarted by the handler."""
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT
 from tests.standins.k8s import fixtures
-from tests.standins.k8s.lab_llm_app import FakeLabLlm, serve
+from tests.standins.k8s.fixtures import run_playbook
+from tests.standins.k8s.lab_llm_app import FakeLabLlm, running_app
 from tests.standins.k8s.server import KubeApiStandIn
 
 pytestmark = pytest.mark.playbook
 kube_api = fixtures.kube_api
-
-
-@pytest.fixture
-def app() -> Iterator[FakeLabLlm]:
-    fake = FakeLabLlm()
-    server = serve(fake)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield fake
-    server.shutdown()
-    server.server_close()
+app = running_app
 
 
 def play_deployment_controller(api: KubeApiStandIn) -> None:
@@ -62,8 +49,7 @@ def play_deployment_controller(api: KubeApiStandIn) -> None:
 
 
 def run_stage(app: FakeLabLlm) -> subprocess.CompletedProcess[str]:
-    command = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
+    return run_playbook(
         "playbooks/openwebui.yml",
         "-i",
         "inventory/local",
@@ -79,9 +65,7 @@ def run_stage(app: FakeLabLlm) -> subprocess.CompletedProcess[str]:
         "openwebui_ingress_host=chat.lab.example",
         "-e",
         "openwebui_wait_timeout=10",
-    ]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    )
 
 
 def recap(result: subprocess.CompletedProcess[str]) -> str:

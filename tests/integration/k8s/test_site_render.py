@@ -9,9 +9,6 @@ starts at Stage 3 (`--start-at-task`) and is limited to the controller and the G
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +16,10 @@ import pytest
 import yaml
 from lab_llm.config import parse_config
 
-from tests.conftest import REPO_ROOT
 from tests.standins.k8s import schemas
-from tests.standins.k8s.fixtures import CRD_DIR, KUBERAY_CRDS
+from tests.standins.k8s.fixtures import CRD_DIR, KUBERAY_CRDS, run_playbook
 
 pytestmark = pytest.mark.playbook
-PLAYBOOK = [str(Path(sys.executable).parent / "ansible-playbook")]
 VAULT = [
     "-e",
     "vault_deckhouse_node_ssh_private_key=test-only",
@@ -35,30 +30,21 @@ VAULT = [
 ]
 
 
-def run(args: list[str]) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        PLAYBOOK + args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-
-
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("render")
-    result = run(
-        [
-            "playbooks/site.yml",
-            "-i",
-            "inventory/reference-lab",
-            "--check",
-            "--limit",
-            "localhost,gpu_nodes",
-            "--start-at-task",
-            "Check that the GPU inventory is given with the model",
-            "-e",
-            f"lab_llm_k8s_render_dir={out}",
-            *VAULT,
-        ]
+    result = run_playbook(
+        "playbooks/site.yml",
+        "-i",
+        "inventory/reference-lab",
+        "--check",
+        "--limit",
+        "localhost,gpu_nodes",
+        "--start-at-task",
+        "Check that the GPU inventory is given with the model",
+        "-e",
+        f"lab_llm_k8s_render_dir={out}",
+        *VAULT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     return out
@@ -138,18 +124,16 @@ def test_the_reference_lab_gets_deckhouse_gpu_nodes_and_the_fit_plan(rendered: P
 
 
 def test_the_local_demo_inventory_skips_the_kubernetes_stages(tmp_path: Path) -> None:
-    result = run(
-        [
-            "playbooks/k8s_nodes.yml",
-            "playbooks/k8s_operators.yml",
-            "playbooks/rayservice.yml",
-            "playbooks/openwebui.yml",
-            "-i",
-            "inventory/local",
-            "--check",
-            "-e",
-            f"lab_llm_k8s_render_dir={tmp_path}",
-        ]
+    result = run_playbook(
+        "playbooks/k8s_nodes.yml",
+        "playbooks/k8s_operators.yml",
+        "playbooks/rayservice.yml",
+        "playbooks/openwebui.yml",
+        "-i",
+        "inventory/local",
+        "--check",
+        "-e",
+        f"lab_llm_k8s_render_dir={tmp_path}",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "changed=0" in result.stdout

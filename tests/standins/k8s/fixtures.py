@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ from unittest import mock
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from tests.conftest import REPO_ROOT
 from tests.standins.k8s.server import KubeApiStandIn
 
 CRD_DIR = Path(__file__).parent / "crds"
@@ -52,3 +56,10 @@ def later(delay: float, action: Callable[[], None]) -> threading.Timer:
     timer.daemon = True
     timer.start()
     return timer
+
+
+def run_playbook(*args: str) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook from the repository root with its ansible.cfg (and K8S_AUTH_KUBECONFIG, when set)."""
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), *args]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)

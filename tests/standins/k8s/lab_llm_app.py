@@ -7,8 +7,11 @@ import json
 import secrets
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
 
 
 class FakeLabLlm:
@@ -85,3 +88,14 @@ def serve(fake: FakeLabLlm) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+@pytest.fixture(name="app")
+def running_app() -> Iterator[FakeLabLlm]:
+    """The test double serving on loopback; its base URL in `.url`."""
+    fake = FakeLabLlm()
+    server = serve(fake)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield fake
+    server.shutdown()
+    server.server_close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,21 +12,16 @@ from ansible_collections.lab.llm.plugins.modules import serve_api_key, serve_smo
 
 from tests.standins.k8s import fixtures
 from tests.standins.k8s.fixtures import run_module
-from tests.standins.k8s.lab_llm_app import FakeLabLlm, serve
+from tests.standins.k8s.lab_llm_app import FakeLabLlm, running_app
 from tests.standins.k8s.server import KubeApiStandIn
 
 kube_api = fixtures.kube_api
+app = running_app
 
 
 @pytest.fixture
-def app(kube_api: KubeApiStandIn) -> Iterator[FakeLabLlm]:
-    fake = FakeLabLlm()
-    server = serve(fake)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+def openwebui_namespace(kube_api: KubeApiStandIn) -> None:
     kube_api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "openwebui"}})
-    yield fake
-    server.shutdown()
-    server.server_close()
 
 
 def key_args(app: FakeLabLlm, **extra: Any) -> dict[str, Any]:
@@ -47,7 +41,9 @@ def stored_key(api: KubeApiStandIn) -> str:
     return base64.b64decode(secret["data"]["OPENAI_API_KEY"]).decode()
 
 
-def test_creates_a_key_once_and_keeps_it_while_it_works(kube_api: KubeApiStandIn, app: FakeLabLlm) -> None:
+def test_creates_a_key_once_and_keeps_it_while_it_works(
+    kube_api: KubeApiStandIn, app: FakeLabLlm, openwebui_namespace: None
+) -> None:
     first = run_module(serve_api_key.main, key_args(app))
     assert not first.get("failed"), first
     assert first["changed"] is True
@@ -61,7 +57,9 @@ def test_creates_a_key_once_and_keeps_it_while_it_works(kube_api: KubeApiStandIn
     assert len(app.keys) == 1
 
 
-def test_a_key_the_endpoint_no_longer_accepts_is_replaced(kube_api: KubeApiStandIn, app: FakeLabLlm) -> None:
+def test_a_key_the_endpoint_no_longer_accepts_is_replaced(
+    kube_api: KubeApiStandIn, app: FakeLabLlm, openwebui_namespace: None
+) -> None:
     assert not run_module(serve_api_key.main, key_args(app)).get("failed")
     old = stored_key(kube_api)
     for entry in app.keys.values():
@@ -72,14 +70,16 @@ def test_a_key_the_endpoint_no_longer_accepts_is_replaced(kube_api: KubeApiStand
     assert len(app.keys) == 1  # the stale key of the same name was deleted
 
 
-def test_check_mode_creates_no_key(kube_api: KubeApiStandIn, app: FakeLabLlm) -> None:
+def test_check_mode_creates_no_key(kube_api: KubeApiStandIn, app: FakeLabLlm, openwebui_namespace: None) -> None:
     result = run_module(serve_api_key.main, key_args(app), check_mode=True)
     assert result["changed"] is True
     assert app.keys == {}
     assert kube_api.get("v1", "Secret", "openwebui-openai", "openwebui") is None
 
 
-def test_wrong_admin_password_names_the_step(kube_api: KubeApiStandIn, app: FakeLabLlm) -> None:
+def test_wrong_admin_password_names_the_step(
+    kube_api: KubeApiStandIn, app: FakeLabLlm, openwebui_namespace: None
+) -> None:
     result = run_module(serve_api_key.main, key_args(app, admin_password="not-the-password"))
     assert result["failed"] is True
     assert result["msg"] == (
