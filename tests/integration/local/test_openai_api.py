@@ -208,3 +208,23 @@ def test_healthz_and_metrics_answer_without_a_token(local_deployment: LocalDeplo
     metrics = httpx.get(f"{local_deployment.base_url}/metrics", timeout=30)
     assert metrics.status_code == 200
     assert "lab_llm_auth_decisions_total" in metrics.text
+
+
+def test_overload_is_refused_at_once_instead_of_queueing_forever(local_deployment: LocalDeployment) -> None:
+    """inventory/local bounds the queue (16 in flight, 64 waiting): a burst of 120 gets 503s for the rest."""
+    import asyncio
+
+    async def burst() -> list[int]:
+        headers = {"Authorization": f"Bearer {local_deployment.api_key}"}
+        body = {"model": local_deployment.model, "messages": [{"role": "user", "content": "go"}], "max_tokens": 48}
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(base_url=local_deployment.base_url, timeout=300, limits=limits) as http:
+            answers = await asyncio.gather(
+                *(http.post("/v1/chat/completions", headers=headers, json=body) for _ in range(120))
+            )
+        return [answer.status_code for answer in answers]
+
+    statuses = asyncio.run(burst())
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(503) > 0
+    assert statuses.count(200) >= 16
