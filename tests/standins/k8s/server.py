@@ -14,6 +14,7 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ and .../server-side
   metadata/status changes; resourceVersion is one global counter;
 - watch (`?watch=true`, fieldSelector `metadata.name=`, labelSelector equality, resourceVersion, timeoutSeconds):
   newline-delimited WatchEvent JSON until the timeout;
+- the Eviction API (POST pods/NAME/eviction deletes the pod; there are no PodDisruptionBudgets);
 - every write is validated (see schemas.py): 422 with `details.causes[].field`, unknown fields included.
 
 Not implemented (not used by lab.llm): the service proxy (it could not carry the app's bearer token anyway: the
@@ -150,6 +151,8 @@ def _matches(obj: dict[str, Any], field_selector: str | None, label_selector: st
         if key == "metadata.name" and metadata.get("name") != value.lstrip("="):
             return False
         if key == "metadata.namespace" and metadata.get("namespace") != value.lstrip("="):
+            return False
+        if key == "spec.nodeName" and (obj.get("spec") or {}).get("nodeName") != value.lstrip("="):
             return False
     labels = metadata.get("labels") or {}
     for term in filter(None, (label_selector or "").split(",")):
@@ -562,6 +565,18 @@ class KubeApiStandIn:
                         "verbs": verbs,
                     }
                 )
+                if k.kind == "Pod":
+                    resources.append(
+                        {
+                            "name": "pods/eviction",
+                            "singularName": "",
+                            "namespaced": True,
+                            "kind": "Eviction",
+                            "group": "policy",
+                            "version": "v1",
+                            "verbs": ["create"],
+                        }
+                    )
                 if k.status_subresource:
                     resources.append(
                         {
@@ -664,6 +679,11 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send(200, self.api._view(stored.obj, k))
                 if method == "DELETE":
                     return self._send(200, self.api._delete(k, namespace, name, dry_run))
+                if method == "POST" and k.kind == "Pod" and subresource == "eviction":
+                    # The Eviction API: no PodDisruptionBudgets here, so an eviction deletes the pod at once.
+                    self._body()
+                    self.api._delete(k, namespace, name, dry_run)
+                    return self._send(201, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
                 raw = self._body()
                 content_type = self.headers.get("Content-Type", "application/json")
                 try:

@@ -105,14 +105,34 @@ def test_check_mode_reports_the_change_and_stores_nothing(kube_api: KubeApiStand
     assert kube_api.names("deckhouse.io/v1", "NodeGroup") == []
 
 
-def test_absent_releases_the_vm_then_deletes_its_objects(kube_api: KubeApiStandIn) -> None:
+def pod(name: str, node_name: str, owner_kind: str = "ReplicaSet") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "lab-llm",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner_kind, "name": "owner", "uid": "u1"}],
+        },
+        "spec": {"nodeName": node_name, "containers": [{"name": "c", "image": "busybox"}]},
+    }
+
+
+def test_absent_drains_and_releases_the_vm_then_deletes_its_objects(kube_api: KubeApiStandIn) -> None:
     play_caps(kube_api)
     assert not run_module(deckhouse_static_node.main, args()).get("failed")
+    kube_api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab-llm"}})
+    kube_api.put(pod("ray-worker-0", "gpu-3090-1"))
+    kube_api.put(pod("device-plugin-x", "gpu-3090-1", owner_kind="DaemonSet"))
+    kube_api.put(pod("elsewhere", "gpu-3090-2"))
     result = run_module(
         deckhouse_static_node.main, dict(name="gpu-3090-1", node_group="gpu-rtx-3090", state="absent", wait_timeout=10)
     )
     assert not result.get("failed"), result
     assert result["changed"] is True
+    assert result["evicted"] == ["lab-llm/ray-worker-0"]
+    assert kube_api.names("v1", "Pod") == ["device-plugin-x", "elsewhere"]  # DaemonSet pods stay, as kubectl drain
+    assert kube_api.get("v1", "Node", "gpu-3090-1")["spec"]["unschedulable"] is True
     assert kube_api.names(CAPS, "StaticInstance") == []
     assert kube_api.names(CAPS, "SSHCredentials") == []
     assert kube_api.get("deckhouse.io/v1", "NodeGroup", "gpu-rtx-3090")["spec"]["staticInstances"]["count"] == 0

@@ -20,9 +20,10 @@ description:
   - With O(bootstrap=script), the older manual flow, only the NodeGroup is ensured and the bootstrap script of
     the group (Secret C(manual-bootstrap-for-GROUP) in C(d8-cloud-instance-manager)) is returned in
     RV(bootstrap_script) while the Node is not registered yet, for the caller to run on the VM.
-  - O(state=absent) releases the StaticInstance (its group label is removed and the count lowered, so CAPS drains
-    and cleans the node, phase C(Cleaning) then C(Pending)), then deletes the StaticInstance and its
-    SSHCredentials. Evict workloads first (for example with M(kubernetes.core.k8s_drain)).
+  - O(state=absent) first drains the Node (cordon, then every pod but DaemonSet and mirror pods evicted through the
+    Eviction API, so PodDisruptionBudgets hold; waits until they are gone), then releases the StaticInstance (its
+    group label is removed and the count lowered, so CAPS cleans the node, phase C(Cleaning) then C(Pending)),
+    then deletes the StaticInstance and its SSHCredentials.
   - Versions. CAPS (StaticInstance, SSHCredentials) exists since Deckhouse 1.53 (C(v1alpha1)); current releases
     also serve C(v1alpha2), see O(caps_api_version). C(spec.gpu) of NodeGroup (Deckhouse manages the NVIDIA
     containerd runtime, device plugin, GFD, DCGM exporter) needs Deckhouse 1.71 or later, Enterprise Edition.
@@ -113,6 +114,10 @@ options:
     description: Seconds to wait.
     type: int
     default: 1800
+  drain_timeout:
+    description: Seconds to wait for the pods to leave the node when O(state=absent).
+    type: int
+    default: 600
   render_only:
     description: Return the manifests (private key redacted) without contacting the cluster.
     type: bool
@@ -155,6 +160,11 @@ phase:
   returned: O(bootstrap=static_instance)
   type: str
   sample: Running
+evicted:
+  description: Pods evicted from the node (C(namespace/name)) when O(state=absent).
+  returned: always
+  type: list
+  elements: str
 bootstrap_script:
   description: The group's bootstrap script to run on the VM (contains a join token; do not log it).
   returned: O(bootstrap=script), O(state=present), when the Node is not registered yet
@@ -168,6 +178,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lab.llm.plugins.module_utils.k8s import deckhouse, waiter
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
+from ansible_collections.lab.llm.plugins.module_utils.k8s.node import drain as drain_node
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
 
 
@@ -211,6 +222,7 @@ class StaticNode:
         self.changed = False
         self.diff = {"before": {}, "after": {}}
         self.applied = []
+        self.drained = []
 
     def manifests(self, count):
         p = self.params
@@ -318,15 +330,23 @@ class StaticNode:
             )
         return base64.b64decode(encoded).decode("utf-8")
 
+    def drain(self, node_name):
+        evicted = drain_node(self.service, node_name, self.params["drain_timeout"])
+        if evicted:
+            self.changed = True
+        return evicted
+
     def absent(self):
         p = self.params
         if p["bootstrap"] == "script":
+            self.drained = self.drain(p["name"])
             if self.service.delete("v1", "Node", p["name"]):
                 self.changed = True
                 self.diff["before"]["Node/%s" % p["name"]] = {"metadata": {"name": p["name"]}}
             return {}
         instance = self.service.get(self.caps_api, "StaticInstance", p["name"])
         if instance is not None:
+            self.drained = self.drain(((instance.get("status") or {}).get("nodeRef") or {}).get("name") or p["name"])
             labels = instance["metadata"].get("labels") or {}
             if deckhouse.SELECTOR_LABEL in labels:
                 released = deckhouse.static_instance(
@@ -397,6 +417,7 @@ def main():
         state=dict(type="str", choices=["present", "absent"], default="present"),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=1800),
+        drain_timeout=dict(type="int", default=600),
         render_only=dict(type="bool", default=False),
     )
     argument_spec.update(AUTH_ARG_SPEC)
@@ -413,7 +434,7 @@ def main():
         result = node.present() if module.params["state"] == "present" else node.absent()
     except K8sError as error:
         module.fail_json(msg=str(error))
-    module.exit_json(changed=node.changed, manifests=node.applied, diff=node.diff, **result)
+    module.exit_json(changed=node.changed, manifests=node.applied, evicted=node.drained, diff=node.diff, **result)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ class ServeApi:
         self.call("DELETE", "/admin/keys/%s" % key_id, token=token, expect=(200, 204, 404))
 
     def create_key(self, token, name, role):
-        _status, answer = self.call("POST", "/admin/keys", token=token, body={"name": name, "role": role}, expect=(200, 201))
+        _status, answer = self.call(
+            "POST", "/admin/keys", token=token, body={"name": name, "role": role}, expect=(200, 201)
+        )
         if not isinstance(answer, dict) or not answer.get("key"):
             raise ServeApiError("POST %s/admin/keys returned no key" % self.url)
         return answer

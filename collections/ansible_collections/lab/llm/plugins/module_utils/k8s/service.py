@@ -81,10 +81,12 @@ class K8sService:
                 return None
             raise _api_error(error, kind, name, namespace) from None
 
-    def list(self, api_version, kind, namespace=None, label_selector=None):
+    def list(self, api_version, kind, namespace=None, label_selector=None, field_selector=None):
         resource = self.resource(api_version, kind)
         try:
-            listing = self.client.get(resource, namespace=namespace, label_selector=label_selector)
+            listing = self.client.get(
+                resource, namespace=namespace, label_selector=label_selector, field_selector=field_selector
+            )
         except (ApiException, DynamicApiError) as error:
             raise _api_error(error, kind, None, namespace) from None
         return list(listing.to_dict().get("items", []))
