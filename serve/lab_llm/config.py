@@ -102,7 +102,6 @@ class ServingConfig(_Strict):
     max_queued_requests: Annotated[int, Field(ge=1)] = Field(
         default=256, description="Requests allowed to wait; beyond that the endpoint answers 503 at once."
     )
-    request_timeout_s: Annotated[float, Field(gt=0)] = 600.0
 
 
 class RolePolicy(_Strict):
