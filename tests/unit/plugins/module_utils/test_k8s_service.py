@@ -145,3 +145,27 @@ def test_k8s_apply_rejects_a_manifest_without_a_name(kube_api: KubeApiStandIn) -
     assert result["failed"] is True
     assert result["msg"] == "manifests[0] (Namespace) lacks metadata.name"
     assert kube_api.requests == []
+
+
+def test_check_mode_on_a_fresh_cluster_predicts_instead_of_failing(kube_api: KubeApiStandIn) -> None:
+    """Earlier tasks only pretend in check mode: the namespace (or an operator's CRD) may not exist yet."""
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "lab-llm"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    issuer = {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "letsencrypt"}}
+    result = run_module(k8s_apply.main, {"manifests": [NAMESPACE, pvc, issuer]}, check_mode=True)
+    assert not result.get("failed"), result
+    assert [o["changed"] for o in result["objects"]] == [True, True, True]
+    # ansible-core 2.19 returns warnings as summaries with the message in event.msg.
+    warnings = [w["event"]["msg"] if isinstance(w, dict) else w for w in result["warnings"]]
+    assert warnings[0].startswith(
+        "check mode: PersistentVolumeClaim lab-llm/data would be created; the server could not check it ("
+    )
+    assert "does not serve kind ClusterIssuer" in warnings[1]
+    assert kube_api.names("v1", "Namespace") == []
+    # Outside check mode the same missing namespace is an error.
+    failed = run_module(k8s_apply.main, {"manifests": [pvc]})
+    assert failed["msg"] == 'PersistentVolumeClaim lab-llm/data: not found (HTTP 404): namespaces "lab-llm" not found'

@@ -434,6 +434,8 @@ def main():
         result = node.present() if module.params["state"] == "present" else node.absent()
     except K8sError as error:
         module.fail_json(msg=str(error))
+    for warning in node.service.warnings:
+        module.warn(warning)
     module.exit_json(changed=node.changed, manifests=node.applied, evicted=node.drained, diff=node.diff, **result)
 
 

@@ -152,6 +152,8 @@ def main():
             objects.append({"object": ref, "changed": changed})
     except K8sError as error:
         module.fail_json(msg=str(error), objects=objects)
+    for warning in service.warnings:
+        module.warn(warning)
     module.exit_json(changed=changed_any, objects=objects, diff=diff)
 
 

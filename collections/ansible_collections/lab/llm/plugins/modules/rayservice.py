@@ -347,6 +347,8 @@ def main():
             )
     except K8sError as error:
         module.fail_json(msg=str(error), **result)
+    for warning in service.warnings:
+        module.warn(warning)
     module.exit_json(**result)
 
 

@@ -13,8 +13,9 @@ def object_ref(kind, name, namespace=None):
 class K8sError(Exception):
     """A Kubernetes call failed or returned something unusable."""
 
-    def __init__(self, message, kind=None, name=None, namespace=None, field=None):
+    def __init__(self, message, kind=None, name=None, namespace=None, field=None, status=None):
         self.message = message
+        self.status = status
         self.kind = kind
         self.name = name
         self.namespace = namespace

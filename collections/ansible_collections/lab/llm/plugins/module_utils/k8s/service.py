@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 
-from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
+from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, object_ref
 
 try:
     from kubernetes.client.exceptions import ApiException
@@ -50,7 +50,12 @@ def _api_error(error, kind, name, namespace):
     fields = ", ".join(cause.get("field", "") for cause in causes if cause.get("field"))
     prefix = {409: "conflict", 422: "rejected as invalid", 403: "forbidden", 404: "not found"}.get(status, "failed")
     return K8sError(
-        "%s (HTTP %s): %s" % (prefix, status, message), kind=kind, name=name, namespace=namespace, field=fields or None
+        "%s (HTTP %s): %s" % (prefix, status, message),
+        kind=kind,
+        name=name,
+        namespace=namespace,
+        field=fields or None,
+        status=status,
     )
 
 
@@ -61,6 +66,8 @@ class K8sService:
         self.client = client
         self.check_mode = check_mode
         self.field_manager = field_manager
+        # Things check mode could not ask the server about; modules pass them on as warnings.
+        self.warnings = []
 
     def resource(self, api_version, kind):
         try:
@@ -96,7 +103,13 @@ class K8sService:
         kind = manifest["kind"]
         metadata = manifest["metadata"]
         name, namespace = metadata["name"], metadata.get("namespace")
-        resource = self.resource(manifest["apiVersion"], kind)
+        try:
+            resource = self.resource(manifest["apiVersion"], kind)
+        except K8sError as error:
+            if not self.check_mode:
+                raise
+            # Check mode on a fresh cluster: the CRD comes with an operator an earlier stage only pretends to install.
+            return self._unverifiable(manifest, str(error))
         before = self.get(manifest["apiVersion"], kind, name, namespace)
         try:
             applied = self.client.server_side_apply(
@@ -109,9 +122,23 @@ class K8sService:
                 dry_run="All" if self.check_mode else None,
             ).to_dict()
         except (ApiException, DynamicApiError) as error:
-            raise _api_error(error, kind, name, namespace) from None
+            problem = _api_error(error, kind, name, namespace)
+            if self.check_mode and problem.status == 404 and before is None and namespace:
+                # The namespace is created by an earlier task that check mode did not run.
+                return self._unverifiable(manifest, str(problem))
+            raise problem from None
         before_view, after_view = comparable(before), comparable(applied)
         return before_view != after_view, before_view, after_view
+
+    def _unverifiable(self, manifest, reason):
+        self.warnings.append(
+            "check mode: %s would be created; the server could not check it (%s)"
+            % (
+                object_ref(manifest["kind"], manifest["metadata"]["name"], manifest["metadata"].get("namespace")),
+                reason,
+            )
+        )
+        return True, None, comparable(manifest)
 
     def delete(self, api_version, kind, name, namespace=None):
         """Delete if present (not in check mode). Returns whether the object existed."""
