@@ -169,3 +169,16 @@ def test_check_mode_on_a_fresh_cluster_predicts_instead_of_failing(kube_api: Kub
     # Outside check mode the same missing namespace is an error.
     failed = run_module(k8s_apply.main, {"manifests": [pvc]})
     assert failed["msg"] == 'PersistentVolumeClaim lab-llm/data: not found (HTTP 404): namespaces "lab-llm" not found'
+
+
+def test_without_any_cluster_configuration_the_error_says_where_it_looked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("K8S_AUTH_KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(K8sError) as error:
+        client.connect({})
+    assert str(error.value).startswith(
+        "no kubeconfig (option kubeconfig, K8S_AUTH_KUBECONFIG or ~/.kube/config) and not running in a cluster"
+    )

@@ -67,10 +67,18 @@ def connect(params):
         elif kubeconfig or os.path.exists(os.path.expanduser(k8s_config.KUBE_CONFIG_DEFAULT_LOCATION)):
             api_client = k8s_config.new_client_from_config(config_file=kubeconfig, context=_option(params, "context"))
         else:
-            k8s_config.load_incluster_config()
+            try:
+                k8s_config.load_incluster_config()
+            except ConfigException as error:
+                raise K8sError(
+                    "no kubeconfig (option kubeconfig, K8S_AUTH_KUBECONFIG or ~/.kube/config) and not running in a "
+                    "cluster (%s)" % error
+                ) from None
             api_client = k8s_client.ApiClient()
         return DynamicClient(api_client)
     except ConfigException as error:
         raise K8sError("cannot load the Kubernetes client configuration: %s" % error) from None
+    except K8sError:
+        raise
     except Exception as error:  # urllib3/socket errors while reading discovery
         raise K8sError("cannot reach the Kubernetes API: %s" % error) from None
