@@ -12,7 +12,8 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ and .../server-side
 - `dryRun=All` answers without storing; the status subresource (`/status`): writes to the main resource keep the
   stored status, writes to /status change only status; `metadata.generation` grows when anything but
   metadata/status changes; resourceVersion is one global counter;
-- watch (`?watch=true`, fieldSelector `metadata.name=`, labelSelector equality, resourceVersion, timeoutSeconds):
+- watch (`?watch=true`, fieldSelector `metadata.name=`, labelSelector equality, resourceVersion, timeoutSeconds;
+  an ERROR event with Status 410 from before `compacted_rv`):
   newline-delimited WatchEvent JSON until the timeout;
 - the Eviction API (POST pods/NAME/eviction deletes the pod; there are no PodDisruptionBudgets);
 - every write is validated (see schemas.py): 422 with `details.causes[].field`, unknown fields included.
@@ -186,6 +187,8 @@ class KubeApiStandIn:
         self.lock = threading.Condition()
         self.on_write: list[Callable[[str, Kind, dict[str, Any]], None]] = []
         self.requests: list[tuple[str, str]] = []
+        # Watches from a resourceVersion older than this get `410 Gone` (an etcd compaction, played by tests).
+        self.compacted_rv = 0
         for group, version, kind, plural, namespaced, status in CORE_KINDS:
             api_version = f"{group}/{version}" if group else version
             self.kinds[(group, version, plural)] = Kind(
@@ -497,6 +500,10 @@ class KubeApiStandIn:
         deadline = time.monotonic() + timeout
         start = query.get("resourceVersion")
         with self.lock:
+            if start and start != "0" and int(start) < self.compacted_rv:
+                gone = ApiError(410, "Expired", f"too old resource version: {start} ({self.compacted_rv})")
+                write(json.dumps({"type": "ERROR", "object": gone.status()}).encode() + b"\n")
+                return
             if not start or start == "0":
                 for item in self._list(k, namespace, query)["items"]:
                     write(json.dumps({"type": "ADDED", "object": item}).encode() + b"\n")
@@ -706,7 +713,8 @@ class _Handler(BaseHTTPRequestHandler):
                     name=name or None,
                     subresource=subresource,
                     dry_run=dry_run,
-                    force=query.get("force") == "true",
+                    # strconv.ParseBool, as the API server does.
+                    force=query.get("force", "").lower() in ("true", "1"),
                     content_type=content_type,
                 )
                 return self._send(201 if mode == "create" else 200, result)

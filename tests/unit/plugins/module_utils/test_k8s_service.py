@@ -182,3 +182,23 @@ def test_without_any_cluster_configuration_the_error_says_where_it_looked(
     assert str(error.value).startswith(
         "no kubeconfig (option kubeconfig, K8S_AUTH_KUBECONFIG or ~/.kube/config) and not running in a cluster"
     )
+
+
+def test_waiter_survives_an_expired_resource_version(kube_api: KubeApiStandIn, k8s: service.K8sService) -> None:
+    k8s.apply(NAMESPACE)
+    k8s.apply(deployment())
+    kube_api.compacted_rv = 10**6  # every watch from the object's resourceVersion answers 410 Gone
+    later(
+        0.8,
+        lambda: kube_api.set_status(
+            "apps/v1",
+            "Deployment",
+            "web",
+            {"observedGeneration": 1, "availableReplicas": 1, "updatedReplicas": 1},
+            "lab-llm",
+        ),
+    )
+    obj = waiter.wait_for(k8s, "apps/v1", "Deployment", "web", "lab-llm", waiter.deployment_available, 5)
+    assert obj["status"]["availableReplicas"] == 1
+    watches = [path for method, path in kube_api.requests if "watch=" in path]
+    assert 1 < len(watches) < 20  # it watched again after each 410, without spinning

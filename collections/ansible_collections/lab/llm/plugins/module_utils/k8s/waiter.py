@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import WaitFailed, WaitTimeout
+from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, WaitFailed, WaitTimeout
+
+try:
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.dynamic.exceptions import DynamicApiError
+except ImportError:  # reported by client.connect()
+    ApiException = DynamicApiError = Exception
+
+
+_MIN_WATCH_S = 0.5
 
 
 def wait_for(service, api_version, kind, name, namespace, predicate, timeout):
@@ -28,7 +37,19 @@ def wait_for(service, api_version, kind, name, namespace, predicate, timeout):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        resource_version = (obj or {}).get("metadata", {}).get("resourceVersion")
+        started = time.monotonic()
+        obj = _watch_once(service, resource, obj, name, namespace, predicate, remaining, deadline)
+        if time.monotonic() - started < _MIN_WATCH_S:
+            time.sleep(_MIN_WATCH_S)  # a stream that ends at once (410 Gone, proxy) must not become a busy loop
+    raise WaitTimeout(
+        "not ready after %ss; last seen: %s" % (timeout, state), kind=kind, name=name, namespace=namespace
+    )
+
+
+def _watch_once(service, resource, obj, name, namespace, predicate, remaining, deadline):
+    """Follow one watch stream; return the object as last seen (read afresh when the stream just ended)."""
+    resource_version = (obj or {}).get("metadata", {}).get("resourceVersion")
+    try:
         for event in service.client.watch(
             resource,
             namespace=namespace,
@@ -36,16 +57,21 @@ def wait_for(service, api_version, kind, name, namespace, predicate, timeout):
             resource_version=resource_version,
             timeout=max(1, int(remaining + 0.999)),
         ):
-            obj = None if event["type"] == "DELETED" else event["raw_object"]
-            done, failure, state = predicate(obj)
-            if done or failure or time.monotonic() >= deadline:
+            if event["type"] == "ERROR":  # e.g. 410 Gone sent in the stream: start over from a fresh read
                 break
-        else:
-            # The stream ended (server timeout or expired resourceVersion): read the object afresh.
-            obj = service.get(api_version, kind, name, namespace)
-    raise WaitTimeout(
-        "not ready after %ss; last seen: %s" % (timeout, state), kind=kind, name=name, namespace=namespace
-    )
+            obj = None if event["type"] == "DELETED" else event["raw_object"]
+            done, failure, _state = predicate(obj)
+            if done or failure or time.monotonic() >= deadline:
+                return obj
+    except (ApiException, DynamicApiError) as error:
+        if getattr(error, "status", None) != 410:  # 410 Gone: the resourceVersion expired, read afresh
+            raise K8sError(
+                "watch failed (HTTP %s): %s" % (getattr(error, "status", "?"), error),
+                kind=resource.kind,
+                name=name,
+                namespace=namespace,
+            ) from None
+    return service.get(resource.group_version, resource.kind, name, namespace)
 
 
 def _conditions(obj):
