@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
+
 from lab_llm.auth import AuthStore, SigningKeys, TokenService
 from lab_llm.cli import app
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

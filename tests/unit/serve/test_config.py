@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from lab_llm.config import ConfigError, load_config, parse_config
 
 AUTH = {"store_path": "/etc/lab-llm/store.yaml", "signing_keys_path": "/etc/lab-llm/keys.yaml"}

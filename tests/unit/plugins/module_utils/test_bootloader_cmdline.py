@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ansible_collections.lab.llm.plugins.module_utils.bootloader_cmdline import (
     CmdlineError,
     apply_params,

@@ -9,7 +9,6 @@ from ansible_collections.lab.llm.plugins.module_utils.iommu import (
     read_iommu_state,
 )
 from ansible_collections.lab.llm.plugins.module_utils.pci import nvidia_gpu_cards, read_all_functions
-
 from tests.fixtures.sysfs.sysfs_tree import PRESETS, build_tree
 
 

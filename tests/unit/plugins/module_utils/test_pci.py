@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ansible_collections.lab.llm.plugins.module_utils.pci import (
     KNOWN_MODELS,
     PCI_IDS_PATHS,
@@ -12,7 +13,6 @@ from ansible_collections.lab.llm.plugins.module_utils.pci import (
     read_all_functions,
     read_pci_ids_names,
 )
-
 from tests.fixtures.sysfs.sysfs_tree import PRESETS, build_tree
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+
 from ansible_collections.lab.llm.plugins.module_utils.pve import propstring
 from ansible_collections.lab.llm.plugins.module_utils.pve import vm as vms
 from ansible_collections.lab.llm.plugins.module_utils.pve.client import PveClient
@@ -17,7 +18,6 @@ from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import (
     PveTaskError,
 )
 from ansible_collections.lab.llm.plugins.module_utils.pve.waiter import guest_addresses, upid_node, wait_for_task
-
 from tests.standins.pve.scenario import TEMPLATE_VMID, connection_args, running_standin
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINYDR9JYyyug5eZrmtUx/hWRntaWghRo5xo+3YWnD3+Q admin@lab"

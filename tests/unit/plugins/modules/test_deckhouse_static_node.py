@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from ansible_collections.lab.llm.plugins.modules import deckhouse_static_node
 
+from ansible_collections.lab.llm.plugins.modules import deckhouse_static_node
 from tests.standins.k8s import fixtures
 from tests.standins.k8s.controllers import play_caps
 from tests.standins.k8s.fixtures import run_module

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.lab.llm.plugins.modules import gpu_passthrough_facts
 
+from ansible_collections.lab.llm.plugins.modules import gpu_passthrough_facts
 from tests.fixtures.sysfs.sysfs_tree import PRESETS, HostSpec, PciFunction, after_boot, build_tree
 
 

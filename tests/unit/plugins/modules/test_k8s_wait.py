@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from ansible_collections.lab.llm.plugins.modules import k8s_wait
-
 from tests.standins.k8s import fixtures
 from tests.standins.k8s.fixtures import later, run_module
 from tests.standins.k8s.server import KubeApiStandIn

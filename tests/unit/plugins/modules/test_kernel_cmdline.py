@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.lab.llm.plugins.modules import kernel_cmdline
 
+from ansible_collections.lab.llm.plugins.modules import kernel_cmdline
 from tests.fixtures.sysfs.sysfs_tree import PRESETS, after_boot, build_tree
 
 PROXMOX_GRUB = 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n'

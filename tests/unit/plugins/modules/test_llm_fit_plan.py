@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.lab.llm.plugins.modules import llm_fit_plan
 
+from ansible_collections.lab.llm.plugins.modules import llm_fit_plan
 from tests.unit.serve.plan.plan_inputs import model_path, reference_lab_vars
 
 

@@ -10,10 +10,10 @@ from urllib.parse import unquote
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.lab.llm.plugins.module_utils.pve.client import PveClient
 from ansible_collections.lab.llm.plugins.module_utils.pve.vm import CLONE_MARKER
 from ansible_collections.lab.llm.plugins.modules import proxmox_gpu_vm
-
 from tests.standins.pve.scenario import TEMPLATE_NAME, TEMPLATE_VMID, connection_args, running_standin
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINYDR9JYyyug5eZrmtUx/hWRntaWghRo5xo+3YWnD3+Q admin@lab"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.lab.llm.plugins.modules import proxmox_pci_mapping
 
+from ansible_collections.lab.llm.plugins.modules import proxmox_pci_mapping
 from tests.standins.pve.scenario import connection_args, running_standin
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
+
 from ansible_collections.lab.llm.plugins.modules import rayservice
 from lab_llm.config import parse_config
-
 from tests.conftest import COLLECTION_ROOT, REPO_ROOT
 from tests.standins.k8s import fixtures, schemas
 from tests.standins.k8s.controllers import play_kuberay

@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 import pytest
-from ansible_collections.lab.llm.plugins.modules import serve_api_key, serve_smoke_test
 
+from ansible_collections.lab.llm.plugins.modules import serve_api_key, serve_smoke_test
 from tests.standins.k8s import fixtures
 from tests.standins.k8s.fixtures import run_module
 from tests.standins.k8s.lab_llm_app import FakeLabLlm, running_app

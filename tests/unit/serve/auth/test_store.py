@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from lab_llm.auth import AuthStore, StoreError
 from lab_llm.auth.store import ConflictError
 

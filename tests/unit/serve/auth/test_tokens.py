@@ -10,6 +10,7 @@ from pathlib import Path
 import jwt
 import pytest
 import yaml
+
 from lab_llm.auth import SigningKeys, TokenError, TokenService
 
 SECRET_1 = "first-signing-secret-with-enough-bytes-0001"

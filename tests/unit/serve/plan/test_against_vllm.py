@@ -7,10 +7,10 @@ cache, the parsing of VLLM_PP_LAYER_PARTITION or the vocabulary padding.
 from __future__ import annotations
 
 import pytest
+
 from lab_llm.plan import plan_fit
 from lab_llm.plan.memory import BLOCK_SIZE, kv_bytes_per_token_per_layer, kv_heads_per_rank, padded_vocab
 from lab_llm.plan.model import load_model_spec
-
 from tests.unit.serve.plan.plan_inputs import model_path, reference_lab_inventory
 
 torch = pytest.importorskip("torch")

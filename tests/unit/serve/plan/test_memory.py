@@ -8,6 +8,7 @@ Mixtral-8x7B 46.7 B) the 16-bit sum is that count times two bytes.
 from __future__ import annotations
 
 import pytest
+
 from lab_llm.plan.memory import (
     edge_weights,
     kv_bytes_per_token_per_layer,
@@ -18,7 +19,6 @@ from lab_llm.plan.memory import (
     total_weight_bytes,
 )
 from lab_llm.plan.model import ModelSpec, WeightFormat, load_model_spec
-
 from tests.unit.serve.plan.plan_inputs import model_path
 
 BF16 = WeightFormat(dtype="bf16")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from lab_llm.plan.performance import all_reduce_ms
 
+from lab_llm.plan.performance import all_reduce_ms
 from tests.unit.serve.plan.test_planner import seed_plan
 
 SEED_REPORTED_TOKENS_PER_S = 40.0  # the seed's figure for Dolphin3.0-R1-Mistral-24B-AWQ, PP=2 on two 3090s

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from lab_llm.plan import DoesNotFitError, FitPlan, PlanInputError, plan_fit
 from lab_llm.plan.inventory import Limits, load_inventory
 from lab_llm.plan.layouts import tp_groups, tp_rejection
 from lab_llm.plan.memory import GIB, kv_bytes_per_token_per_layer, layer_weights
 from lab_llm.plan.model import WeightFormat, load_model_spec
 from lab_llm.plan.sizing import Request, evaluate
-
 from tests.unit.serve.plan.plan_inputs import (
     model_path,
     one_gpu_per_node,

@@ -6,10 +6,10 @@ import json
 import re
 
 import typer
-from lab_llm.plan.cli import plan_command
-from lab_llm.plan.reference_table import table
 from typer.testing import CliRunner
 
+from lab_llm.plan.cli import plan_command
+from lab_llm.plan.reference_table import table
 from tests.conftest import REPO_ROOT
 from tests.unit.serve.plan.plan_inputs import MODELS_DIR, REFERENCE_LAB_FIT_PLAN, model_path
 

@@ -175,6 +175,7 @@ import base64
 import copy
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.lab.llm.plugins.module_utils.k8s import deckhouse, waiter
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError

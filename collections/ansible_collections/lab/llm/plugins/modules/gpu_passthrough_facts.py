@@ -211,6 +211,7 @@ ansible_facts:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.lab.llm.plugins.module_utils.bootloader import detect_boot_loader
 from ansible_collections.lab.llm.plugins.module_utils.iommu import (
     check_card_group,

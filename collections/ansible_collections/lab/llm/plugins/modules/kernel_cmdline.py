@@ -146,6 +146,7 @@ import os
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.lab.llm.plugins.module_utils.bootloader import (
     GRUB,
     GRUB_DEFAULTS_FILE,

@@ -311,6 +311,7 @@ ip_addresses:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible_collections.lab.llm.plugins.module_utils.pve.client import (
     PROXMOXER_IMPORT_ERROR,
     PVE_REQUIRED_ONE_OF,

@@ -114,6 +114,7 @@ mapping:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible_collections.lab.llm.plugins.module_utils.pve.client import (
     PROXMOXER_IMPORT_ERROR,
     PVE_REQUIRED_ONE_OF,

@@ -96,6 +96,7 @@ secret:
 import base64
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
 from ansible_collections.lab.llm.plugins.module_utils.k8s.serve_api import ServeApi, ServeApiError

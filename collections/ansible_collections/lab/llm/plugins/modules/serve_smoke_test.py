@@ -84,6 +84,7 @@ usage:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.lab.llm.plugins.module_utils.k8s.serve_api import ServeApi, ServeApiError
 
 

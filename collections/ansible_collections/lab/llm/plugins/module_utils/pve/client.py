@@ -13,6 +13,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import env_fallback
+
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveApiError, PveError
 
 PROXMOXER_IMPORT_ERROR = None
