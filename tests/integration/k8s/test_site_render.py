@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from lab_llm.config import parse_config
 
+from lab_llm.config import parse_config
 from tests.standins.k8s import schemas
 from tests.standins.k8s.fixtures import CRD_DIR, KUBERAY_CRDS, run_playbook
 
@@ -140,3 +140,30 @@ def test_the_local_demo_inventory_skips_the_kubernetes_stages(tmp_path: Path) ->
     assert "failed=0" in result.stdout
     assert "skipping: [localhost]" in result.stdout
     assert list(tmp_path.iterdir()) == []  # nothing rendered, nothing applied
+
+
+def test_the_gpu_operator_path_renders_values_for_deckhouses_containerd(tmp_path: Path) -> None:
+    """Clusters without Deckhouse's GPU support (lab_llm_gpu_management: gpu_operator) get the GPU Operator chart."""
+    result = run_playbook(
+        "playbooks/k8s_operators.yml",
+        "-i",
+        "inventory/reference-lab",
+        "--check",
+        "-e",
+        "lab_llm_gpu_management=gpu_operator",
+        "-e",
+        f"lab_llm_k8s_render_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    namespace = yaml.safe_load((tmp_path / "stage5-gpu-operator-Namespace-cluster-gpu-operator.yml").read_text())
+    assert schemas.problems(schemas.core_validator("v1", "Namespace"), namespace) == []
+    values = yaml.safe_load((tmp_path / "stage5-gpu-operator-values.helm.yaml").read_text())
+    assert values["driver"] == {"enabled": False}  # the driver is in the VM image
+    env = {item["name"]: item["value"] for item in values["toolkit"]["env"]}
+    assert env == {
+        "CONTAINERD_CONFIG": "/etc/containerd/conf.d/nvidia-toolkit.toml",  # bashible owns config.toml
+        "CONTAINERD_SOCKET": "/run/containerd/containerd.sock",
+        "CONTAINERD_RUNTIME_CLASS": "nvidia",
+        "CONTAINERD_SET_AS_DEFAULT": "true",
+    }
+    assert values["mig"] == {"strategy": "none"}  # GeForce cards have no MIG
