@@ -272,6 +272,8 @@ def render(spec):
         "spec": {
             "upgradeStrategy": {"type": spec["upgrade_strategy"]},
             "serveConfigV2": serve_config(spec, engine),
+            # KubeRay uses a given serveService for name, labels and annotations, and sets the selector and the
+            # `serve` port itself (ray-operator/controllers/ray/common/service.go, BuildServeService).
             "serveService": {
                 "metadata": {
                     "name": serve_service_name(spec["name"]),
