@@ -193,6 +193,20 @@ def test_an_engine_change_is_an_upgrade_the_module_waits_through(kube_api: KubeA
     assert result["ray_cluster"] == "lab-llm-raycluster-g2"
 
 
+def test_new_cluster_engine_upgrades_change_the_cluster_and_in_place_ones_do_not() -> None:
+    changed_engine = dict(args()["engine"], max_model_len=16384)
+    in_place = [rendered(), rendered(engine=changed_engine)]
+    assert in_place[0]["spec"]["rayClusterConfig"] == in_place[1]["spec"]["rayClusterConfig"]
+    new_cluster = [
+        rendered(engine_change_upgrade="new_cluster"),
+        rendered(engine_change_upgrade="new_cluster", engine=changed_engine),
+    ]
+    clusters = [r["spec"]["rayClusterConfig"] for r in new_cluster]
+    assert clusters[0] != clusters[1]  # KubeRay sees a cluster change: zero-downtime upgrade to a new RayCluster
+    digests = {c["headGroupSpec"]["template"]["metadata"]["annotations"]["lab-llm.io/engine-config"] for c in clusters}
+    assert len(digests) == 2
+
+
 def test_a_failed_deployment_is_reported_with_rays_message(kube_api: KubeApiStandIn) -> None:
     with_namespace(kube_api)
     play_kuberay(kube_api, outcome="DEPLOY_FAILED", message="CUDA out of memory")

@@ -19,9 +19,10 @@ description:
   - The Serve application is C(lab_llm.app:build_app); its C(args) are lab-llm's AppConfig (O(engine), O(serving),
     O(auth)) with the auth store and signing keys at the paths where their volumes are mounted.
   - Changing the engine or serving settings changes C(serveConfigV2), which KubeRay applies to the running
-    cluster (Ray Serve replaces the replicas). Changing the image, the worker groups or anything else of the
-    cluster makes KubeRay start a new RayCluster and move traffic once it serves (O(upgrade_strategy)
-    C(NewCluster), zero downtime; it needs the GPUs of both clusters for a while).
+    cluster (Ray Serve replaces the replicas in place). Changing the image, the worker groups or anything else of
+    the cluster makes KubeRay start a new RayCluster and move traffic once it serves (O(upgrade_strategy)
+    C(NewCluster), zero downtime; it needs the GPUs of both clusters for a while). With
+    O(engine_change_upgrade=new_cluster) engine changes take that zero-downtime path too.
   - Fails before touching the cluster when the worker groups provide fewer GPUs than
     C(tensor_parallel_size x pipeline_parallel_size x num_replicas).
 author:
@@ -154,6 +155,15 @@ options:
     description: Value of the C(prometheus.deckhouse.io/custom-target) label (Deckhouse monitoring-custom).
     type: str
     default: lab-llm
+  engine_change_upgrade:
+    description:
+      - How a change of the engine settings (a new model, TP/PP, ...) reaches the cluster. C(in_place) lets KubeRay
+        redeploy the Serve application on the running RayCluster (the model is unavailable while it reloads, but no
+        extra GPUs are needed). C(new_cluster) marks the pod templates with a digest of the engine settings, so
+        KubeRay performs its zero-downtime upgrade (a second RayCluster; needs free GPUs for it).
+    type: str
+    choices: [in_place, new_cluster]
+    default: in_place
   upgrade_strategy:
     description: KubeRay C(upgradeStrategy.type).
     type: str
@@ -293,6 +303,7 @@ def main():
         env=dict(type="dict", default={}),
         gpu_taint=dict(type="dict", default={"key": "nvidia.com/gpu", "effect": "NoSchedule"}),
         metrics_target=dict(type="str", default="lab-llm"),
+        engine_change_upgrade=dict(type="str", choices=["in_place", "new_cluster"], default="in_place"),
         upgrade_strategy=dict(
             type="str", choices=["NewCluster", "NewClusterWithIncrementalUpgrade", "None"], default="NewCluster"
         ),

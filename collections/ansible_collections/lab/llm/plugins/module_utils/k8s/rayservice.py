@@ -8,6 +8,7 @@ ray.io_rayservices.yaml). The Serve application's `args` are lab_llm's AppConfig
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import DECKHOUSE_GROUP_LABEL, GPU_CLASS_LABEL
@@ -261,6 +262,13 @@ def _worker_group(spec, group):
 def render(spec):
     """The RayService manifest for one model spec (see the rayservice module for the keys)."""
     engine, worker_groups = plan_placement(spec)
+    head, workers = _head_group(spec), [_worker_group(spec, group) for group in worker_groups]
+    if spec.get("engine_change_upgrade") == "new_cluster":
+        # A change of the pod templates is a change of the cluster: KubeRay then brings up a new RayCluster and moves
+        # traffic when it serves, instead of redeploying the Serve application in place.
+        digest = hashlib.sha256(json.dumps(engine, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+        for group in [head, *workers]:
+            group["template"]["metadata"]["annotations"]["lab-llm.io/engine-config"] = digest
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
@@ -284,8 +292,8 @@ def render(spec):
             },
             "rayClusterConfig": {
                 "rayVersion": spec["ray_version"],
-                "headGroupSpec": _head_group(spec),
-                "workerGroupSpecs": [_worker_group(spec, group) for group in worker_groups],
+                "headGroupSpec": head,
+                "workerGroupSpecs": workers,
             },
         },
     }
