@@ -52,7 +52,7 @@ options:
   ray_version:
     description: Ray version in the image (C(rayClusterConfig.rayVersion)).
     type: str
-    default: "2.55.0"
+    default: "2.60.0"
   app_name:
     description: Name of the Serve application.
     type: str
@@ -272,7 +272,7 @@ def main():
         name=dict(type="str", default="lab-llm"),
         namespace=dict(type="str", default="lab-llm"),
         image=dict(type="str"),
-        ray_version=dict(type="str", default="2.55.0"),
+        ray_version=dict(type="str", default="2.60.0"),
         app_name=dict(type="str", default="llm"),
         engine=dict(type="dict"),
         serving=dict(type="dict", default={}),
