@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.lab.llm.plugins.modules import gpu_passthrough_facts
 from tests.fixtures.sysfs.sysfs_tree import PRESETS, HostSpec, PciFunction, after_boot, build_tree
-
-
-class ModuleExit(Exception):
-    """exit_json/fail_json were called; carries the result."""
-
-    def __init__(self, result: dict, failed: bool) -> None:
-        super().__init__(result)
-        self.result = result
-        self.failed = failed
+from tests.unit.plugins.modules.module_runner import ModuleExit
+from tests.unit.plugins.modules.module_runner import run_module as run_module_main
 
 
 def run_module(monkeypatch: pytest.MonkeyPatch, args: dict) -> ModuleExit:
-    def exit_json(_module, **result):
-        raise ModuleExit(result, failed=False)
-
-    def fail_json(_module, **result):
-        raise ModuleExit(result, failed=True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    with patch_module_args(args), pytest.raises(ModuleExit) as outcome:
-        gpu_passthrough_facts.main()
-    # What Ansible would send over the wire must be plain JSON.
-    json.dumps(outcome.value.result)
-    return outcome.value
+    return run_module_main(monkeypatch, gpu_passthrough_facts.main, args)
 
 
 def facts_of(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, host: HostSpec) -> dict:

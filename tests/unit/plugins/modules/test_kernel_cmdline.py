@@ -2,46 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.lab.llm.plugins.modules import kernel_cmdline
 from tests.fixtures.sysfs.sysfs_tree import PRESETS, after_boot, build_tree
+from tests.unit.plugins.modules.module_runner import ModuleExit
+from tests.unit.plugins.modules.module_runner import run_module as run_module_main
 
 PROXMOX_GRUB = 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n'
 
 
-class ModuleExit(Exception):
-    def __init__(self, result: dict, failed: bool) -> None:
-        super().__init__(result)
-        self.result = result
-        self.failed = failed
-
-
-@pytest.fixture
-def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda _module, message: seen.append(message))
-    return seen
-
-
 def run_module(monkeypatch: pytest.MonkeyPatch, args: dict) -> ModuleExit:
-    def exit_json(_module, **result):
-        raise ModuleExit(result, failed=False)
-
-    def fail_json(_module, **result):
-        raise ModuleExit(result, failed=True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    with patch_module_args(args), pytest.raises(ModuleExit) as outcome:
-        kernel_cmdline.main()
-    json.dumps(outcome.value.result)
-    return outcome.value
+    return run_module_main(monkeypatch, kernel_cmdline.main, args)
 
 
 def grub_host(tmp_path: Path, preset: str = "intel-3090-clean", grub: str | None = PROXMOX_GRUB) -> Path:

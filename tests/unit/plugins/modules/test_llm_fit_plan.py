@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.lab.llm.plugins.modules import llm_fit_plan
+from tests.unit.plugins.modules.module_runner import ModuleExit
+from tests.unit.plugins.modules.module_runner import run_module as run_module_main
 from tests.unit.serve.plan.plan_inputs import model_path, reference_lab_vars
 
 
-class ModuleExit(Exception):
-    def __init__(self, result: dict, failed: bool) -> None:
-        super().__init__(result)
-        self.result = result
-        self.failed = failed
-
-
-def run_module(monkeypatch: pytest.MonkeyPatch, args: dict[str, Any]) -> ModuleExit:
-    def exit_json(_module: Any, **result: Any) -> None:
-        raise ModuleExit(result, failed=False)
-
-    def fail_json(_module: Any, **result: Any) -> None:
-        raise ModuleExit(result, failed=True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    with patch_module_args(args), pytest.raises(ModuleExit) as outcome:
-        llm_fit_plan.main()
-    json.dumps(outcome.value.result)
-    return outcome.value
+def run_module(monkeypatch: pytest.MonkeyPatch, args: dict) -> ModuleExit:
+    return run_module_main(monkeypatch, llm_fit_plan.main, args)
 
 
 def reference_args(**model: Any) -> dict[str, Any]:

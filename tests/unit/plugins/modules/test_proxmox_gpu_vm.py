@@ -8,23 +8,16 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.lab.llm.plugins.module_utils.pve.client import PveClient
 from ansible_collections.lab.llm.plugins.module_utils.pve.vm import CLONE_MARKER
 from ansible_collections.lab.llm.plugins.modules import proxmox_gpu_vm
 from tests.standins.pve.scenario import TEMPLATE_NAME, TEMPLATE_VMID, connection_args, running_standin
+from tests.unit.plugins.modules.module_runner import ModuleExit
+from tests.unit.plugins.modules.module_runner import run_module as run_module_main
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINYDR9JYyyug5eZrmtUx/hWRntaWghRo5xo+3YWnD3+Q admin@lab"
 RTX3090_MAP = [f"node={node},path=0000:01:00,id=10de:2204,iommugroup=14" for node in ("pve2", "pve3", "pve4")]
-
-
-class ModuleExit(Exception):
-    def __init__(self, result: dict, failed: bool) -> None:
-        super().__init__(result)
-        self.result = result
-        self.failed = failed
 
 
 @pytest.fixture(scope="module")
@@ -34,26 +27,8 @@ def pve(shared_reference: Path, tmp_path_factory: pytest.TempPathFactory):
         yield standin
 
 
-@pytest.fixture
-def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda _module, message: seen.append(message))
-    return seen
-
-
 def run_module(monkeypatch: pytest.MonkeyPatch, args: dict) -> ModuleExit:
-    def exit_json(_module, **result):
-        raise ModuleExit(result, failed=False)
-
-    def fail_json(_module, **result):
-        raise ModuleExit(result, failed=True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    with patch_module_args(args), pytest.raises(ModuleExit) as outcome:
-        proxmox_gpu_vm.main()
-    json.dumps(outcome.value.result)
-    return outcome.value
+    return run_module_main(monkeypatch, proxmox_gpu_vm.main, args)
 
 
 def vm_args(pve, name: str, node: str = "pve2", **extra) -> dict:

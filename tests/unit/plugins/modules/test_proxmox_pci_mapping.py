@@ -3,22 +3,14 @@ without touching the others, prune, wrong devices refused before any write, chec
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.lab.llm.plugins.modules import proxmox_pci_mapping
 from tests.standins.pve.scenario import connection_args, running_standin
-
-
-class ModuleExit(Exception):
-    def __init__(self, result: dict, failed: bool) -> None:
-        super().__init__(result)
-        self.result = result
-        self.failed = failed
+from tests.unit.plugins.modules.module_runner import ModuleExit
+from tests.unit.plugins.modules.module_runner import run_module as run_module_main
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +20,7 @@ def pve(shared_reference: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def run_module(monkeypatch: pytest.MonkeyPatch, args: dict) -> ModuleExit:
-    def exit_json(_module, **result):
-        raise ModuleExit(result, failed=False)
-
-    def fail_json(_module, **result):
-        raise ModuleExit(result, failed=True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    with patch_module_args(args), pytest.raises(ModuleExit) as outcome:
-        proxmox_pci_mapping.main()
-    json.dumps(outcome.value.result)
-    return outcome.value
+    return run_module_main(monkeypatch, proxmox_pci_mapping.main, args)
 
 
 def entry(node: str, **extra) -> dict:
