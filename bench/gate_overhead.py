@@ -26,6 +26,7 @@ def build_apps(workdir: Path) -> tuple[object, object, dict[str, str]]:
     """An ungated and a gated app with the same route, and credentials (`api_key`, `token`) for the gated one."""
     import yaml
     from fastapi import FastAPI, Request
+
     from lab_llm.app.errors import ApiError, handle_api_error
     from lab_llm.app.ingress import gated_endpoints
     from lab_llm.app.security import Gate

@@ -19,10 +19,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import ray
-    from lab_llm.app.builder import to_llm_config
-    from lab_llm.config import load_config
     from ray import serve
     from ray.serve.llm import build_openai_app
+
+    from lab_llm.app.builder import to_llm_config
+    from lab_llm.config import load_config
 
     llm_config = to_llm_config(load_config(args.config))
     ray.init(address="local", num_cpus=args.num_cpus)
