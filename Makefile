@@ -69,9 +69,11 @@ demo: model
 	@echo "curl -s http://127.0.0.1:$(DEMO_PORT)/v1/chat/completions -H \"Authorization: Bearer \$$(cat $(DEMO_STATE)/secrets/demo-api-key)\" -H 'Content-Type: application/json' -d '{\"model\": \"tiny-llama\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}], \"max_tokens\": 16}'"
 	@echo "Stop it with: make demo-stop"
 
-# Stops the demo's Ray processes only (their command lines name the demo's state directory).
+# Stops the demo's Ray only: the processes whose command lines name the demo's state directory, and their
+# children (workers and agents rename themselves, and outlive a raylet that is killed).
 demo-stop:
-	-pkill -f -- "$(DEMO_STATE)/ray"
+	-@pids=$$(pgrep -f -- "$(DEMO_STATE)/ray"); \
+	  [ -z "$$pids" ] || kill -KILL $$pids $$(for pid in $$pids; do pgrep -P $$pid; done) 2>/dev/null; true
 
 bench: model
 	$(BIN)/python bench/serve_overhead.py

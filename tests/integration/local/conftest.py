@@ -69,9 +69,14 @@ def run_site(env: dict[str, str], *extra: str) -> PlaybookRun:
 
 
 def stop_processes_of(state_dir: Path) -> None:
-    """Stop the Ray processes of this deployment only: their command lines name its state directory."""
+    """Stop the Ray processes of this deployment only: those whose command lines name its state directory, and
+    their children (workers and agents rename themselves and outlive a killed raylet)."""
     found = subprocess.run(["pgrep", "-f", str(state_dir)], capture_output=True, text=True, check=False)
-    for pid in found.stdout.split():
+    pids = found.stdout.split()
+    for pid in list(pids):
+        children = subprocess.run(["pgrep", "-P", pid], capture_output=True, text=True, check=False)
+        pids += children.stdout.split()
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid), signal.SIGKILL)
 
