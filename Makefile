@@ -70,10 +70,11 @@ demo: model
 	@echo "Stop it with: make demo-stop"
 
 # Stops the demo's Ray only: the processes whose command lines name the demo's state directory, and their
-# children (workers and agents rename themselves, and outlive a raylet that is killed).
+# children (workers and agents rename themselves, and outlive a raylet that is killed). `[r]ay` keeps pgrep
+# from matching this very shell.
 demo-stop:
-	-@pids=$$(pgrep -f -- "$(DEMO_STATE)/ray"); \
-	  [ -z "$$pids" ] || kill -KILL $$pids $$(for pid in $$pids; do pgrep -P $$pid; done) 2>/dev/null; true
+	-@pids=$$(pgrep -f -- "$(DEMO_STATE)/[r]ay"); \
+	  [ -z "$$pids" ] || kill -KILL $$pids $$(for pid in $$pids; do pgrep -P $$pid; done) 2>/dev/null || true
 
 bench: model
 	$(BIN)/python bench/serve_overhead.py
