@@ -1,7 +1,9 @@
 """What lab-llm's gateway (Ray Serve proxy + gated OpenAI ingress) costs over vLLM's own OpenAI server.
 
-Serves the same model twice, one after the other: first with `vllm serve`, then with `lab-llm serve` (Ray Serve,
-`ray.serve.llm`, the OAuth2/JWT gate, called with an API key). Each server is warmed up, then gets the same closed
+Serves the same model with the same engine settings, one server after the other: `vllm serve`; stock
+`ray.serve.llm.build_openai_app` without the gate (bench/ray_serve_llm_baseline.py; `--no-ray-baseline` skips it);
+and `lab-llm serve` (Ray Serve, `ray.serve.llm`, the OAuth2/JWT gate, called with an API key). The middle one splits
+the cost into Ray Serve's and our ingress's. Each server is warmed up, then gets the same closed
 load (N chat completions of exactly `--max-tokens` tokens, at each concurrency). Reported per concurrency: req/s,
 p50/p99 latency, the ratio ours/vLLM with PASS/MISS against the targets, and the CPU time per request of each
 process of the stack, read from the kernel's own accounting (/proc/<pid>/stat utime+stime) before and after the
@@ -588,7 +590,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=24, help="requests sent before measuring")
     parser.add_argument("--quick", action="store_true", help="smoke run: 16 requests at concurrency 1,4; warmup 4")
     parser.add_argument(
-        "--ray-baseline", action="store_true", help="also measure stock ray.serve.llm (no gate) between the two"
+        "--ray-baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure stock ray.serve.llm without the gate, between the two (about 2 more minutes)",
     )
     parser.add_argument("--max-model-len", type=int, default=512)
     parser.add_argument("--max-num-seqs", type=int, default=16)
