@@ -255,7 +255,8 @@ def serve_command(
 
     from lab_llm.app import build_app
 
-    ray.init(address=address, num_cpus=num_cpus if address is None else None)
+    # "local" starts a Ray of our own; address=None would join whatever RAY_ADDRESS or `ray start` left behind.
+    ray.init(address=address or "local", num_cpus=num_cpus if address is None else None)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(settings.model_dump(mode="json")), name="lab-llm", route_prefix="/", blocking=True)
 
