@@ -19,24 +19,17 @@ from lab_llm.app.routes import gate_router
 from lab_llm.app.security import Gate
 from lab_llm.config import AppConfig, parse_config
 
-# EngineConfig fields that are vLLM engine arguments of the same name.
-_ENGINE_ARGUMENTS = (
-    "tensor_parallel_size",
-    "pipeline_parallel_size",
-    "gpu_memory_utilization",
-    "cpu_offload_gb",
-    "max_model_len",
-    "dtype",
-    "quantization",
-    "kv_cache_dtype",
-    "enforce_eager",
-    "max_num_seqs",
-)
+# Every EngineConfig field but these is a vLLM engine argument of the same name; these are placed elsewhere.
+_NOT_ENGINE_ARGUMENTS = {"model", "served_model_name", "env"}
 
 
 def to_llm_config(config: AppConfig) -> LLMConfig:
     engine, serving = config.engine, config.serving
-    engine_kwargs = {name: getattr(engine, name) for name in _ENGINE_ARGUMENTS if getattr(engine, name) is not None}
+    engine_kwargs = {
+        name: value
+        for name, value in engine.model_dump().items()
+        if name not in _NOT_ENGINE_ARGUMENTS and value is not None
+    }
     # One bundle per rank (TP x PP). On CPU, vLLM's CPU build runs each rank on logical CPUs instead of a GPU.
     bundle: dict[str, float] = {"CPU": serving.cpus_per_worker}
     if serving.accelerator == "gpu":

@@ -1,0 +1,41 @@
+"""AppConfig to ray.serve.llm's LLMConfig: engine arguments, placement and queue bounds."""
+
+from __future__ import annotations
+
+from lab_llm.app.builder import to_llm_config
+from lab_llm.config import parse_config
+
+AUTH = {"store_path": "/a", "signing_keys_path": "/b"}
+
+
+def test_engine_settings_become_vllm_arguments_and_placement() -> None:
+    config = parse_config(
+        {
+            "engine": {
+                "model": "/models/m",
+                "served_model_name": "m",
+                "pipeline_parallel_size": 2,
+                "quantization": "awq",
+                "max_model_len": 512,
+                "env": {"VLLM_PP_LAYER_PARTITION": "10,22"},
+            },
+            "serving": {"accelerator": "gpu", "cpus_per_worker": 2, "max_queued_requests": 7},
+            "auth": AUTH,
+        }
+    )
+    llm = to_llm_config(config)
+    assert llm.engine_kwargs == {
+        "tensor_parallel_size": 1,
+        "pipeline_parallel_size": 2,
+        "gpu_memory_utilization": 0.9,
+        "cpu_offload_gb": 0.0,
+        "max_model_len": 512,
+        "dtype": "auto",
+        "quantization": "awq",
+        "kv_cache_dtype": "auto",
+        "enforce_eager": False,
+    }
+    assert llm.placement_group_config["bundles"] == [{"CPU": 2, "GPU": 1}, {"CPU": 2, "GPU": 1}]
+    assert llm.runtime_env == {"env_vars": {"VLLM_PP_LAYER_PARTITION": "10,22"}}
+    assert llm.deployment_config["max_queued_requests"] == 7
+    assert llm.model_id == "m"
