@@ -4,15 +4,12 @@ stand-in, the module waits for RUNNING, reports failures and timeouts, and treat
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pytest
-import yaml
 
 from ansible_collections.lab.llm.plugins.modules import rayservice
 from lab_llm.config import parse_config
-from tests.conftest import COLLECTION_ROOT, REPO_ROOT
 from tests.standins.k8s import fixtures, schemas
 from tests.standins.k8s.controllers import play_kuberay
 from tests.standins.k8s.fixtures import run_module
@@ -247,13 +244,3 @@ def test_absent_deletes(kube_api: KubeApiStandIn) -> None:
     result = run_module(rayservice.main, dict(namespace="lab-llm", state="absent", auth_store={}, signing_keys={}))
     assert result["changed"] is True
     assert kube_api.get(RAY, "RayService", "lab-llm", "lab-llm") is None
-
-
-def test_the_image_and_the_rayservice_agree_on_the_ray_version() -> None:
-    """KubeRay starts the Ray of the image as rayVersion says; serve/Dockerfile, the module and the role must agree."""
-    dockerfile = (REPO_ROOT / "serve" / "Dockerfile").read_text()
-    (image_version,) = re.findall(r"^ARG RAY_VERSION=(\S+)$", dockerfile, flags=re.MULTILINE)
-    assert "FROM rayproject/ray:${RAY_VERSION}-py311-gpu" in dockerfile
-    role_defaults = yaml.safe_load((COLLECTION_ROOT / "roles/rayservice/defaults/main.yml").read_text())
-    module_default = yaml.safe_load(rayservice.DOCUMENTATION)["options"]["ray_version"]["default"]
-    assert image_version == role_defaults["rayservice_ray_version"] == module_default
