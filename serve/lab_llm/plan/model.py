@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lab_llm.plan.checkpoint import read_checkpoint
 from lab_llm.plan.errors import PlanInputError
 
 WeightDtype = Literal["fp16", "bf16", "fp8", "awq", "gptq"]
-KvCacheDtype = Literal["auto", "fp16", "bf16", "fp8"]
-
-WEIGHT_DTYPES: tuple[str, ...] = ("fp16", "bf16", "fp8", "awq", "gptq")
+WEIGHT_DTYPES: tuple[str, ...] = get_args(WeightDtype)
 KV_CACHE_DTYPES: tuple[str, ...] = ("auto", "fp16", "bf16", "fp8")
 
 # Aliases people type for the same storage format.
@@ -62,6 +60,10 @@ class ModelSpec(BaseModel):
     checkpoint_weights: WeightFormat | None = Field(
         default=None, description="The checkpoint's own quantization_config (AWQ, GPTQ, fp8), when it has one."
     )
+    checkpoint_bytes: int = Field(
+        default=0, ge=0, description="metadata.total_size of the checkpoint's safetensors index; 0 when unknown."
+    )
+    source: str = Field(default="", description="Where config.json was read: a path, or hub:ORG/NAME@commit.")
 
     @model_validator(mode="after")
     def _check_shape(self) -> ModelSpec:
@@ -158,23 +160,19 @@ def _flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def load_model_spec(source: ModelSpec | Mapping[str, Any] | str | Path, name: str | None = None) -> ModelSpec:
-    """A ModelSpec from a spec, a config.json mapping, or a path to config.json or its directory."""
+def load_model_spec(
+    source: ModelSpec | Mapping[str, Any] | str | Path, name: str | None = None, revision: str | None = None
+) -> ModelSpec:
+    """A ModelSpec from a spec, a config.json mapping, a path to config.json or its directory, or a Hugging Face
+    Hub model id (``ORG/NAME``, at ``revision``; see ``lab_llm.plan.checkpoint``)."""
     if isinstance(source, ModelSpec):
         return source.model_copy(update={"name": name}) if name else source
     if isinstance(source, str | Path):
-        path = Path(source)
-        config_path = path / "config.json" if path.is_dir() else path
-        if not config_path.is_file():
-            raise PlanInputError(f"model config {str(config_path)!r} does not exist")
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise PlanInputError(f"model config {str(config_path)!r} is not readable JSON: {error}") from error
-        if not isinstance(config, Mapping):
-            raise PlanInputError(f"model config {str(config_path)!r} is not a JSON object")
-        name = name or str(config.get("_name_or_path") or (path if path.is_dir() else path.parent))
-        return load_model_spec(config, name=name)
+        checkpoint = read_checkpoint(source, revision)
+        spec = load_model_spec(checkpoint.config, name=name or checkpoint.name)
+        return spec.model_copy(
+            update={"checkpoint_bytes": checkpoint.safetensors_total_bytes or 0, "source": checkpoint.source}
+        )
     fields = _flatten_config(source)
     if "checkpoint_weights" not in fields:
         fields["checkpoint_weights"] = weight_format_from_config(source)

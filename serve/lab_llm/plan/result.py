@@ -54,6 +54,20 @@ class DecodeSpeed(_Frozen):
     memory_ms: float
     communication_ms: float
     overhead_ms: float
+    """Engine overhead, plus a fixed cost per boundary between pipeline stages (lab_llm.plan.performance)."""
+
+
+class WeightsCheck(_Frozen):
+    """The planner's weight arithmetic against the checkpoint's safetensors index (``metadata.total_size``)."""
+
+    checkpoint_gib: float
+    """What the checkpoint stores (every tensor of its safetensors files)."""
+    computed_gib: float
+    """What the planner's arithmetic gives for the checkpoint's own format, on one GPU (TP=1, PP=1)."""
+    difference_percent: float
+    """(computed - checkpoint) / checkpoint x 100."""
+    agrees: bool
+    """Within ``WEIGHTS_CHECK_TOLERANCE``."""
 
 
 class LayoutSummary(_Frozen):
@@ -91,6 +105,10 @@ class FitPlan(_Frozen):
     ray_placement_bundles: tuple[dict[str, float], ...]
     alternatives: tuple[LayoutSummary, ...]
     notes: tuple[str, ...]
+    weights_check: WeightsCheck | None = None
+    """None when the checkpoint has no safetensors index (or the model came as config fields)."""
+    model_source: str = ""
+    """Where config.json was read: a path, ``hub:ORG/NAME@commit``, or empty for config fields."""
 
     def layout(self) -> str:
         return describe_stages(self.stages, self.tensor_parallel_size)
