@@ -1,13 +1,16 @@
 """Fit planner: from a model and the real GPUs to a vLLM layout that fits, or "it does not fit, because...".
 
-Pure Python (stdlib, pydantic, PyYAML): no GPU, no vLLM or torch needed to plan.
+Pure Python (stdlib, pydantic, PyYAML; huggingface_hub only to read a model by Hub id): no GPU, no vLLM or torch
+needed to plan.
 
 Entry point, stable for the CLI, the Ansible module ``lab.llm.llm_fit_plan`` and the Ray stages::
 
     from lab_llm.plan import plan_fit, DoesNotFitError, PlanInputError
 
     plan = plan_fit(
-        model="path/to/config.json",        # or its directory, or a dict of config.json fields, or ModelSpec
+        model="Qwen/Qwen2.5-32B-Instruct-AWQ",  # Hub id (see lab_llm.plan.checkpoint), config.json or its
+                                             # directory, a dict of config.json fields, or ModelSpec
+        revision=None,                       # branch, tag or commit of a Hub model
         inventory={"nodes": [{"name": "gpu-3090-1", "gpus": [{"class": "rtx-3090"}]}], "network": "10gbe"},
         weights="awq",                       # fp16 | bf16 | fp8 | awq | gptq  (or {"dtype", "bits", "group_size"});
                                              # None: the checkpoint's quantization_config, else bf16
@@ -27,6 +30,8 @@ Entry point, stable for the CLI, the Ansible module ``lab.llm.llm_fit_plan`` and
 ``inventory``: ``nodes`` - each ``{name, gpus: [{class, memory_gib?, bandwidth_gbs?}], link?}`` (``link``
 between the node's GPUs: ``pcie`` default, ``nvlink``...) - and ``network`` between nodes (``10gbe`` default,
 or ``{name, bandwidth_gbs, latency_us}``). Known classes (``GPU_CLASSES``) need only their name.
+``lab_llm.plan.gpus`` builds nodes from the PCI ids Stage 1 found (``PCI_GPU_CLASSES``) and from short forms
+(``3090,3090``, ``2x3090``).
 
 ``limits``: ``gpu_memory_utilization`` ceiling (0.95), ``cpu_offload_gib`` per GPU allowed (0),
 ``allow_tp_over_network`` (False), ``max_num_seqs`` (256), ``max_num_batched_tokens`` (2048), ``enforce_eager``.
@@ -41,7 +46,9 @@ Returns ``FitPlan`` (pydantic, ``plan.model_dump(mode="json")`` for a dict):
   ``max_concurrency`` (kv_cache_tokens / max_model_len), ``cpu_offload_gb``;
 - ``gpus``: per card ``total``, ``weights``, ``kv_cache``, ``activations``, ``overhead``, ``free`` (GiB);
 - ``decode``: estimated single-stream ``tokens_per_s`` with its ``memory_ms`` / ``communication_ms`` /
-  ``overhead_ms``;
+  ``overhead_ms`` (engine, plus a fixed cost per pipeline-stage boundary: ``lab_llm.plan.performance``);
+- ``weights_check``: the weight arithmetic against the checkpoint's safetensors index, when it has one;
+  ``model_source``: where config.json was read;
 - ``engine_config``: a dict with exactly the fields of ``lab_llm.config.EngineConfig`` (``model``,
   ``served_model_name``, ``tensor_parallel_size``, ``pipeline_parallel_size``, ``gpu_memory_utilization``,
   ``cpu_offload_gb``, ``max_model_len``, ``dtype``, ``quantization``, ``kv_cache_dtype``, ``enforce_eager``,
@@ -53,7 +60,11 @@ Returns ``FitPlan`` (pydantic, ``plan.model_dump(mode="json")`` for a dict):
   per GPU, so a bundle lands on the card its layers were sized for;
 - ``alternatives`` (other layouts that fit, fastest first) and ``notes``.
 
-Raises ``PlanInputError`` (a ValueError) for missing fields, zero GPUs, unknown dtypes; ``DoesNotFitError`` with
+``lab_llm.plan.engine_args`` turns a plan into a ``vllm serve`` command line and the playbooks' variables;
+``lab_llm.plan.verify`` compares the KV cache a running vLLM allocated with the plan's.
+
+Raises ``PlanInputError`` (a ValueError) for missing fields, zero GPUs, unknown dtypes, a model the Hub or its cache
+cannot give; ``DoesNotFitError`` with
 ``reasons`` and ``suggestions`` (shorter context, fp8 KV cache, 4-bit weights, CPU offload, one more GPU; cheapest
 first) when nothing fits.
 """

@@ -14,6 +14,7 @@ from typing import Any
 from lab_llm.plan.errors import DoesNotFitError, FitSuggestion, PlanInputError
 from lab_llm.plan.inventory import GpuInventory, Limits, Node, load_inventory, load_limits
 from lab_llm.plan.layouts import PlacedGpu, stage_orders, tp_groups, tp_rejection
+from lab_llm.plan.memory import GIB, total_weight_bytes
 from lab_llm.plan.model import (
     ModelSpec,
     WeightFormat,
@@ -21,9 +22,10 @@ from lab_llm.plan.model import (
     normalise_kv_cache_dtype,
     normalise_weight_dtype,
 )
-from lab_llm.plan.result import DecodeSpeed, FitPlan, LayoutSummary, describe_stages
+from lab_llm.plan.result import DecodeSpeed, FitPlan, LayoutSummary, WeightsCheck, describe_stages
 from lab_llm.plan.sizing import CONTEXT_STEP, MIN_CONTEXT, Evaluation, Request, evaluate, stages_of
 
+WEIGHTS_CHECK_TOLERANCE = 0.03  # quantization side tensors (GPTQ g_idx, fp8 input scales) stay well under this
 SPEED_TIE = 0.03  # layouts within 3 % of the fastest count as equally fast; fewer GPUs then win
 OFFLOAD_STEP_GIB = 0.5
 
@@ -189,8 +191,30 @@ def _summary(request: Request, evaluation: Evaluation) -> LayoutSummary:
     )
 
 
-def _notes(request: Request, best: Evaluation, rejected: list[str]) -> list[str]:
-    notes = list(dict.fromkeys(rejected)) + list(request.model.caveats)
+def weights_check(model: ModelSpec) -> WeightsCheck | None:
+    """The weight arithmetic for the checkpoint's own format against its safetensors index, if it has one."""
+    if not model.checkpoint_bytes:
+        return None
+    computed = total_weight_bytes(model, model.checkpoint_weights or WeightFormat(dtype="bf16"))
+    difference = (computed - model.checkpoint_bytes) / model.checkpoint_bytes
+    return WeightsCheck(
+        checkpoint_gib=round(model.checkpoint_bytes / GIB, 2),
+        computed_gib=round(computed / GIB, 2),
+        difference_percent=round(difference * 100, 1),
+        agrees=abs(difference) <= WEIGHTS_CHECK_TOLERANCE,
+    )
+
+
+def _notes(request: Request, best: Evaluation, rejected: list[str], extra: list[str]) -> list[str]:
+    notes = list(dict.fromkeys(rejected)) + list(request.model.caveats) + extra
+    check = weights_check(request.model)
+    if check and not check.agrees:
+        notes.append(
+            f"The checkpoint's safetensors index holds {check.checkpoint_gib} GiB of tensors; the planner's "
+            f"arithmetic for its format gives {check.computed_gib} GiB ({check.difference_percent:+.1f} %). Likely "
+            "causes: weights stored as float32, modules the planner does not count (a vision tower, MTP or "
+            "draft heads), or config.json fields that do not match the weights. The plan's memory is off by as much."
+        )
     if request.kv_cache_dtype == "fp8":
         notes.append("fp8 KV cache on Ampere runs without FlashAttention (vLLM picks another attention backend).")
     if best.offload_gib:
@@ -214,7 +238,7 @@ def _distinct(ranked: list[Evaluation]) -> list[Evaluation]:
     return distinct
 
 
-def _build_plan(request: Request, ranked: list[Evaluation], rejected: list[str]) -> FitPlan:
+def _build_plan(request: Request, ranked: list[Evaluation], rejected: list[str], extra: list[str]) -> FitPlan:
     best = ranked[0]
     assert best.decode is not None
     engine = _engine_config(request, best)
@@ -245,7 +269,9 @@ def _build_plan(request: Request, ranked: list[Evaluation], rejected: list[str])
         worker_groups=tuple(_worker_groups(best)),
         ray_placement_bundles=bundles,
         alternatives=tuple(_summary(request, e) for e in _distinct(ranked)[1:6]),
-        notes=tuple(_notes(request, best, rejected)),
+        notes=tuple(_notes(request, best, rejected, extra)),
+        weights_check=weights_check(request.model),
+        model_source=request.model.source,
     )
 
 
@@ -355,10 +381,13 @@ def plan_fit(
     limits: Limits | Mapping[str, Any] | None = None,
     model_name: str | None = None,
     served_model_name: str | None = None,
+    revision: str | None = None,
+    notes: tuple[str, ...] = (),
 ) -> FitPlan:
     """The fastest vLLM layout of ``model`` on ``inventory`` that fits, or DoesNotFitError saying why and
-    what would fit; PlanInputError for bad input. See the package docstring for the arguments."""
-    spec = load_model_spec(model, name=model_name)
+    what would fit; PlanInputError for bad input. See the package docstring for the arguments; ``notes`` are
+    added to the plan's (e.g. how the inventory was put together)."""
+    spec = load_model_spec(model, name=model_name, revision=revision)
     request = Request(
         model=spec,
         weights=_weights(weights, group_size, spec),
@@ -373,4 +402,4 @@ def plan_fit(
     ranked, evaluations, rejected = _search(request)
     if not ranked:
         raise DoesNotFitError(_reasons(request, evaluations, rejected), _suggestions(request, evaluations))
-    return _build_plan(request, ranked, rejected)
+    return _build_plan(request, ranked, rejected, list(notes))

@@ -20,7 +20,8 @@ def render_plan(plan: FitPlan, context_length: int | None, concurrency: int) -> 
         f"KV cache {plan.kv_cache_tokens} tokens ({plan.max_concurrency} x max_model_len)"
         + (f", cpu_offload_gb {plan.cpu_offload_gb}" if plan.cpu_offload_gb else ""),
         f"  decode, one stream (estimate): {plan.decode.tokens_per_s} tok/s = memory {plan.decode.memory_ms} ms "
-        f"+ communication {plan.decode.communication_ms} ms + engine {plan.decode.overhead_ms} ms per token",
+        f"+ communication {plan.decode.communication_ms} ms + engine and pipeline {plan.decode.overhead_ms} ms "
+        "per token",
         "",
     ]
     header = ["GPU", "class", "stage", "layers", "total", "weights", "KV cache", "activations", "overhead", "free"]

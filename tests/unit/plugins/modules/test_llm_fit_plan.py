@@ -95,3 +95,70 @@ def test_without_lab_llm_it_says_what_to_install(monkeypatch: pytest.MonkeyPatch
     assert outcome.failed
     assert "Failed to import the required Python library (lab-llm)" in outcome.result["msg"]
     assert "lab.llm.llm_fit_plan" in outcome.result["msg"]
+
+
+def test_discovered_gpus_make_the_inventory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.unit.serve.plan.test_gpus import reference_lab_facts
+
+    args = reference_args(concurrency=4)
+    by_hand = run_module(monkeypatch, args).result["plan"]
+    args["discovered_gpus"] = reference_lab_facts()
+    args["inventory"] = {"network": "10gbe"}
+    outcome = run_module(monkeypatch, args)
+    assert not outcome.failed, outcome.result
+    assert outcome.result["plan"] == by_hand
+    assert outcome.result["vllm_serve"].startswith("VLLM_PP_LAYER_PARTITION=20,20 vllm serve ")
+
+
+def test_an_unknown_pci_id_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = reference_args()
+    args["discovered_gpus"] = [{"name": "gpu-new", "host": "pve9", "gpus": [{"path": "0000:01:00", "id": "10de:2bff"}]}]
+    args["inventory"] = {}
+    outcome = run_module(monkeypatch, args)
+    assert outcome.failed
+    assert "unknown NVIDIA GPU, PCI id 10de:2bff" in outcome.result["msg"]
+
+
+def test_limits_left_out_take_the_planners_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab_llm.plan import Limits
+
+    args = reference_args()
+    args["limits"] = {}
+    plan = run_module(monkeypatch, args).result["plan"]
+    assert plan["engine_config"]["max_num_seqs"] == Limits().max_num_seqs
+    assert plan["gpu_memory_utilization"] <= Limits().gpu_memory_utilization
+
+
+def test_too_old_lab_llm_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llm_fit_plan, "LAB_LLM_VERSION", "0.0.9")
+    monkeypatch.setattr(llm_fit_plan, "LAB_LLM_MIN_VERSION", "0.1.0")
+    outcome = run_module(monkeypatch, reference_args())
+    assert outcome.failed
+    assert outcome.result["msg"].startswith("lab.llm.llm_fit_plan needs lab-llm >= 0.1.0")
+    assert "0.0.9 is installed" in outcome.result["msg"]
+    assert llm_fit_plan.version_tuple("0.2.0rc1+g1") == (0, 2, 0)
+
+
+def test_documented_defaults_are_the_planners() -> None:
+    """The module sets no defaults of its own (the planner's Limits are the one place); the numbers its
+    documentation names must be those."""
+    import re
+
+    import yaml
+
+    from lab_llm.plan import Limits
+
+    options = yaml.safe_load(llm_fit_plan.DOCUMENTATION)["options"]["limits"]["suboptions"]
+    spec = llm_fit_plan.argument_spec()["limits"]["options"]
+    for name, option in options.items():
+        assert "default" not in option and "default" not in spec[name], name
+        default = getattr(Limits(), name)
+        description = option["description"]
+        named = re.search(r"default (\d+(?:\.\d+)?)", description) or re.search(
+            r"(\d+(?:\.\d+)?) \(the default\)", description
+        )
+        if isinstance(default, bool):
+            assert ("default no" in description) is (default is False), name
+        else:
+            assert named, f"{name}: the description names no default"
+            assert float(named.group(1)) == default, name

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO_ROOT
 from tests.unit.serve.plan.plan_inputs import model_path
@@ -74,3 +76,45 @@ def test_without_a_model_spec_the_stage_skips(tmp_path: Path) -> None:
     tasks = task_results(run.stdout)
     assert tasks["Fit the model to the GPUs"].get("skipped") is True
     assert "nothing to fit" in tasks["Say why the stage is skipped"]["msg"]
+
+
+def facts_inventory(tmp_path: Path, cards: dict[str, list[dict]]) -> Path:
+    """The reference lab's hosts with Stage 1's lab_llm_gpus in host_vars (as a fact cache would give them), the
+    model and limits from the reference lab, and a hand-written inventory that names only the network."""
+    from tests.unit.serve.plan.plan_inputs import reference_lab_vars
+
+    inventory = tmp_path / "inventory"
+    (inventory / "host_vars").mkdir(parents=True)
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "inventory" / "reference-lab" / "hosts.yml", inventory / "hosts.yml")
+    for host, gpus in cards.items():
+        (inventory / "host_vars" / f"{host}.yml").write_text(yaml.safe_dump({"lab_llm_gpus": gpus}))
+    variables = reference_lab_vars()
+    variables["lab_llm_gpu_inventory"] = {"network": "10gbe"}
+    (inventory / "group_vars" / "all" / "fit_plan.yml").write_text(yaml.safe_dump(variables))
+    return inventory
+
+
+def test_the_gpus_stage_1_found_are_planned_on(tmp_path: Path) -> None:
+    from tests.unit.serve.plan.test_gpus import stage1_card
+
+    cards = {"pve1": [stage1_card("2504", "0000:c1:00", audio="228e")]}
+    cards.update({host: [stage1_card("2204")] for host in ("pve2", "pve3", "pve4")})
+    run = run_playbook(facts_inventory(tmp_path, cards))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    fit = task_results(run.stdout)["Fit the model to the GPUs"]
+    plan = fit["ansible_facts"]["lab_llm_fit_plan"]
+    assert [gpu["node"] for stage in plan["stages"] for gpu in stage["gpus"]] == ["gpu-3090-1", "gpu-3090-2"]
+    assert plan["layer_partition"] == [20, 20]
+    assert fit["vllm_serve"].startswith("VLLM_PP_LAYER_PARTITION=20,20 vllm serve ")
+
+
+def test_a_card_the_table_does_not_know_stops_the_run(tmp_path: Path) -> None:
+    from tests.unit.serve.plan.test_gpus import stage1_card
+
+    cards = {host: [stage1_card("2204")] for host in ("pve1", "pve2", "pve3")}
+    cards["pve4"] = [stage1_card("2bff")]
+    run = run_playbook(facts_inventory(tmp_path, cards))
+    assert run.returncode == 2
+    fit = task_results(run.stdout)["Fit the model to the GPUs"]
+    assert "GPU 0000:01:00 of gpu-3090-3 (Proxmox node pve4): unknown NVIDIA GPU, PCI id 10de:2bff" in fit["msg"]

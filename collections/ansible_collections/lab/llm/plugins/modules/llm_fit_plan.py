@@ -21,8 +21,14 @@ description:
     and runtime memory are estimates with margins (see the C(lab_llm.plan) package and the README's Fit planner).
   - Fails with the reasons and the cheapest changes that would fit (shorter context, fp8 KV cache, 4-bit weights,
     CPU offload, one more GPU) when nothing fits, so a playbook stops before it deploys.
-  - Runs where the C(lab-llm) Python package is installed, normally the controller (C(delegate_to=localhost)).
-    Changes nothing.
+  - The model comes as a Hugging Face Hub id or local path in O(model.name) (the planner reads its C(config.json),
+    quantization config and safetensors index, honouring C(HF_HOME), C(HF_TOKEN), C(HF_HUB_OFFLINE)), or as
+    C(config.json) fields in O(model.config), or as a file in O(model.config_path).
+  - The GPUs come from what Stages 1-2 found (O(discovered_gpus), PCI device ids mapped to GPU classes by one table;
+    an unknown id is an error naming it); O(inventory) overrides nodes by name and sets the network. Without
+    discovered GPUs, O(inventory) lists them all.
+  - Runs where the C(lab-llm) Python package is installed, normally the controller (C(delegate_to=localhost)), and
+    fails when that package is older than the collection needs. Changes nothing.
 author:
   - lab-llm developers (@lab-llm)
 extends_documentation_fragment:
@@ -46,7 +52,14 @@ options:
     required: true
     suboptions:
       name:
-        description: What vLLM loads (a hub id, or a path on the GPU nodes); becomes C(engine_config.model).
+        description:
+          - What vLLM loads (a Hugging Face Hub id C(ORG/NAME), or a path on the GPU nodes); becomes
+            C(engine_config.model).
+          - Without O(model.config) and O(model.config_path), the planner reads the model from here (the Hub, or a
+            local directory on the host that runs the module).
+        type: str
+      revision:
+        description: Branch, tag or commit of a Hub model. Default the Hub's default branch.
         type: str
       served_model_name:
         description: Name clients use; default the last part of O(model.name).
@@ -56,7 +69,7 @@ options:
           - The fields of the model's C(config.json) (C(num_hidden_layers), C(hidden_size), C(num_attention_heads),
             C(num_key_value_heads), C(head_dim), C(intermediate_size), C(vocab_size), C(tie_word_embeddings),
             C(num_local_experts), C(num_experts_per_tok), C(max_position_embeddings), ...).
-          - Exactly one of O(model.config) and O(model.config_path).
+          - At most one of O(model.config) and O(model.config_path).
         type: dict
       config_path:
         description: A C(config.json), or its directory, on the host that runs the module.
@@ -69,27 +82,49 @@ options:
         description: AWQ/GPTQ group size. Default the checkpoint's, else 128.
         type: int
       kv_cache_dtype:
-        description: KV cache element type; C(auto) is the activation type (16-bit).
+        description: KV cache element type; C(auto) (the planner's default) is the activation type (16-bit).
         type: str
         choices: [auto, fp16, bf16, fp8]
-        default: auto
       context_length:
         description: Wanted C(max_model_len). Default the longest that fits (at least 4096).
         type: int
       concurrency:
-        description: How many requests of O(model.context_length) tokens the KV cache must hold at once.
+        description: How many requests of O(model.context_length) tokens the KV cache must hold at once (planner
+          default 1).
         type: int
-        default: 1
+  discovered_gpus:
+    description:
+      - What Stages 1-2 found, one entry per GPU VM (or host) with its cards. C(playbooks/fit_plan.yml) builds it
+        from C(hostvars[pve_node].lab_llm_gpus) (role C(lab.llm.proxmox_gpu_host)) or C(gpu_vm_gpus).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: The node (GPU VM) that got the cards.
+        type: str
+        required: true
+      host:
+        description: The Proxmox node the cards sit in, for messages.
+        type: str
+      gpus:
+        description:
+          - The cards, as C(lab_llm_gpus) items (C(address), C(functions[].vendor_id), C(functions[].device_id),
+            C(functions[].class)) or C(gpu_vm_gpus) items (C(path), C(id) as C(VENDOR:DEVICE)).
+        type: list
+        elements: dict
+        required: true
   inventory:
-    description: The GPUs, as C(lab_llm_gpu_inventory) in the inventory.
+    description:
+      - The GPUs, as C(lab_llm_gpu_inventory) in the inventory. With O(discovered_gpus), its nodes replace the
+        discovered node of the same name (a difference is reported in the plan's notes) or add nodes.
     type: dict
-    required: true
+    default: {}
     suboptions:
       nodes:
         description: Hosts (or VMs) with GPUs. PP stages may span nodes; TP groups stay inside one.
         type: list
         elements: dict
-        required: true
         suboptions:
           name:
             description: Node name.
@@ -111,35 +146,33 @@ options:
           dict with C(name), C(bandwidth_gbs), C(latency_us).
         type: raw
   limits:
-    description: What the plan may use.
+    description:
+      - What the plan may use. An option left out takes the planner's default (C(lab_llm.plan.Limits), the one
+        place they are defined; C(lab-llm plan --help) prints them).
     type: dict
     default: {}
     suboptions:
       gpu_memory_utilization:
-        description: Ceiling of vLLM's C(gpu_memory_utilization); lowered further so each card keeps room for its
-          CUDA context.
+        description: Ceiling of vLLM's C(gpu_memory_utilization) (planner default 0.95); lowered further so each
+          card keeps room for its CUDA context.
         type: float
-        default: 0.95
       cpu_offload_gib:
-        description: CPU RAM per GPU the plan may offload weights to (vLLM C(cpu_offload_gb)); 0 never offloads.
+        description: CPU RAM per GPU the plan may offload weights to (vLLM C(cpu_offload_gb)); 0 (the default) never
+          offloads.
         type: float
-        default: 0
       allow_tp_over_network:
-        description: Let a tensor-parallel group span nodes (two all-reduces per layer over the network).
+        description: Let a tensor-parallel group span nodes (two all-reduces per layer over the network); default no.
         type: bool
-        default: false
       max_num_seqs:
-        description: vLLM C(max_num_seqs); sizes the sampler's memory.
+        description: vLLM C(max_num_seqs) (default 256); sizes the sampler's memory.
         type: int
-        default: 256
       max_num_batched_tokens:
-        description: vLLM C(max_num_batched_tokens); sizes the activation memory of the profiling pass.
+        description: vLLM C(max_num_batched_tokens) (default 2048); sizes the activation memory of the profiling
+          pass.
         type: int
-        default: 2048
       enforce_eager:
-        description: No CUDA graphs (saves their memory, costs speed).
+        description: No CUDA graphs (saves their memory, costs speed); default no.
         type: bool
-        default: false
 notes:
   - The plan is returned and also set as the fact C(lab_llm_fit_plan).
 seealso:
@@ -181,10 +214,17 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ fit.plan.engine_config }}"
 
-- name: From the inventory variables, with a config.json on the controller
+- name: A Hub model on the GPUs Stage 1 found (one entry per GPU VM)
   lab.llm.llm_fit_plan:
-    model: "{{ lab_llm_model | combine({'config_path': playbook_dir ~ '/../models/config.json'}) }}"
-    inventory: "{{ lab_llm_gpu_inventory }}"
+    model:
+      name: Qwen/Qwen2.5-32B-Instruct-AWQ
+      context_length: 32768
+    discovered_gpus:
+      - name: gpu-3090-1
+        host: pve2
+        gpus: "{{ hostvars['pve2'].lab_llm_gpus }}"
+    inventory:
+      network: 10gbe
   delegate_to: localhost
 """
 
@@ -257,6 +297,15 @@ plan:
       description: Things to know about the plan.
       type: list
       elements: str
+    weights_check:
+      description: The weight arithmetic against the checkpoint's safetensors index (C(checkpoint_gib),
+        C(computed_gib), C(difference_percent), C(agrees)), or null without an index.
+      type: dict
+vllm_serve:
+  description: The same engine as a C(vllm serve) command line (environment first).
+  returned: success
+  type: str
+  sample: VLLM_PP_LAYER_PARTITION=20,20 vllm serve org/model --tensor-parallel-size 1 --pipeline-parallel-size 2
 ansible_facts:
   description: Facts set by the module.
   returned: success
@@ -281,11 +330,17 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+# The oldest lab-llm whose planner takes what this module sends (Hub ids, discovered GPUs, revision).
+LAB_LLM_MIN_VERSION = "0.1.0"
+
 LAB_LLM_IMPORT_ERROR = None
 try:
+    from lab_llm import __version__ as LAB_LLM_VERSION
     from lab_llm.plan import DoesNotFitError, PlanInputError
+    from lab_llm.plan.engine_args import vllm_serve_command
     from lab_llm.plan.spec import plan_from_spec
 except ImportError:
+    LAB_LLM_VERSION = None
     LAB_LLM_IMPORT_ERROR = traceback.format_exc()
 
 
@@ -297,26 +352,36 @@ def argument_spec():
             required=True,
             options=dict(
                 name=dict(type="str"),
+                revision=dict(type="str"),
                 served_model_name=dict(type="str"),
                 config=dict(type="dict"),
                 config_path=dict(type="path"),
                 weights=dict(type="str", choices=["fp16", "bf16", "fp8", "awq", "gptq"]),
                 group_size=dict(type="int"),
-                kv_cache_dtype=dict(type="str", choices=["auto", "fp16", "bf16", "fp8"], default="auto"),
+                kv_cache_dtype=dict(type="str", choices=["auto", "fp16", "bf16", "fp8"]),
                 context_length=dict(type="int"),
-                concurrency=dict(type="int", default=1),
+                concurrency=dict(type="int"),
             ),
             mutually_exclusive=[["config", "config_path"]],
-            required_one_of=[["config", "config_path"]],
+            required_one_of=[["name", "config", "config_path"]],
+        ),
+        discovered_gpus=dict(
+            type="list",
+            elements="dict",
+            default=[],
+            options=dict(
+                name=dict(type="str", required=True),
+                host=dict(type="str"),
+                gpus=dict(type="list", elements="dict", required=True),
+            ),
         ),
         inventory=dict(
             type="dict",
-            required=True,
+            default={},
             options=dict(
                 nodes=dict(
                     type="list",
                     elements="dict",
-                    required=True,
                     options=dict(
                         name=dict(type="str", required=True),
                         gpus=dict(type="list", elements="dict", required=True),
@@ -330,24 +395,37 @@ def argument_spec():
             type="dict",
             default={},
             options=dict(
-                gpu_memory_utilization=dict(type="float", default=0.95),
-                cpu_offload_gib=dict(type="float", default=0.0),
-                allow_tp_over_network=dict(type="bool", default=False),
-                max_num_seqs=dict(type="int", default=256),
-                max_num_batched_tokens=dict(type="int", default=2048, no_log=False),
-                enforce_eager=dict(type="bool", default=False),
+                gpu_memory_utilization=dict(type="float"),
+                cpu_offload_gib=dict(type="float"),
+                allow_tp_over_network=dict(type="bool"),
+                max_num_seqs=dict(type="int"),
+                max_num_batched_tokens=dict(type="int", no_log=False),
+                enforce_eager=dict(type="bool"),
             ),
         ),
     )
 
 
 def without_none(value):
-    """Ansible fills unset suboptions with None; the planner treats absent and unset alike only if absent."""
+    """Ansible fills unset suboptions with None; the planner applies its own defaults to keys that are absent."""
     if isinstance(value, dict):
         return dict((key, without_none(item)) for key, item in value.items() if item is not None)
     if isinstance(value, list):
         return [without_none(item) for item in value]
     return value
+
+
+def version_tuple(version):
+    """'0.1.0' -> (0, 1, 0); pre-release and local parts ('0.2.0rc1', '0.1.0+g1') count as their release."""
+    parts = []
+    for part in str(version).split("+")[0].split("."):
+        digits = ""
+        for character in part:
+            if not character.isdigit():
+                break
+            digits += character
+        parts.append(int(digits or 0))
+    return tuple(parts)
 
 
 def main():
@@ -357,16 +435,31 @@ def main():
             msg=missing_required_lib("lab-llm", reason="to plan on the host that runs lab.llm.llm_fit_plan"),
             exception=LAB_LLM_IMPORT_ERROR,
         )
+    if version_tuple(LAB_LLM_VERSION) < version_tuple(LAB_LLM_MIN_VERSION):
+        module.fail_json(
+            msg="lab.llm.llm_fit_plan needs lab-llm >= %s on the host that runs it; %s is installed there: "
+            "upgrade it (pip install -U lab-llm)" % (LAB_LLM_MIN_VERSION, LAB_LLM_VERSION)
+        )
     params = without_none(module.params)
     try:
-        plan = plan_from_spec(params["model"], params["inventory"], params.get("limits") or {})
+        plan = plan_from_spec(
+            params["model"],
+            params.get("inventory") or {},
+            params.get("limits") or {},
+            discovered_gpus=params.get("discovered_gpus") or [],
+        )
     except PlanInputError as error:
         module.fail_json(msg="lab.llm.llm_fit_plan: bad input: %s" % error)
     except DoesNotFitError as error:
         details = error.as_dict()
         module.fail_json(msg=str(error), reasons=details["reasons"], suggestions=details["suggestions"])
     result = plan.model_dump(mode="json")
-    module.exit_json(changed=False, plan=result, ansible_facts=dict(lab_llm_fit_plan=result))
+    module.exit_json(
+        changed=False,
+        plan=result,
+        vllm_serve=vllm_serve_command(plan, params["model"].get("revision")),
+        ansible_facts=dict(lab_llm_fit_plan=result),
+    )
 
 
 if __name__ == "__main__":
