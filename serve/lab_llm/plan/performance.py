@@ -6,6 +6,7 @@ Per token, stages run one after the other (one request never overlaps with itsel
                               + offloaded bytes / PCIe bandwidth
                               + 2 all-reduces per layer of hidden_size x 2 bytes over the TP link
          + (pp - 1) hand-offs of hidden state and residual over the link between stages
+         + (pp - 1) x PIPELINE_STAGE_OVERHEAD_MS (what a stage boundary costs beyond the bytes)
          + a fixed engine overhead (scheduling, sampling, detokenising)
 
 Bytes read: the decoder layers' weights (a MoE reads only top-k of its experts), lm_head on the last stage
@@ -14,6 +15,18 @@ Bytes read: the decoder layers' weights (a MoE reads only top-k of its experts),
 The two constants come from one published measurement, not from our own runs: vLLM with a 4-bit AWQ
 Llama-2-7B (about 3.9 GB read per token) decodes 175 tok/s on one RTX 3090 (mlc-ai/llm-perf-bench#35),
 i.e. 5.7 ms per token = 3.9 GB / (936 GB/s x 0.8) + 0.5 ms.
+
+A pipeline costs more than its hand-off bytes. Per token, vLLM's pipeline runs the stages one after the other, and
+each boundary adds a NCCL send/recv of the hidden state, a Ray (compiled graph) hop of the step's inputs and a
+wait for the next stage's kernels to be launched. Published reports agree that this is latency, not bandwidth:
+doubling the network between two nodes (400 to 800 Gbit/s) left vLLM's PP tokens/s unchanged
+(vllm-project/vllm#6610); a second RTX 3070 as a PP stage gave "no increase in generation speed"
+(vllm-project/vllm#12322); vLLM's maintainers call PP for one request "extremely inefficient"
+(vllm-project/vllm#6826). The one published single-stream figure for vLLM PP over Ethernet without NVLink that
+states model, cards and network is the seed's: its 24B AWQ model at TP=1 PP=2 on two RTX 3090 VMs over 10GbE
+decodes about 40 tok/s, 25 ms per token, against 18.2 ms of memory, hand-off and engine time. The remaining 6.8 ms
+is PIPELINE_STAGE_OVERHEAD_MS: one figure, so it fits that figure by construction and is a per-boundary constant
+by assumption (README "Speed" lists every figure used and the estimate's error against each).
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ from lab_llm.plan.memory import GIB
 
 BANDWIDTH_EFFICIENCY = 0.8
 ENGINE_OVERHEAD_MS = 0.5
+PIPELINE_STAGE_OVERHEAD_MS = 6.8  # per boundary between PP stages (see above)
 PERF_CONTEXT_TOKENS = 1024
 PCIE_OFFLOAD_GBS = 25.0  # PCIe 4.0 x16, for weights vLLM reads from pinned CPU memory (cpu_offload_gb)
 
@@ -48,6 +62,7 @@ class DecodeEstimate:
     memory_ms: float
     communication_ms: float
     overhead_ms: float
+    """Engine overhead plus PIPELINE_STAGE_OVERHEAD_MS per boundary between stages."""
 
 
 def all_reduce_ms(size_bytes: int, ranks: int, bandwidth_gbs: float, latency_us: float) -> float:
@@ -71,12 +86,13 @@ def estimate_decode(stages: list[StageTraffic], hand_offs: list[tuple[int, float
         for s in stages
     )
     communication_ms += sum(hand_off_ms(size, bw, lat) for size, bw, lat in hand_offs)
-    total_ms = memory_ms + communication_ms + ENGINE_OVERHEAD_MS
+    overhead_ms = ENGINE_OVERHEAD_MS + len(hand_offs) * PIPELINE_STAGE_OVERHEAD_MS
+    total_ms = memory_ms + communication_ms + overhead_ms
     return DecodeEstimate(
         tokens_per_s=round(1000 / total_ms, 1),
         memory_ms=round(memory_ms, 2),
         communication_ms=round(communication_ms, 2),
-        overhead_ms=ENGINE_OVERHEAD_MS,
+        overhead_ms=round(overhead_ms, 2),
     )
 
 

@@ -9,11 +9,16 @@ import typer
 from typer.testing import CliRunner
 
 from lab_llm.plan.cli import plan_command
-from lab_llm.plan.reference_table import table
+from lab_llm.plan.reference_table import speed_table, table
 from tests.conftest import REPO_ROOT
 from tests.unit.serve.plan.plan_inputs import MODELS_DIR, REFERENCE_LAB_FIT_PLAN, model_path
 
 TABLE = re.compile(r"<!-- fit-planner-table:start -->\n(.*?)\n<!-- fit-planner-table:end -->", re.DOTALL)
+SPEED = re.compile(r"<!-- fit-planner-speed:start -->\n(.*?)\n<!-- fit-planner-speed:end -->", re.DOTALL)
+REGENERATE = (
+    "regenerate it with python -m lab_llm.plan.reference_table tests/fixtures/models "
+    "inventory/reference-lab/group_vars/all/fit_plan.yml"
+)
 
 
 def cli() -> typer.Typer:
@@ -27,18 +32,16 @@ def test_readme_table_matches_the_planner() -> None:
     found = TABLE.search(readme)
     assert found, "README.md has no Fit planner table between the fit-planner-table markers"
     expected = table(MODELS_DIR, REFERENCE_LAB_FIT_PLAN)
-    assert found.group(1).strip() == expected, (
-        "README table is stale: regenerate it with python -m lab_llm.plan.reference_table "
-        "tests/fixtures/models inventory/reference-lab/group_vars/all/fit_plan.yml"
-    )
+    assert found.group(1).strip() == expected, "README table is stale: " + REGENERATE
 
 
-def test_readme_states_the_speed_check_against_the_seed() -> None:
+def test_readme_speed_table_matches_the_planner() -> None:
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    rows = [line for line in table(MODELS_DIR, REFERENCE_LAB_FIT_PLAN).splitlines() if "x 4 |" in line]
-    predicted = rows[0].rsplit("|", 2)[1].strip()
-    assert f"predicts **{predicted} tok/s**" in readme
+    found = SPEED.search(readme)
+    assert found, "README.md has no speed table between the fit-planner-speed markers"
+    assert found.group(1).strip() == speed_table(MODELS_DIR), "README speed table is stale: " + REGENERATE
     assert "**about 40 tok/s**" in readme
+    assert "**6.8 ms per stage boundary**" in readme
 
 
 def test_cli_json_for_a_plan() -> None:
