@@ -418,7 +418,7 @@ def without_none(value):
 def version_tuple(version):
     """'0.1.0' -> (0, 1, 0); pre-release and local parts ('0.2.0rc1', '0.1.0+g1') count as their release."""
     parts = []
-    for part in str(version).split("+")[0].split("."):
+    for part in str(version).split("+", maxsplit=1)[0].split("."):
         digits = ""
         for character in part:
             if not character.isdigit():
