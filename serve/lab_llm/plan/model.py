@@ -60,6 +60,9 @@ class ModelSpec(BaseModel):
     checkpoint_weights: WeightFormat | None = Field(
         default=None, description="The checkpoint's own quantization_config (AWQ, GPTQ, fp8), when it has one."
     )
+    unmodelled_quantization: str = Field(
+        default="", description="The checkpoint's quant_method when the planner does not model it (bitsandbytes...)."
+    )
     checkpoint_bytes: int = Field(
         default=0, ge=0, description="metadata.total_size of the checkpoint's safetensors index; 0 when unknown."
     )
@@ -175,7 +178,7 @@ def load_model_spec(
         )
     fields = _flatten_config(source)
     if "checkpoint_weights" not in fields:
-        fields["checkpoint_weights"] = weight_format_from_config(source)
+        fields["checkpoint_weights"], fields["unmodelled_quantization"] = checkpoint_quantization(source)
     if name:
         fields["name"] = name
     required = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
@@ -191,18 +194,48 @@ def load_model_spec(
         raise PlanInputError(f"model config is invalid: {problems}") from error
 
 
-def weight_format_from_config(config: Mapping[str, Any]) -> WeightFormat | None:
-    """The checkpoint's own quantization_config (AWQ/GPTQ/fp8), when it has one."""
+def _compressed_tensors_format(quant: Mapping[str, Any]) -> WeightFormat | None:
+    """llm-compressor's ``compressed-tensors`` config: one weight scheme for the Linear layers (config_groups)."""
+    groups = quant.get("config_groups")
+    schemes = (
+        [g.get("weights") for g in groups.values() if isinstance(g, Mapping)] if isinstance(groups, Mapping) else []
+    )
+    schemes = [scheme for scheme in schemes if isinstance(scheme, Mapping)]
+    if len(schemes) != 1:
+        return None
+    scheme = schemes[0]
+    bits, kind = int(scheme.get("num_bits") or 0), str(scheme.get("type", "")).lower()
+    if kind == "float" and bits == 8:
+        return WeightFormat(dtype="fp8")
+    if kind == "int" and bits == 4:
+        # Packed int32 weights with a 16-bit scale per group (pack-quantized), as GPTQ stores them; symmetric
+        # schemes have no zero points, so the GPTQ arithmetic overstates them by half a byte per group and column.
+        group = scheme.get("group_size")
+        return WeightFormat(dtype="gptq", bits=4, group_size=int(group) if group else -1)
+    return None
+
+
+def checkpoint_quantization(config: Mapping[str, Any]) -> tuple[WeightFormat | None, str]:
+    """The checkpoint's own weight format, and the quant_method when it is one the planner does not model."""
     quant = config.get("quantization_config")
     if not isinstance(quant, Mapping):
-        return None
+        return None, ""
     method = str(quant.get("quant_method", "")).lower()
     if method in ("awq", "gptq"):
-        return WeightFormat(
+        found = WeightFormat(
             dtype=method,  # type: ignore[arg-type]
             bits=int(quant.get("bits", quant.get("w_bit", 4))),
             group_size=int(quant.get("group_size", quant.get("q_group_size", 128))),
         )
+        return found, ""
     if method == "fp8":
-        return WeightFormat(dtype="fp8")
-    return None
+        return WeightFormat(dtype="fp8"), ""
+    if method == "compressed-tensors":
+        found = _compressed_tensors_format(quant)
+        return (found, "") if found else (None, "compressed-tensors with a scheme other than 4-bit int or 8-bit float")
+    return None, method or "a quantization_config without quant_method"
+
+
+def weight_format_from_config(config: Mapping[str, Any]) -> WeightFormat | None:
+    """The checkpoint's own quantization_config (AWQ/GPTQ/fp8/compressed-tensors), when the planner models it."""
+    return checkpoint_quantization(config)[0]

@@ -37,6 +37,11 @@ def _weights(
     weights: WeightFormat | str | Mapping[str, Any] | None, group_size: int | None, model: ModelSpec
 ) -> WeightFormat:
     if weights is None:
+        if model.unmodelled_quantization:
+            raise PlanInputError(
+                f"the checkpoint is quantized with {model.unmodelled_quantization}, which the planner does not model: "
+                "give weights (fp16, bf16, fp8, awq or gptq) closest to how it stores its linear layers"
+            )
         found = model.checkpoint_weights or WeightFormat(dtype="bf16")
         return found.model_copy(update={"group_size": group_size}) if group_size else found
     if isinstance(weights, WeightFormat):

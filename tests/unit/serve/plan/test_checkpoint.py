@@ -216,3 +216,22 @@ def test_weights_arithmetic_matches_the_published_parameter_counts() -> None:
     qwen7 = load_model_spec(model_path("qwen2.5-7b-awq"))
     assert qwen7.checkpoint_weights == WeightFormat(dtype="awq", bits=4, group_size=128)
     assert total_weight_bytes(qwen7, WeightFormat(dtype="bf16")) == 7_615_616_512 * 2
+
+
+def test_compressed_tensors_and_unmodelled_quantization(offline_cache: Path) -> None:
+    config = json.loads(model_path("llama-3-8b").read_text())
+    w4a16 = {
+        "quant_method": "compressed-tensors",
+        "format": "pack-quantized",
+        "config_groups": {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 4, "type": "int",
+                                                                         "strategy": "group", "group_size": 128}}},
+    }  # fmt: skip
+    spec = load_model_spec({**config, "quantization_config": w4a16})
+    assert spec.checkpoint_weights == WeightFormat(dtype="gptq", bits=4, group_size=128)
+    fp8 = {"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {"num_bits": 8, "type": "float"}}}}
+    assert load_model_spec({**config, "quantization_config": fp8}).checkpoint_weights == WeightFormat(dtype="fp8")
+    bnb = {**config, "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}
+    inventory = {"nodes": [{"name": "n", "gpus": [{"class": "rtx-3090"}]}]}
+    with pytest.raises(PlanInputError, match="quantized with bitsandbytes, which the planner does not model"):
+        plan_fit(bnb, inventory, context_length=4096)
+    assert plan_fit(bnb, inventory, weights="awq", context_length=4096).weights == "awq-4bit-g128"
