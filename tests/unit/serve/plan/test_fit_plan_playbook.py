@@ -20,7 +20,7 @@ pytestmark = pytest.mark.playbook
 PLAYBOOK = REPO_ROOT / "playbooks" / "fit_plan.yml"
 
 
-def run_playbook(inventory: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def run_playbook(inventory: Path, *extra: str, playbook: Path = PLAYBOOK) -> subprocess.CompletedProcess[str]:
     environment = {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
@@ -30,7 +30,7 @@ def run_playbook(inventory: Path, *extra: str) -> subprocess.CompletedProcess[st
     }
     playbook_binary = Path(sys.executable).parent / "ansible-playbook"
     return subprocess.run(
-        [str(playbook_binary), "-i", str(inventory), str(PLAYBOOK), *extra],
+        [str(playbook_binary), "-i", str(inventory), str(playbook), *extra],
         capture_output=True,
         text=True,
         env=environment,
@@ -38,6 +38,13 @@ def run_playbook(inventory: Path, *extra: str) -> subprocess.CompletedProcess[st
         timeout=300,
         check=False,
     )
+
+
+def run_playbook_file(playbook: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Another playbook, on an inventory with nothing but the implicit localhost."""
+    inventory = tmp_path / "empty-hosts.yml"
+    inventory.write_text("all:\n  hosts: {}\n")
+    return run_playbook(inventory, *extra, playbook=playbook)
 
 
 def task_results(output: str) -> dict[str, dict]:
