@@ -41,7 +41,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--limit",
         "localhost,gpu_nodes",
         "--start-at-task",
-        "Check that the GPU inventory is given with the model",
+        "Collect the GPUs Stages 1-2 found, per GPU VM",  # the first task of Stage 3 (fit_plan.yml)
         "-e",
         f"lab_llm_k8s_render_dir={out}",
         *VAULT,
