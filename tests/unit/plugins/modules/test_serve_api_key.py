@@ -88,6 +88,29 @@ def test_wrong_admin_password_names_the_step(
     )
 
 
+def test_a_key_list_in_another_shape_fails_naming_the_call_and_writes_nothing(
+    kube_api: KubeApiStandIn, app: FakeLabLlm, openwebui_namespace: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /admin/keys answers a JSON list (serve/lab_llm/app/routes.py); anything else is refused, not guessed at."""
+    answer = FakeLabLlm.__call__
+
+    def wrapped_list(fake: FakeLabLlm, method: str, path: str, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
+        code, extra, data = answer(fake, method, path, headers, body)
+        if (method, path) == ("GET", "/admin/keys"):
+            data = json.dumps({"keys": json.loads(data)}).encode()
+        return code, extra, data
+
+    monkeypatch.setattr(FakeLabLlm, "__call__", wrapped_list)
+    result = run_module(serve_api_key.main, key_args(app))
+    assert result["failed"] is True
+    assert result["msg"] == (
+        f"API key openwebui for openwebui/openwebui-openai: GET {app.url}/admin/keys returned "
+        "{'keys': []}, not a list of keys"
+    )
+    assert app.keys == {}
+    assert kube_api.get("v1", "Secret", "openwebui-openai", "openwebui") is None
+
+
 def test_smoke_test_gets_a_token_and_a_chat_completion(app: FakeLabLlm) -> None:
     result = run_module(serve_smoke_test.main, dict(url=app.url, username="admin", password="s3cret"))
     assert not result.get("failed"), result

@@ -93,24 +93,17 @@ secret:
   type: str
 """
 
-import base64
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
-from ansible_collections.lab.llm.plugins.module_utils.k8s.serve_api import ServeApi, ServeApiError
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
+from ansible_collections.lab.llm.plugins.module_utils.serve.client import ServeApi, ServeApiError
+from ansible_collections.lab.llm.plugins.module_utils.serve.key_runner import ApiKeyRunner
 
 
-def stored_key(service, namespace, name, data_key):
-    secret = service.get("v1", "Secret", name, namespace)
-    encoded = ((secret or {}).get("data") or {}).get(data_key)
-    return base64.b64decode(encoded).decode("utf-8") if encoded else None
-
-
-def main():
-    argument_spec = dict(
+def argument_spec() -> dict:
+    spec = dict(
         url=dict(type="str", required=True),
         endpoint_validate_certs=dict(type="bool", default=True),
         endpoint_ca_path=dict(type="path"),
@@ -122,41 +115,22 @@ def main():
         secret_namespace=dict(type="str", required=True, no_log=False),
         secret_key=dict(type="str", default="OPENAI_API_KEY", no_log=False),
     )
-    argument_spec.update(AUTH_ARG_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
-    secret_namespace = p["secret_namespace"]
-    result = dict(changed=False, secret="%s/%s" % (secret_namespace, p["secret_name"]))
+    spec.update(AUTH_ARG_SPEC)
+    return spec
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
     try:
-        service = K8sService(connect(p), check_mode=module.check_mode)
-        api = ServeApi(p["url"], p["endpoint_validate_certs"], p["endpoint_ca_path"])
-        key = stored_key(service, secret_namespace, p["secret_name"], p["secret_key"])
-        if key and api.key_works(key):
-            module.exit_json(**result)
-        result["changed"] = True
-        if module.check_mode:
-            module.exit_json(**result)
-        token = api.token(p["admin_username"], p["admin_password"])
-        for old in api.keys(token):
-            if old.get("name") == p["key_name"]:
-                api.delete_key(token, old["id"])
-        created = api.create_key(token, p["key_name"], p["key_role"])
-        service.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "Opaque",
-                "metadata": {
-                    "name": p["secret_name"],
-                    "namespace": secret_namespace,
-                    "labels": {"app.kubernetes.io/managed-by": "lab-llm"},
-                },
-                "data": {p["secret_key"]: base64.b64encode(created["key"].encode("utf-8")).decode("ascii")},
-            }
-        )
-        result["key_id"] = created.get("id")
+        service = K8sService(connect(params), check_mode=module.check_mode)
+        api = ServeApi(params["url"], params["endpoint_validate_certs"], params["endpoint_ca_path"])
+        result = ApiKeyRunner(service, api, params, module.check_mode).run()
     except (K8sError, ServeApiError) as error:
-        module.fail_json(msg="API key %s for %s: %s" % (p["key_name"], result["secret"], error))
+        module.fail_json(
+            msg="API key %s for %s/%s: %s"
+            % (params["key_name"], params["secret_namespace"], params["secret_name"], error)
+        )
     module.exit_json(**result)
 
 

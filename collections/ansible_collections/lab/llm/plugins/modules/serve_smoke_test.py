@@ -85,7 +85,7 @@ usage:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lab.llm.plugins.module_utils.k8s.serve_api import ServeApi, ServeApiError
+from ansible_collections.lab.llm.plugins.module_utils.serve.client import ServeApi, ServeApiError
 
 
 def main():
