@@ -87,13 +87,28 @@ def test_a_vm_stuck_bootstrapping_times_out_naming_its_phase(kube_api: KubeApiSt
         ({"address": "gpu-3090-1.lab"}, "address='gpu-3090-1.lab': a StaticInstance address must be an IPv4"),
         ({"node_group": "GPU_3090"}, "node_group='GPU_3090': a NodeGroup name is lowercase"),
         ({"ssh_private_key": None}, "ssh_private_key (or sudo_password) is required"),
-        ({"node_taints": [{"key": "gpu", "effect": "Never"}]}, "node_taints[0]="),
+        # The argument spec carries these rules (sub-options with choices, required_if): Ansible's own wording.
+        (
+            {"node_taints": [{"key": "gpu", "effect": "Never"}]},
+            "value of effect must be one of: NoSchedule, PreferNoSchedule, NoExecute, got: Never found in node_taints",
+        ),
+        ({"node_taints": [{"effect": "NoSchedule"}]}, "missing required arguments: key found in node_taints"),
+        ({"gpu_class": " "}, "gpu_class is empty"),
+        ({"caps_api_version": "v1beta1"}, "value of caps_api_version must be one of: v1alpha1, v1alpha2"),
     ],
 )
 def test_bad_input_fails_before_any_api_call(kube_api: KubeApiStandIn, bad: dict[str, Any], message: str) -> None:
     result = run_module(deckhouse_static_node.main, {**args(), **bad})
     assert result["failed"] is True
     assert message in result["msg"]
+    assert kube_api.requests == []
+
+
+def test_gpu_class_is_required_to_join(kube_api: KubeApiStandIn) -> None:
+    without_class = {key: value for key, value in args().items() if key != "gpu_class"}
+    result = run_module(deckhouse_static_node.main, without_class)
+    assert result["failed"] is True
+    assert result["msg"] == "state is present but all of the following are missing: gpu_class"
     assert kube_api.requests == []
 
 

@@ -20,6 +20,8 @@ GPU_CLASS_LABEL = "lab-llm.io/gpu-class"
 # Deckhouse puts this label on every node of a group (node-manager); workloads select on it.
 DECKHOUSE_GROUP_LABEL = "node.deckhouse.io/group"
 BOOTSTRAP_NAMESPACE = "d8-cloud-instance-manager"
+# nodeTemplate.taints[].effect in node_group.yaml, the effects of core/v1 Taint.
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 _NODE_GROUP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # NodeGroup CRD: pattern, maxLength 42
 _IPV4 = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$")  # StaticInstance spec.address pattern
@@ -54,6 +56,26 @@ def node_group(name, gpu_class, count, labels, taints, gpu_sharing, time_slicing
         if gpu_sharing == "TimeSlicing":
             spec["gpu"]["timeSlicing"] = {"partitionCount": time_slicing_partitions}
     return {"apiVersion": NODE_GROUP_API, "kind": "NodeGroup", "metadata": {"name": name}, "spec": spec}
+
+
+def node_group_count(name, spec, count):
+    """The fields of a live NodeGroup (its ``spec``) that an apply sets to change ``staticInstances.count`` only."""
+    return {
+        "apiVersion": NODE_GROUP_API,
+        "kind": "NodeGroup",
+        "metadata": {"name": name},
+        "spec": {"nodeType": spec["nodeType"], "staticInstances": dict(spec["staticInstances"], count=count)},
+    }
+
+
+def static_instance_phase(obj, missing):
+    """``status.currentStatus.phase`` of a StaticInstance, or ``missing`` when it has none yet."""
+    return ((obj.get("status") or {}).get("currentStatus") or {}).get("phase") or missing
+
+
+def node_name_of(instance, default):
+    """The Node a StaticInstance became (``status.nodeRef.name``), or ``default`` before it has one."""
+    return ((instance.get("status") or {}).get("nodeRef") or {}).get("name") or default
 
 
 def ssh_credentials(name, api_version, user, private_key, port, sudo_password):

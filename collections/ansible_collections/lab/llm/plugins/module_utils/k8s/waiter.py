@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import static_instance_phase
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, WaitFailed, WaitTimeout
 
 try:
@@ -82,7 +83,7 @@ def static_instance_running(obj):
     """Deckhouse CAPS StaticInstance: phase Running (Error is reported, CAPS retries it)."""
     if obj is None:
         return False, None, "not created yet"
-    phase = (obj.get("status") or {}).get("currentStatus", {}).get("phase") or "no phase yet"
+    phase = static_instance_phase(obj, "no phase yet")
     return phase == "Running", None, "phase %s" % phase
 
 
@@ -90,7 +91,7 @@ def static_instance_released(obj):
     """A StaticInstance the NodeGroup gave back: cleaned and Pending (or gone)."""
     if obj is None:
         return True, None, "deleted"
-    phase = (obj.get("status") or {}).get("currentStatus", {}).get("phase") or "Pending"
+    phase = static_instance_phase(obj, "Pending")
     return phase == "Pending", None, "phase %s" % phase
 
 
