@@ -76,14 +76,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, object_ref
+from ansible_collections.lab.llm.plugins.module_utils.k8s.secrets import redacted
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
-
-
-def _hide_secret_data(obj):
-    if obj and obj.get("kind") == "Secret":
-        obj = dict(obj, data={key: "<redacted>" for key in obj.get("data") or {}})
-        obj.pop("stringData", None)
-    return obj
 
 
 def _check(manifests):
@@ -148,7 +142,7 @@ def main():
             else:
                 changed, before, after = service.apply(manifest)
                 if changed:
-                    diff["before"][ref], diff["after"][ref] = _hide_secret_data(before), _hide_secret_data(after)
+                    diff["before"][ref], diff["after"][ref] = redacted(before), redacted(after)
             changed_any = changed_any or changed
             objects.append({"object": ref, "changed": changed})
     except K8sError as error:
