@@ -69,6 +69,8 @@ state:
   sample: capacity nvidia.com/gpu=1
 """
 
+from typing import Any, Callable, NamedTuple
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s import waiter
@@ -76,15 +78,26 @@ from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
 
+
+class Condition(NamedTuple):
+    api_version: str
+    kind: str
+    namespaced: bool
+    # (the module's parameters) -> a waiter predicate
+    predicate: Callable[[dict[str, Any]], Callable]
+
+
 CONDITIONS = {
-    "node_ready": ("v1", "Node"),
-    "node_gpus": ("v1", "Node"),
-    "deployment_available": ("apps/v1", "Deployment"),
-    "cluster_policy_ready": ("nvidia.com/v1", "ClusterPolicy"),
+    "node_ready": Condition("v1", "Node", False, lambda params: waiter.node_ready),
+    "node_gpus": Condition("v1", "Node", False, lambda params: waiter.node_gpus(params["gpus"])),
+    "deployment_available": Condition("apps/v1", "Deployment", True, lambda params: waiter.deployment_available),
+    "cluster_policy_ready": Condition(
+        "nvidia.com/v1", "ClusterPolicy", False, lambda params: waiter.cluster_policy_ready
+    ),
 }
 
 
-def main():
+def main() -> None:
     argument_spec = dict(
         condition=dict(type="str", required=True, choices=sorted(CONDITIONS)),
         name=dict(type="str", required=True),
@@ -96,20 +109,17 @@ def main():
     module = AnsibleModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
-        required_if=[("condition", "deployment_available", ("namespace",))],
+        required_if=[("condition", name, ("namespace",)) for name, found in CONDITIONS.items() if found.namespaced],
     )
     params = module.params
-    api_version, kind = CONDITIONS[params["condition"]]
-    predicate = {
-        "node_ready": waiter.node_ready,
-        "node_gpus": waiter.node_gpus(params["gpus"]),
-        "deployment_available": waiter.deployment_available,
-        "cluster_policy_ready": waiter.cluster_policy_ready,
-    }[params["condition"]]
-    namespace = params["namespace"] if kind == "Deployment" else None
+    condition = CONDITIONS[params["condition"]]
+    predicate = condition.predicate(params)
+    namespace = params["namespace"] if condition.namespaced else None
     try:
         service = K8sService(connect(params))
-        obj = waiter.wait_for(service, api_version, kind, params["name"], namespace, predicate, params["timeout"])
+        obj = waiter.wait_for(
+            service, condition.api_version, condition.kind, params["name"], namespace, predicate, params["timeout"]
+        )
     except K8sError as error:
         module.fail_json(msg=str(error))
     module.exit_json(changed=False, state=predicate(obj)[2])
