@@ -141,14 +141,6 @@ def keys_list(config: ConfigOption, as_json: JsonOption = False) -> None:
 
 
 # Signing keys and tokens ---------------------------------------------------------------------------------
-def _write_private_yaml(path: Path, document: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.new")
-    temporary.touch(mode=0o600)
-    temporary.write_text(yaml.safe_dump(document, sort_keys=False))
-    temporary.replace(path)
-
-
 @signing_app.command("init")
 def signing_init(
     config: ConfigOption,
@@ -157,12 +149,13 @@ def signing_init(
 ) -> None:
     """Create the signing-keys file with one random key, unless it exists."""
     from lab_llm.auth.tokens import generate_signing_keys_document
+    from lab_llm.auth.watched_file import write_private_yaml
 
     path = _config(config).auth.signing_keys_path
     if path.exists():
         _report(as_json, {"changed": False}, f"{path}: exists, unchanged")
         return
-    _write_private_yaml(path, generate_signing_keys_document(kid))
+    write_private_yaml(path, generate_signing_keys_document(kid))
     _report(as_json, {"changed": True}, f"{path}: created with key {kid}")
 
 
@@ -174,6 +167,7 @@ def signing_rotate(
 ) -> None:
     """Add a new key and sign with it; older keys stay accepted until `keep` is exceeded."""
     from lab_llm.auth.tokens import generate_signing_keys_document
+    from lab_llm.auth.watched_file import write_private_yaml
 
     path = _config(config).auth.signing_keys_path
     document = yaml.safe_load(path.read_text()) if path.exists() else {"keys": []}
@@ -181,7 +175,7 @@ def signing_rotate(
         raise _fail(f"signing key {kid!r} exists already in {path}")
     new_key = generate_signing_keys_document(kid)["keys"][0]
     document = {"active_kid": kid, "keys": [new_key, *document["keys"]][: max(keep, 1)]}
-    _write_private_yaml(path, document)
+    write_private_yaml(path, document)
     typer.echo(f"{path}: now signing with {kid}; accepting {', '.join(k['kid'] for k in document['keys'])}")
 
 

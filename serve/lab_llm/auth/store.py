@@ -9,9 +9,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import hmac
-import os
 import secrets
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -23,7 +21,7 @@ import yaml
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from lab_llm.auth.watched_file import WatchedYamlFile
+from lab_llm.auth.watched_file import WatchedYamlFile, write_private_yaml
 
 API_KEY_PREFIX = "sk-lab-"
 _MIN_IMPORTED_KEY_LENGTH = 32
@@ -165,15 +163,7 @@ class AuthStore:
         with self._locked():
             current = _parse(yaml.safe_load(self.path.read_text()) or {}) if self.path.exists() else None
             updated = change(current or StoreContent(users={}, api_keys_by_digest={}))
-            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-            try:
-                with os.fdopen(handle, "w", encoding="utf-8") as out:
-                    yaml.safe_dump(_serialise(updated), out, sort_keys=False)
-                os.chmod(temporary, 0o600)
-                os.replace(temporary, self.path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            write_private_yaml(self.path, _serialise(updated))
 
     def set_user(self, name: str, password: str, role: str) -> bool:
         """Create or update a user. Returns False when it already had this role and password."""

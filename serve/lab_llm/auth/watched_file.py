@@ -1,8 +1,10 @@
-"""A YAML file read again whenever it changes on disk (Kubernetes updates mounted Secrets by swapping a symlink)."""
+"""Private YAML files (the auth store, the signing keys): written atomically, read again whenever they change on
+disk (Kubernetes updates mounted Secrets by swapping a symlink)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,23 @@ from typing import Generic, TypeVar
 import yaml
 
 Parsed = TypeVar("Parsed")
+
+
+def write_private_yaml(path: Path, document: object) -> None:
+    """Replace ``path`` with ``document`` as YAML, readable by its owner only (mode 0600), atomically: a reader
+    (WatchedYamlFile, another process) sees the old file or the new one, never a part. The temporary file has a
+    unique name beside ``path`` and is removed when writing fails. Callers that read, change and write serialise
+    themselves (AuthStore holds a lock file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            yaml.safe_dump(document, out, sort_keys=False)
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 class WatchedYamlFile(Generic[Parsed]):
