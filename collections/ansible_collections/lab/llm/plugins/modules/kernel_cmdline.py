@@ -13,8 +13,16 @@ version_added: "0.1.0"
 description:
   - Adds or removes kernel command line parameters where the host's boot loader reads them, and
     keeps every other parameter and every other line as it is.
-  - With GRUB, edits C(GRUB_CMDLINE_LINUX_DEFAULT) in C(/etc/default/grub), or manages a drop-in
+  - With GRUB, works out what C(update-grub) really passes to the kernel - it sources C(/etc/default/grub),
+    then every C(/etc/default/grub.d/*.cfg) in name order, and boots with C(GRUB_CMDLINE_LINUX) followed by
+    C(GRUB_CMDLINE_LINUX_DEFAULT) - and edits the C(GRUB_CMDLINE_LINUX_DEFAULT) assignment that wins (in
+    C(/etc/default/grub) or in the drop-in that sets it last), or manages a drop-in
     C(/etc/default/grub.d/<grub_dropin>) that appends the parameters.
+  - Before writing it evaluates the whole chain again with the change in place. When the kernel would
+    still not get the wanted parameters (a drop-in sorted after O(grub_dropin) overwrites the variable, or
+    a parameter to remove comes from C(GRUB_CMDLINE_LINUX)), it fails naming the file and line and
+    changes nothing. A line that touches the two variables other than as a plain assignment
+    (C(NAME="..."), C(NAME="$NAME ..."), C(export NAME=...)) also fails, rather than being guessed.
   - With systemd-boot (Proxmox VE on ZFS root booted through UEFI), edits the single line of
     C(/etc/kernel/cmdline).
   - Does not run the refresh command; it returns whether one is needed and which, so the caller can
@@ -49,9 +57,12 @@ options:
   grub_dropin:
     description:
       - File name (ending in C(.cfg)) of a drop-in in C(/etc/default/grub.d/) that appends the
-        parameters to C(GRUB_CMDLINE_LINUX_DEFAULT), instead of editing C(/etc/default/grub).
-      - The drop-in belongs to this module; it is removed when no parameter is left in it.
-      - Only used with GRUB. When unset, C(/etc/default/grub) is edited.
+        parameters to C(GRUB_CMDLINE_LINUX_DEFAULT), instead of editing the assignment that wins.
+      - The drop-in belongs to this module; it is removed when no parameter is left in it. It must sort
+        after every drop-in that sets C(GRUB_CMDLINE_LINUX_DEFAULT) without keeping the earlier value,
+        or the module fails.
+      - Only used with GRUB. When unset, the last C(GRUB_CMDLINE_LINUX_DEFAULT) assignment that
+        C(update-grub) reads is edited (C(/etc/default/grub) on a stock Proxmox VE host).
     type: str
   root:
     description: Directory holding the C(proc) and C(sys) trees read for detection and for the running command line.
@@ -71,6 +82,9 @@ attributes:
 notes:
   - File locations and refresh commands follow the Proxmox VE admin guide, section "Editing the
     Kernel Commandline" (system-booting.adoc in proxmox/pve-docs).
+  - The GRUB order is grub-mkconfig's (C(. /etc/default/grub), then C(for x in /etc/default/grub.d/*.cfg)),
+    and the default entry's parameters are those of util/grub.d/10_linux.in
+    (C(${GRUB_CMDLINE_LINUX} ${GRUB_CMDLINE_LINUX_DEFAULT})).
   - Parameters starting with C(pcie_acs_override) produce a warning; they split IOMMU groups by
     pretending devices are isolated when the hardware does not promise it.
 seealso:
@@ -102,18 +116,21 @@ boot_loader:
   type: str
   sample: grub
 path:
-  description: The file that holds the parameters.
+  description: The file that holds the parameters (the one edited, or that would be).
   returned: always
   type: str
   sample: /etc/default/grub
 configured_before:
-  description: Parameters in that file before the change (for a drop-in, only the ones it appends).
+  description:
+    - The kernel parameters the boot loader's configuration gives before the change. With GRUB,
+      C(GRUB_CMDLINE_LINUX) then C(GRUB_CMDLINE_LINUX_DEFAULT) after sourcing every file as
+      C(update-grub) does; with systemd-boot, C(/etc/kernel/cmdline).
   returned: always
   type: list
   elements: str
   sample: [quiet]
 configured_after:
-  description: Parameters in that file after the change.
+  description: The same after the change; what the next boot gets once the boot loader is refreshed.
   returned: always
   type: list
   elements: str
@@ -142,58 +159,11 @@ diff:
   type: dict
 """
 
-import os
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lab.llm.plugins.module_utils.bootloader import (
-    GRUB,
-    GRUB_DEFAULTS_FILE,
-    GRUB_DROPIN_DIR,
-    KERNEL_CMDLINE_FILE,
-    REFRESH_COMMANDS,
-    SYSTEMD_BOOT,
-    detect_boot_loader,
-)
-from ansible_collections.lab.llm.plugins.module_utils.bootloader_cmdline import (
-    CmdlineError,
-    apply_params,
-    cmdline_satisfies,
-    dropin_tokens,
-    edit_grub_defaults,
-    edit_kernel_cmdline,
-    grub_default_tokens,
-    invalid_params,
-    render_dropin,
-)
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def _write(module: AnsibleModule, path: str, content: str) -> None:
-    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o644
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".kernel_cmdline.")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(content)
-    os.chmod(temporary, mode)
-    module.atomic_move(temporary, path)
-
-
-def _config_tokens(boot_loader: str, dropin: bool, text: str, where: str) -> list[str]:
-    if boot_loader == SYSTEMD_BOOT:
-        return text.split()
-    if dropin:
-        return dropin_tokens(text, where)
-    return grub_default_tokens(text, where)
+from ansible_collections.lab.llm.plugins.module_utils.bootloader import GRUB, SYSTEMD_BOOT
+from ansible_collections.lab.llm.plugins.module_utils.bootloader_cmdline import CmdlineError
+from ansible_collections.lab.llm.plugins.module_utils.bootloader_runner import KernelCmdlineRunner
 
 
 def main() -> None:
@@ -208,86 +178,13 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    params = module.params["params"]
-    state = module.params["state"]
-    dropin_name = module.params["grub_dropin"]
-    config_root = module.params["config_root"]
-
-    bad = invalid_params(params)
-    if bad or not params:
-        module.fail_json(
-            msg=f"params must be non-empty 'key' or 'key=value' tokens without spaces or quotes; invalid: {bad}"
-        )
-    if dropin_name is not None and (not dropin_name.endswith(".cfg") or "/" in dropin_name):
-        module.fail_json(
-            msg=f"grub_dropin={dropin_name!r} must be a plain file name ending in .cfg (update-grub reads only *.cfg)"
-        )
-    if state == "present" and any(p.startswith("pcie_acs_override") for p in params):
-        module.warn(
-            "pcie_acs_override makes the kernel treat devices as isolated when the hardware does not say "
-            "so; a VM could then reach memory of devices left with the host. Use it only on a lab machine."
-        )
-
-    boot_loader = module.params["boot_loader"]
-    if boot_loader == "auto":
-        boot_loader = detect_boot_loader(module.params["root"], config_root).name
-    use_dropin = boot_loader == GRUB and dropin_name is not None
-    if boot_loader == SYSTEMD_BOOT:
-        relative = KERNEL_CMDLINE_FILE
-    elif use_dropin:
-        relative = os.path.join(GRUB_DROPIN_DIR, dropin_name)
-    else:
-        relative = GRUB_DEFAULTS_FILE
-    path = os.path.join(config_root, relative)
-    shown_path = "/" + relative
-
-    before = _read(path)
-    if before is None and not use_dropin:
-        what = "systemd-boot" if boot_loader == SYSTEMD_BOOT else "GRUB"
-        module.fail_json(
-            msg=f"{shown_path} does not exist, so the {what} kernel command line cannot be edited safely "
-            f"(it holds root= and boot= on Proxmox hosts); create it first or set boot_loader"
-        )
-    before = before or ""
+    runner = KernelCmdlineRunner(module.params, module.check_mode, module._diff, module.atomic_move)
     try:
-        if boot_loader == SYSTEMD_BOOT:
-            after = edit_kernel_cmdline(before, params, state)
-        elif use_dropin:
-            after = render_dropin(apply_params(dropin_tokens(before, shown_path), params, state))
-        else:
-            after = edit_grub_defaults(before, params, state, shown_path)
-        configured_before = _config_tokens(boot_loader, use_dropin, before, shown_path)
-        configured_after = _config_tokens(boot_loader, use_dropin, after, shown_path)
+        result = runner.run()
     except CmdlineError as error:
         module.fail_json(msg=str(error))
-
-    changed = after != before
-    if changed and not module.check_mode:
-        if use_dropin and not after:
-            os.remove(path)
-        else:
-            _write(module, path, after)
-
-    running = _read(os.path.join(module.params["root"], "proc", "cmdline")) or ""
-    running_matches = cmdline_satisfies(running.split(), params, state)
-    result = {
-        "changed": changed,
-        "boot_loader": boot_loader,
-        "path": shown_path,
-        "configured_before": configured_before,
-        "configured_after": configured_after,
-        "refresh_needed": changed,
-        "refresh_command": list(REFRESH_COMMANDS[boot_loader]),
-        "running_cmdline_matches": running_matches,
-        "reboot_needed": not running_matches,
-    }
-    if changed and module._diff:
-        result["diff"] = {
-            "before": before,
-            "after": after,
-            "before_header": shown_path,
-            "after_header": shown_path,
-        }
+    for warning in runner.warnings:
+        module.warn(warning)
     module.exit_json(**result)
 
 
