@@ -48,8 +48,10 @@ def test_rtx3090_in_clean_group_with_its_root_port(monkeypatch, tmp_path):
             "subsystem_device_id": "403b",
             "class": "030000",
             "driver": "nouveau",
+            "driver_module": "nouveau",
             "iommu_group": 14,
             "name": "GeForce RTX 3090",
+            "host_drivers": ["nouveau", "nvidiafb"],
         },
         {
             "address": "0000:01:00.1",
@@ -59,11 +61,15 @@ def test_rtx3090_in_clean_group_with_its_root_port(monkeypatch, tmp_path):
             "subsystem_device_id": "403b",
             "class": "040300",
             "driver": "snd_hda_intel",
+            "driver_module": "snd_hda_intel",
             "iommu_group": 14,
             "name": "GA102 High Definition Audio Controller",
+            "host_drivers": ["snd_hda_intel"],
         },
     ]
     assert gpu["vfio_ids"] == ["10de:1aef", "10de:2204"]
+    assert gpu["host_drivers"] == ["nouveau", "nvidiafb", "snd_hda_intel"]
+    assert gpu["same_ids_elsewhere"] == []
     assert gpu["iommu_group"] == 14
     assert gpu["iommu_group_members"] == ["0000:00:01.0", "0000:01:00.0", "0000:01:00.1"]
     assert gpu["iommu_group_clean"] is True
@@ -193,3 +199,76 @@ def test_check_mode_reads_the_same(monkeypatch, tmp_path):
     outcome = run_module(monkeypatch, {"root": str(root), "config_root": str(root), "_ansible_check_mode": True})
     assert not outcome.failed
     assert outcome.result["ansible_facts"]["gpu_passthrough"]["gpus"][0]["address"] == "0000:01:00"
+
+
+# -- issue 13: groups by the kernel's rule, drivers of every function, identical cards ---------------
+def test_driverless_host_bridge_and_port_leave_the_group_usable(monkeypatch, tmp_path):
+    # The issue's group 44: AMD's driverless dummy host bridge (class 0x0600), the GPP bridge on
+    # pcieport, and an RTX 3090 with its audio function.
+    gpu = facts_of(monkeypatch, tmp_path, PRESETS["amd-3090-host-bridge"])["gpus"][0]
+    assert gpu["iommu_group"] == 44
+    assert gpu["iommu_group_members"] == ["0000:40:03.0", "0000:40:03.1", "0000:41:00.0", "0000:41:00.1"]
+    assert gpu["iommu_group_clean"] is True
+    assert gpu["foreign_devices"] == []
+
+
+@pytest.mark.parametrize(
+    ("member", "blocks"),
+    [
+        (PciFunction("0000:40:01.0", "0x1022", "0x1482", "0x060000", None, 44), False),  # host bridge, no driver
+        (PciFunction("0000:40:01.1", "0x1022", "0x1483", "0x060400", "pcieport", 44), False),  # root port
+        (PciFunction("0000:00:1f.0", "0x8086", "0xa1c8", "0x060100", "lpc_ich", 44), False),  # ISA bridge
+        (PciFunction("0000:42:00.0", "0x1d6a", "0x07b1", "0x020000", None, 44), False),  # NIC without driver
+        (PciFunction("0000:42:00.0", "0x1d6a", "0x07b1", "0x020000", "vfio-pci", 44), False),  # already vfio
+        (PciFunction("0000:42:00.0", "0x1d6a", "0x07b1", "0x020000", "pci-stub", 44), False),  # parked
+        (PciFunction("0000:42:00.0", "0x1d6a", "0x07b1", "0x020000", "atlantic", 44), True),  # NIC in use
+        (PciFunction("0000:42:00.0", "0x1022", "0x149c", "0x0c0330", "xhci_hcd", 44), True),  # host USB
+        (PciFunction("0000:42:00.0", "0x1022", "0x1487", "0x040300", "snd_hda_intel", 44), True),  # onboard audio
+    ],
+)
+def test_group_members_block_only_when_a_host_driver_owns_their_dma(monkeypatch, tmp_path, member, blocks):
+    host = replace(PRESETS["amd-3090-host-bridge"], functions=(*_rtx3090_functions(), member))
+    gpu = facts_of(monkeypatch, tmp_path, host)["gpus"][0]
+    assert gpu["iommu_group_clean"] is not blocks
+    assert [d["address"] for d in gpu["foreign_devices"]] == ([member.address] if blocks else [])
+
+
+def _rtx3090_functions() -> tuple:
+    return tuple(f for f in PRESETS["amd-3090-host-bridge"].functions if f.vendor == "0x10de")
+
+
+def test_turing_card_reports_the_host_drivers_of_all_four_functions(monkeypatch, tmp_path):
+    gpu = facts_of(monkeypatch, tmp_path, PRESETS["intel-1660s-turing"])["gpus"][0]
+    assert gpu["vfio_ids"] == ["10de:1aeb", "10de:1aec", "10de:1aed", "10de:21c4"]
+    assert {f["address"]: f["host_drivers"] for f in gpu["functions"]} == {
+        "0000:01:00.0": ["nouveau", "nvidiafb"],
+        "0000:01:00.1": ["snd_hda_intel"],
+        "0000:01:00.2": ["xhci_pci"],  # driver xhci_hcd, module xhci_pci
+        "0000:01:00.3": ["i2c_nvidia_gpu"],  # driver nvidia-gpu, module i2c_nvidia_gpu
+    }
+    assert gpu["host_drivers"] == ["i2c_nvidia_gpu", "nouveau", "nvidiafb", "snd_hda_intel", "xhci_pci"]
+
+
+def test_host_drivers_come_from_modalias_even_when_nothing_is_bound(monkeypatch, tmp_path):
+    unbound = tuple(replace(f, driver=None) for f in PRESETS["intel-1660s-turing"].functions)
+    gpu = facts_of(monkeypatch, tmp_path, replace(PRESETS["intel-1660s-turing"], functions=unbound))["gpus"][0]
+    assert gpu["host_drivers"] == ["i2c_nvidia_gpu", "nouveau", "nvidiafb", "snd_hda_intel", "xhci_pci"]
+    # A module the running kernel has an alias for (the proprietary driver, once installed) is found too.
+    alias = PRESETS["intel-1660s-turing"].modules_alias + "alias pci:v000010DEd*sv*sd*bc03sc00i00* nvidia\n"
+    host = replace(PRESETS["intel-1660s-turing"], functions=unbound, modules_alias=alias)
+    gpu = facts_of(monkeypatch, tmp_path / "with-nvidia", host)["gpus"][0]
+    assert "nvidia" in gpu["host_drivers"]
+
+
+def test_host_drivers_by_class_when_the_kernel_has_no_modules_alias(monkeypatch, tmp_path):
+    host = replace(PRESETS["intel-1660s-turing"], modules_alias=None)
+    gpu = facts_of(monkeypatch, tmp_path, host)["gpus"][0]
+    assert gpu["host_drivers"] == ["i2c_nvidia_gpu", "nouveau", "nvidia", "nvidiafb", "snd_hda_intel", "xhci_pci"]
+
+
+def test_identical_cards_see_each_others_functions(monkeypatch, tmp_path):
+    gpus = facts_of(monkeypatch, tmp_path, PRESETS["intel-two-3090"])["gpus"]
+    assert [gpu["address"] for gpu in gpus] == ["0000:01:00", "0000:02:00"]
+    assert gpus[0]["same_ids_elsewhere"] == ["0000:02:00.0", "0000:02:00.1"]
+    assert gpus[1]["same_ids_elsewhere"] == ["0000:01:00.0", "0000:01:00.1"]
+    assert all(gpu["iommu_group_clean"] for gpu in gpus)

@@ -4,9 +4,26 @@
 """CPU vendor, IOMMU state and IOMMU group membership, read from /proc and /sys.
 
 An IOMMU group is the smallest set of devices the host can hand to a VM (kernel
-Documentation/driver-api/vfio.rst): every endpoint in the group goes together. A GPU's group
-is "clean" when it holds only the card's own functions and PCI bridges (root/switch ports,
-which vfio leaves with the host).
+Documentation/driver-api/vfio.rst). Whether a group can go to a VM is decided by the kernel's
+DMA-ownership rule (Linux 5.19+, so every Proxmox VE 8 kernel):
+
+- drivers/pci/pci-driver.c ``pci_dma_configure``: binding a driver that does not set
+  ``driver_managed_dma`` makes the device use the kernel's DMA domain
+  (``iommu_device_use_default_domain``);
+- drivers/iommu/iommu.c ``iommu_group_claim_dma_owner``, called when vfio attaches the group
+  (drivers/vfio/group.c / container.c), fails with -EBUSY while any device of the group does;
+- vfio-pci, pci-stub and the PCIe port driver ``pcieport`` (drivers/pci/pcie/portdrv.c) set
+  ``driver_managed_dma``, so bridges on pcieport and devices with no driver never block.
+
+Proxmox VE then binds every device of the group to vfio-pci at VM start except PCI bridges (those
+with a ``pci_bus`` directory), pve-common ``PVE::SysFSTools::pci_dev_group_bind_to_vfio``: a
+driverless device goes to vfio-pci and nobody on the host misses it; a device a host driver uses
+(a NIC, a SATA controller) would be taken from the host. Bridge-class functions (0x06xx: host,
+ISA and PCI bridges) route transactions and do no DMA of their own.
+
+So a GPU's group is "clean" when every other member is a bridge-class function, has no driver, or
+is bound to a driver that manages DMA itself (vfio-pci, pci-stub, pcieport). Everything else is a
+foreign device: the card cannot leave the host without taking it along.
 """
 
 from __future__ import annotations
@@ -17,6 +34,8 @@ from dataclasses import dataclass, field
 from ansible_collections.lab.llm.plugins.module_utils.pci import GpuCard, PciFunction
 
 CPU_VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
+# Drivers that set driver_managed_dma (kernel: vfio-pci, pci-stub, the PCIe port driver), by driver name.
+DMA_MANAGING_DRIVERS = ("vfio-pci", "pci-stub", "pcieport")
 # Kernel parameters that switch the IOMMU or its mode (Documentation/admin-guide/kernel-parameters.txt).
 IOMMU_CMDLINE_KEYS = ("intel_iommu", "amd_iommu", "iommu")
 
@@ -111,8 +130,15 @@ def group_members(root: str, group: int) -> list[str]:
     return sorted(os.listdir(devices_dir)) if os.path.isdir(devices_dir) else []
 
 
+def blocks_passthrough(function: PciFunction) -> bool:
+    """Whether this group member keeps the group from a VM (the kernel's rule, see the module doc)."""
+    if function.is_bridge or function.is_bridge_class:
+        return False
+    return function.driver is not None and function.driver not in DMA_MANAGING_DRIVERS
+
+
 def check_card_group(root: str, card: GpuCard, functions: dict[str, PciFunction]) -> GroupCheck:
-    """Which devices share the card's IOMMU group that are neither the card's functions nor bridges."""
+    """Which members of the card's IOMMU group, other than its own functions, block passthrough."""
     group = card.display_function.iommu_group
     if group is None:
         return GroupCheck(group=None)
@@ -121,6 +147,6 @@ def check_card_group(root: str, card: GpuCard, functions: dict[str, PciFunction]
     foreign = [
         functions[address]
         for address in members
-        if address not in own and address in functions and not functions[address].is_bridge
+        if address not in own and address in functions and blocks_passthrough(functions[address])
     ]
     return GroupCheck(group=group, members=members, foreign=foreign)

@@ -5,18 +5,40 @@
 
 Layout per the kernel ABI (Documentation/ABI/testing/sysfs-bus-pci): one directory per
 function under /sys/bus/pci/devices/<domain:bus:device.function> with files ``vendor``,
-``device``, ``subsystem_vendor``, ``subsystem_device`` and ``class`` (hex strings), a
-``driver`` symlink when a driver is bound and an ``iommu_group`` symlink when the IOMMU is on.
+``device``, ``subsystem_vendor``, ``subsystem_device``, ``class`` (hex strings) and ``modalias``,
+a ``driver`` symlink when a driver is bound (``driver/module`` links to the kernel module unless the
+driver is built in), an ``iommu_group`` symlink when the IOMMU is on, and a ``pci_bus`` directory
+when the function is a bridge with a secondary bus (a type-1 header).
+
+Which kernel modules may claim a function: the ones whose ``alias pci:...`` patterns in
+``/lib/modules/$(uname -r)/modules.alias`` match its ``modalias``, as modprobe matches them (kmod,
+fnmatch globs; ``-`` and ``_`` are the same in module names).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass, field
 
 NVIDIA_VENDOR_ID = "10de"
 DISPLAY_CLASS_PREFIX = "03"  # 0x03xxxx: VGA (0x0300), 3D controller (0x0302), ...
 BRIDGE_CLASS_PREFIX = "0604"  # PCI-to-PCI bridge: root ports and switch ports
+BRIDGE_BASE_CLASS = "06"  # 0x06xx: host, ISA, PCI-to-PCI, ... bridges
+# Drivers that are not host drivers of a passed-through function: vfio-pci takes it, pci-stub parks it.
+PASSTHROUGH_MODULES = ("vfio_pci", "pci_stub")
+# When modules.alias cannot be read: the modules that claim a function of an NVIDIA card, by PCI class
+# (from the drivers' pci_device_id tables: nouveau and nvidiafb take NVIDIA display classes, the
+# proprietary nvidia module too; snd_hda_intel every HD audio class; xhci_pci every USB xHCI class;
+# i2c_nvidia_gpu NVIDIA's serial-bus class 0x0c80, the USB-C UCSI controller of Turing cards).
+CLASS_MODULES = {
+    "0300": ("nouveau", "nvidiafb", "nvidia"),
+    "0302": ("nouveau", "nvidia"),
+    "0403": ("snd_hda_intel",),
+    "0c0330": ("xhci_pci",),
+    "0c80": ("i2c_nvidia_gpu",),
+}
+MODULES_ALIAS = "modules.alias"
 
 # Names for the cards people run in labs like ours, checked against pci.ids (hwdata, 2023).
 # The module prefers a pci.ids file on the host when one exists; this is the fallback.
@@ -48,6 +70,9 @@ class PciFunction:
     pci_class: str  # 6 hex digits: class, subclass, prog-if
     driver: str | None
     iommu_group: int | None
+    driver_module: str | None = None  # kernel module of the bound driver; None when none or built in
+    modalias: str = ""
+    secondary_bus: bool = False  # has a pci_bus directory: a bridge vfio-pci cannot take
 
     @property
     def slot(self) -> str:
@@ -60,7 +85,13 @@ class PciFunction:
 
     @property
     def is_bridge(self) -> bool:
-        return self.pci_class.startswith(BRIDGE_CLASS_PREFIX)
+        """A PCI-to-PCI bridge (root or switch port): it has a secondary bus, or class 0x0604."""
+        return self.secondary_bus or self.pci_class.startswith(BRIDGE_CLASS_PREFIX)
+
+    @property
+    def is_bridge_class(self) -> bool:
+        """Any bridge class 0x06xx (host, ISA, PCI, other): routes transactions, does no DMA of its own."""
+        return self.pci_class.startswith(BRIDGE_BASE_CLASS)
 
     def as_dict(self) -> dict:
         return {
@@ -71,6 +102,7 @@ class PciFunction:
             "subsystem_device_id": self.subsystem_device_id,
             "class": self.pci_class,
             "driver": self.driver,
+            "driver_module": self.driver_module,
             "iommu_group": self.iommu_group,
         }
 
@@ -103,10 +135,21 @@ def pci_devices_dir(root: str) -> str:
     return os.path.join(root, "sys", "bus", "pci", "devices")
 
 
+def module_name(name: str) -> str:
+    """Kernel module names treat ``-`` and ``_`` alike (kmod); ``_`` is the canonical spelling."""
+    return name.replace("-", "_")
+
+
 def read_function(root: str, address: str) -> PciFunction:
-    """Read one function's ids, class, bound driver and IOMMU group from sysfs below ``root``."""
+    """Read one function's ids, class, bound driver (and its module), modalias and IOMMU group."""
     device_dir = os.path.join(pci_devices_dir(root), address)
     group = _link_basename(os.path.join(device_dir, "iommu_group"))
+    module = _link_basename(os.path.join(device_dir, "driver", "module"))
+    try:
+        with open(os.path.join(device_dir, "modalias"), encoding="ascii") as handle:
+            modalias = handle.read().strip()
+    except FileNotFoundError:
+        modalias = ""
     return PciFunction(
         address=address,
         vendor_id=_read_hex(os.path.join(device_dir, "vendor")),
@@ -116,6 +159,9 @@ def read_function(root: str, address: str) -> PciFunction:
         pci_class=_read_hex(os.path.join(device_dir, "class")),
         driver=_link_basename(os.path.join(device_dir, "driver")),
         iommu_group=int(group) if group is not None else None,
+        driver_module=module_name(module) if module else None,
+        modalias=modalias,
+        secondary_bus=os.path.isdir(os.path.join(device_dir, "pci_bus")),
     )
 
 
@@ -180,3 +226,47 @@ def model_names(root: str, ids: set[str]) -> dict[str, str]:
     names = {i: KNOWN_MODELS[i] for i in ids if i in KNOWN_MODELS}
     names.update(read_pci_ids_names(root, ids))
     return names
+
+
+def kernel_release(root: str) -> str:
+    """``uname -r`` of the running kernel, from /proc/sys/kernel/osrelease; empty when unknown."""
+    try:
+        with open(os.path.join(root, "proc", "sys", "kernel", "osrelease"), encoding="ascii") as handle:
+            return handle.read().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def read_pci_aliases(root: str) -> list[tuple[str, str]] | None:
+    """``(pattern, module)`` for every ``alias pci:...`` line of the running kernel's modules.alias,
+    or None when there is none to read."""
+    release = kernel_release(root)
+    path = os.path.join(root, "lib", "modules", release, MODULES_ALIAS)
+    if not release or not os.path.isfile(path):
+        return None
+    aliases = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            words = line.split()
+            if len(words) == 3 and words[0] == "alias" and words[1].startswith("pci:"):
+                aliases.append((words[1], module_name(words[2])))
+    return aliases
+
+
+def host_modules(function: PciFunction, aliases: list[tuple[str, str]] | None) -> list[str]:
+    """Kernel modules that can claim ``function`` on the host (vfio-pci and pci-stub left out).
+
+    The bound driver's module, plus every module whose modules.alias pattern matches the function's
+    modalias (what udev/modprobe would load for it); without modules.alias, the modules CLASS_MODULES
+    names for its class.
+    """
+    found = set()
+    if function.driver_module:
+        found.add(function.driver_module)
+    if aliases is not None and function.modalias:
+        found.update(module for pattern, module in aliases if fnmatch.fnmatchcase(function.modalias, pattern))
+    else:
+        for prefix, modules in CLASS_MODULES.items():
+            if function.pci_class.startswith(prefix):
+                found.update(modules)
+    return sorted(found - set(PASSTHROUGH_MODULES))

@@ -19,8 +19,8 @@ description:
     whose ESPs C(proxmox-boot-tool) keeps in sync), where its kernel command line is configured and
     which command applies a change.
   - Reports every PCI device of class 0x03xx from vendor 0x10de (NVIDIA) with all functions of its
-    slot (HD audio, USB, UCSI), their ids, bound drivers, the IOMMU group and whether that group is
-    clean, meaning it holds only the card's own functions and PCI bridges.
+    slot (HD audio, USB, UCSI), their ids, bound drivers, the kernel modules that can claim each of
+    them, the IOMMU group and whether vfio can take that group.
   - Never changes anything on the host.
 author:
   - lab-llm developers (@lab-llm)
@@ -52,6 +52,12 @@ notes:
     (system-booting.adoc in proxmox/pve-docs).
   - A GPU whose IOMMU group is not clean cannot be passed through alone; every endpoint in a group
     goes to the same VM (Linux kernel Documentation/driver-api/vfio.rst).
+  - The group rule is the kernel's DMA ownership (Linux 5.19 and later) - drivers/pci/pci-driver.c
+    C(pci_dma_configure) makes every bound driver without C(driver_managed_dma) use the kernel's DMA
+    domain, and C(iommu_group_claim_dma_owner) (drivers/iommu/iommu.c, called by vfio when it
+    attaches the group) refuses while one does; vfio-pci, pci-stub and pcieport
+    (drivers/pci/pcie/portdrv.c) set C(driver_managed_dma). At VM start Proxmox VE binds every
+    non-bridge member of the group to vfio-pci (pve-common C(PVE::SysFSTools::pci_dev_group_bind_to_vfio)).
 seealso:
   - module: lab.llm.kernel_cmdline
 """
@@ -175,6 +181,19 @@ ansible_facts:
                   description: Driver bound now, or null.
                   type: str
                   sample: vfio-pci
+                driver_module:
+                  description: Kernel module of that driver (C(driver/module) in sysfs), or null when none or built in.
+                  type: str
+                  sample: xhci_pci
+                host_drivers:
+                  description:
+                    - Kernel modules that can claim this function on the host, C(vfio_pci) and C(pci_stub) left out.
+                    - The bound driver's module plus every module whose C(modules.alias) pattern matches the
+                      function's C(modalias), as modprobe matches them; by PCI class when C(modules.alias)
+                      of the running kernel cannot be read.
+                  type: list
+                  elements: str
+                  sample: [i2c_nvidia_gpu]
                 iommu_group:
                   description: IOMMU group number, or null when the IOMMU is off.
                   type: int
@@ -186,6 +205,21 @@ ansible_facts:
               type: list
               elements: str
               sample: ["10de:2204", "10de:1aef"]
+            host_drivers:
+              description:
+                - Union of the functions' RV(ansible_facts.gpu_passthrough.gpus[].functions[].host_drivers):
+                  the modules that must load after C(vfio-pci) (C(softdep MODULE pre: vfio-pci)).
+              type: list
+              elements: str
+              sample: [i2c_nvidia_gpu, nouveau, nvidiafb, snd_hda_intel, xhci_pci]
+            same_ids_elsewhere:
+              description:
+                - Functions outside this card with one of its vendor:device ids, for example the
+                  functions of an identical second card.
+                - C(options vfio-pci ids=) would take them from the host as well.
+              type: list
+              elements: str
+              sample: ["0000:02:00.0", "0000:02:00.1"]
             bound_to_vfio:
               description: True when every function of the card is bound to C(vfio-pci).
               type: bool
@@ -198,10 +232,15 @@ ansible_facts:
               type: list
               elements: str
             iommu_group_clean:
-              description: True when the group holds only this card's functions and PCI bridges.
+              description:
+                - True when no other member of the group keeps it from a VM, by the kernel's rule:
+                  bridges (class 0x06xx), devices without a driver and devices bound to a driver that
+                  manages DMA itself (C(vfio-pci), C(pci-stub), C(pcieport)) do not; a device bound to
+                  any other host driver does.
+                - Sources are in the notes.
               type: bool
             foreign_devices:
-              description: Devices in the group that are neither this card's functions nor bridges.
+              description: Members of the group, other than the card's functions, that keep it from a VM.
               type: list
               elements: dict
               sample: [{"address": "0000:03:00.0", "vendor_id": "8086", "device_id": "1533",
@@ -219,9 +258,11 @@ from ansible_collections.lab.llm.plugins.module_utils.iommu import (
     read_iommu_state,
 )
 from ansible_collections.lab.llm.plugins.module_utils.pci import (
+    host_modules,
     model_names,
     nvidia_gpu_cards,
     read_all_functions,
+    read_pci_aliases,
 )
 
 
@@ -230,15 +271,26 @@ def discover(root: str, config_root: str) -> dict:
     functions = read_all_functions(root)
     cards = nvidia_gpu_cards(functions)
     names = model_names(config_root, {f.vendor_device for card in cards for f in card.functions})
+    aliases = read_pci_aliases(root)
     gpus = []
     for card in cards:
         group = check_card_group(root, card, functions)
+        ids = {f.vendor_device for f in card.functions}
+        own = {f.address for f in card.functions}
+        function_facts = [
+            dict(f.as_dict(), name=names.get(f.vendor_device), host_drivers=host_modules(f, aliases))
+            for f in card.functions
+        ]
         gpus.append(
             {
                 "address": card.slot,
                 "model": names.get(card.display_function.vendor_device),
-                "functions": [dict(f.as_dict(), name=names.get(f.vendor_device)) for f in card.functions],
-                "vfio_ids": sorted({f.vendor_device for f in card.functions}),
+                "functions": function_facts,
+                "vfio_ids": sorted(ids),
+                "host_drivers": sorted({m for f in function_facts for m in f["host_drivers"]}),
+                "same_ids_elsewhere": sorted(
+                    address for address, f in functions.items() if f.vendor_device in ids and address not in own
+                ),
                 "bound_to_vfio": all(f.driver == "vfio-pci" for f in card.functions),
                 "iommu_group": group.group,
                 "iommu_group_members": group.members,
