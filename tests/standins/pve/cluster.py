@@ -15,6 +15,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from tests.standins.pve import rules
+from tests.standins.pve.rules import ApiError
+
 # Options qemu-server changes on a running VM without a restart ("fast plug" options and the
 # cloud-init options, which only regenerate the cloud-init drive); the hotplug features below add
 # net/disk/memory/cpu. Everything else (hostpci, machine, bios, cpu, cores, balloon, ...) stays pending.
@@ -23,16 +26,6 @@ CLOUD_INIT = {"ciuser", "cipassword", "sshkeys", "nameserver", "searchdomain", "
 HOTPLUG_FEATURES = {"network": ("net",), "disk": ("scsi", "virtio", "sata"), "memory": ("memory",), "cpu": ("vcpus",)}
 DEFAULT_HOTPLUG = "network,disk,usb"
 PASSWORD_MASK = "**********"
-
-
-class ApiError(Exception):
-    """An HTTP error as Proxmox sends it: the message goes into the reason phrase and the body."""
-
-    def __init__(self, status: int, message: str, errors: dict | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.errors = errors
 
 
 @dataclass
@@ -234,18 +227,18 @@ class Cluster:
     def mapping_get(self, params: dict) -> dict:
         mapping = self.mappings.get(params["id"])
         if mapping is None:
-            raise ApiError(500, "PCI mapping '{}' not found".format(params["id"]))
+            raise ApiError(500, "mapping '{}' not found".format(params["id"]))
         return dict(copy.deepcopy(mapping), id=params["id"], type="pci", digest=self.digest(mapping))
 
     def mapping_create(self, params: dict) -> None:
         if params["id"] in self.mappings:
-            raise ApiError(500, "pci ID '{}' already defined".format(params["id"]))
+            raise ApiError(500, "create hardware mapping failed: pci ID '{}' already defined".format(params["id"]))
         self.mappings[params["id"]] = {"map": list(params["map"]), **_opt(params, "description")}
 
     def mapping_update(self, params: dict) -> None:
         mapping = self.mappings.get(params["id"])
         if mapping is None:
-            raise ApiError(500, "no such pci mapping '{}'".format(params["id"]))
+            raise ApiError(500, "update hardware mapping failed: pci ID '{}' does not exist".format(params["id"]))
         if "digest" in params and params["digest"] != self.digest(mapping):
             raise ApiError(500, "detected modified configuration - file changed by other user? Try again.")
         for key in re.split(r"[,; ]", params.get("delete", "")):
@@ -256,8 +249,8 @@ class Cluster:
             mapping["description"] = params["description"]
 
     def mapping_delete(self, params: dict) -> None:
-        if self.mappings.pop(params["id"], None) is None:
-            raise ApiError(500, "no such pci mapping '{}'".format(params["id"]))
+        # pve-manager Mapping/PCI.pm delete: removing a mapping that is not there is no error.
+        self.mappings.pop(params["id"], None)
 
     # -- /nodes ----------------------------------------------------------------------------------------
     def node_list(self, params: dict) -> list:
@@ -307,6 +300,7 @@ class Cluster:
         self.node(node)
         if vmid in self.vms:
             raise ApiError(500, f"unable to create VM {vmid}: config file already exists")
+        rules.check_config_update(user, {}, params, [])  # Qemu.pm check_vm_create_hostpci_perm
         config = {key: value for key, value in params.items() if key not in ("start", "storage")}
         self.vms[vmid] = Vm(vmid, node, config)
         self.vms[vmid].config["lock"] = "create"
@@ -352,6 +346,17 @@ class Cluster:
         both = set(deletes) & set(params)
         if both:
             raise ApiError(500, "cannot set and delete the same option: {}".format(", ".join(sorted(both))))
+        try:  # Qemu.pm update_vm_api: in the request (PUT) or in its qmconfig task (POST)
+            rules.check_config_update(user, vm.config, params, [k for k in deletes if k in vm.merged_config()])
+        except ApiError as error:
+            if not asynchronous or error.status != 500:
+                raise
+            refusal = error
+
+            def refuse() -> None:
+                raise refusal
+
+            return self.start_task(node, "qmconfig", vmid, user, refuse)
         for key, value in list(params.items()):
             if key == "efidisk0" or (re.match(r"^(scsi|virtio|sata)\d+$", key) and re.match(r"^[^:]+:\d+(,|$)", value)):
                 params[key] = self.allocate_disk(
@@ -442,27 +447,21 @@ class Cluster:
         return self.start_task(vm.node, "qmstart", vm.vmid, user, work)
 
     def _check_start(self, vm: Vm, config: dict) -> None:
-        """What qemu-server refuses at start for passthrough: unknown devices, mappings without this node."""
-        for key, value in sorted(config.items()):
-            if not re.match(r"^hostpci\d+$", key):
+        """What qemu-server checks for passthrough at start (rules.hostpci_devices_at_start), and that no
+        device is in use by another running VM of the node (PCI.pm reserve_pci_usage)."""
+        devices = self.nodes[vm.node]["pci"]
+        chosen = rules.hostpci_devices_at_start(vm.node, config, self.mappings, devices)
+        for other in self.vms.values():
+            if other is vm or other.node != vm.node or other.status != "running":
                 continue
-            options = dict(part.split("=", 1) if "=" in part else ("host", part) for part in value.split(","))
-            if "mapping" in options:
-                mapping = self.mappings.get(options["mapping"])
-                entries = [] if mapping is None else [e for e in mapping["map"] if f"node={vm.node}," in e + ","]
-                if not entries:
-                    raise ApiError(500, f"{key}: no mapping found for node '{vm.node}'")
-                paths = [dict(p.split("=", 1) for p in entry.split(","))["path"] for entry in entries]
-            else:
-                paths = options["host"].split(";")
-            for path in paths:
-                address = path if path.count(":") == 2 else "0000:" + path
-                if not any(device["id"].startswith(address) for device in self.nodes[vm.node]["pci"]):
-                    raise ApiError(500, f"{key}: no PCI device found for '{path}'")
-                for other in self.vms.values():
-                    running_here = other is not vm and other.node == vm.node and other.status == "running"
-                    if running_here and address in json.dumps(other.config):
-                        raise ApiError(500, f"PCI device '{address}' already in use by VMID '{other.vmid}'")
+            try:
+                theirs = rules.hostpci_devices_at_start(other.node, other.config, self.mappings, devices)
+            except ApiError:
+                continue  # its hardware changed since it started; it still holds what it had
+            for pci_id in sorted(
+                {i for ids in chosen.values() for i in ids} & {i for ids in theirs.values() for i in ids}
+            ):
+                raise ApiError(500, f"PCI device '{pci_id}' already in use by VMID '{other.vmid}'")
 
     def vm_stop(self, params: dict, user: str, kind: str) -> str:
         vm = self.vm(params["node"], params["vmid"])
@@ -491,6 +490,7 @@ class Cluster:
         newid = params["newid"]
         target = params.get("target", source.node)
         self.node(target)
+        rules.check_mapping_access(user, source.config)  # Qemu.pm clone_vm, before the worker
         if newid in self.vms:
             raise ApiError(500, f"unable to create VM {newid}: config file already exists")
         full = params.get("full", 0 if source.template else 1)

@@ -62,6 +62,18 @@ def running_standin(reference: Path, workdir: Path, task_seconds: float = 0.1, a
         yield standin
 
 
+def mapping_entry(node: str) -> str:
+    """The complete map entry of a node's GPU (what Proxmox checks at VM start, pve-guest-common assert_valid)."""
+    _, vendor_device, sub_vendor, sub_device, group = GPUS[node]
+    return f"node={node},path=0000:01:00,id={vendor_device},subsystem-id={sub_vendor}:{sub_device},iommugroup={group}"
+
+
+def root_connection_args(standin: PveStandin) -> dict:
+    """Module connection options for root@pam with its password (a ticket, the only login allowed raw PCI)."""
+    args = {key: value for key, value in connection_args(standin).items() if not key.startswith("api_token")}
+    return {**args, "api_user": "root@pam", "api_password": standin.users["root@pam"]["password"]}
+
+
 def connection_args(standin: PveStandin) -> dict:
     """Module connection options for the stand-in (TLS verified against its own certificate)."""
     return {

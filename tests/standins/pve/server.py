@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from tests.standins.pve.cluster import ApiError, Cluster
+from tests.standins.pve.rules import AuthUser
 from tests.standins.pve.schema import ApiSchema, ValidationFailed, answer_problems
 from tests.standins.pve.tls import write_self_signed
 
@@ -113,7 +114,11 @@ class PveStandin:
     def add_token(self, user: str, token_id: str, privileges=ALL_PRIVILEGES) -> str:
         """Create an API token (``user!token_id``) with these privileges; return its secret."""
         secret = secrets.token_hex(16)
-        self.tokens[f"{user}!{token_id}"] = {"secret": secret, "privileges": frozenset(privileges), "user": user}
+        # pve-manager PVE/HTTPServer.pm: "the token-ID `<user>@<realm>!<tokenname>` is the user for token
+        # based authentication", so qemu-server's `$authuser eq 'root@pam'` is false for every token.
+        full_id = f"{user}!{token_id}"
+        self.tokens[full_id] = {"secret": secret, "privileges": frozenset(privileges),
+                                "user": AuthUser.of(full_id, privileges)}  # fmt: skip
         return secret
 
     @property
@@ -185,7 +190,8 @@ class PveStandin:
             raise ApiError(401, "authentication failure")
         ticket = f"PVE:{username}:{0x6700_0000:08X}::{secrets.token_urlsafe(32)}"
         csrf = f"{0x6700_0000:08X}:{secrets.token_urlsafe(16)}"
-        self.tickets[ticket] = {"user": username, "csrf": csrf, "privileges": user["privileges"]}
+        self.tickets[ticket] = {"user": AuthUser.of(username, user["privileges"]), "csrf": csrf,
+                                "privileges": user["privileges"]}  # fmt: skip
         return 200, "OK", {"username": username, "ticket": ticket, "CSRFPreventionToken": csrf}, None
 
     def _authenticate(self, method: str, headers) -> dict:

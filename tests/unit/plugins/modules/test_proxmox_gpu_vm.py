@@ -12,12 +12,19 @@ import pytest
 from ansible_collections.lab.llm.plugins.module_utils.pve.client import PveClient
 from ansible_collections.lab.llm.plugins.module_utils.pve.vm import CLONE_MARKER
 from ansible_collections.lab.llm.plugins.modules import proxmox_gpu_vm
-from tests.standins.pve.scenario import TEMPLATE_NAME, TEMPLATE_VMID, connection_args, running_standin
+from tests.standins.pve.scenario import (
+    TEMPLATE_NAME,
+    TEMPLATE_VMID,
+    connection_args,
+    mapping_entry,
+    root_connection_args,
+    running_standin,
+)
 from tests.unit.plugins.modules.module_runner import ModuleExit
 from tests.unit.plugins.modules.module_runner import run_module as run_module_main
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINYDR9JYyyug5eZrmtUx/hWRntaWghRo5xo+3YWnD3+Q admin@lab"
-RTX3090_MAP = [f"node={node},path=0000:01:00,id=10de:2204,iommugroup=14" for node in ("pve2", "pve3", "pve4")]
+RTX3090_MAP = [mapping_entry(node) for node in ("pve2", "pve3", "pve4")]
 
 
 @pytest.fixture(scope="module")
@@ -100,26 +107,26 @@ def test_memory_changes_live_and_a_gpu_waits_for_a_restart(pve, monkeypatch, war
     assert vm.config["memory"] == "12288"
     assert vm.pending == {}
 
-    two_gpus = [{"mapping": "rtx3090"}, {"host": "0000:01:00.1", "pcie": True}]
+    primary_gpu = [{"mapping": "rtx3090", "x_vga": True}]
     pending = run_module(monkeypatch, vm_args(pve, "gpu-live", node="pve3", state="started", memory=12288,
-                                              gpus=two_gpus, **live))  # fmt: skip
+                                              gpus=primary_gpu, **live))  # fmt: skip
     assert pending.result["changed"] is True
     assert pending.result["restart_pending"] is True
-    assert pending.result["pending_options"] == ["hostpci1"]
-    assert "hostpci1" in vm.pending
-    assert "hostpci1" not in vm.config
-    assert any("must be restarted for hostpci1" in warning for warning in warnings)
+    assert pending.result["pending_options"] == ["hostpci0"]
+    assert vm.pending["hostpci0"] == "mapping=rtx3090,pcie=1,x-vga=1"
+    assert vm.config["hostpci0"] == "mapping=rtx3090,pcie=1"
+    assert any("must be restarted for hostpci0" in warning for warning in warnings)
 
     still_pending = run_module(monkeypatch, vm_args(pve, "gpu-live", node="pve3", state="started", memory=12288,
-                                                    gpus=two_gpus, **live))  # fmt: skip
+                                                    gpus=primary_gpu, **live))  # fmt: skip
     assert still_pending.result["changed"] is False
     assert still_pending.result["restart_pending"] is True
 
     restarted = run_module(monkeypatch, vm_args(pve, "gpu-live", node="pve3", state="started", memory=12288,
-                                                gpus=two_gpus, allow_restart=True, **live))  # fmt: skip
+                                                gpus=primary_gpu, allow_restart=True, **live))  # fmt: skip
     assert restarted.result["changed"] is True
     assert restarted.result["restarted"] is True
-    assert vm.config["hostpci1"] == "0000:01:00.1,pcie=1"
+    assert vm.config["hostpci0"] == "mapping=rtx3090,pcie=1,x-vga=1"
     assert vm.pending == {}
     assert vm.status == "running"
 
@@ -143,10 +150,9 @@ def test_gpu_not_on_that_node_fails_before_any_write(pve, monkeypatch) -> None:
         pve, monkeypatch, vm_args(pve, "gpu-bad-map", node="pve1"),
         "PCI mapping 'rtx3090' has no device on node pve1 (it maps pve2, pve3, pve4)",
     )  # fmt: skip
-    assert_fails_without_writes(
-        pve, monkeypatch, vm_args(pve, "gpu-bad-pci", node="pve1", gpus=[{"host": "0000:41:00"}]),
-        "PCI device 0000:41:00 is not on node pve1",
-    )  # fmt: skip
+    as_root = {**vm_args(pve, "gpu-bad-pci", node="pve1", gpus=[{"host": "0000:41:00"}]), **root_connection_args(pve)}
+    del as_root["api_token_id"], as_root["api_token_secret"]
+    assert_fails_without_writes(pve, monkeypatch, as_root, "PCI device 0000:41:00 is not on node pve1")
 
 
 def test_vmid_of_a_vm_we_do_not_manage_is_refused(pve, monkeypatch) -> None:
@@ -248,3 +254,27 @@ def test_check_mode_tolerates_a_mapping_an_earlier_task_would_create(pve, monkey
     refused = run_module(monkeypatch, vm_args(pve, "gpu-new-model", gpus=[{"mapping": "rtx5090"}]))
     assert refused.failed
     assert "PCI mapping 'rtx5090' does not exist (mappings: rtx3090)" in refused.result["msg"]
+
+
+# -- raw PCI devices are root@pam's alone (issue 13, item 4) -----------------------------------------
+def test_raw_pci_with_an_api_token_is_refused_before_the_clone(pve, monkeypatch) -> None:
+    args = vm_args(pve, "gpu-raw", node="pve2", gpus=[{"host": "0000:01:00"}])
+    for _ in range(2):  # every re-run says the same and still leaves nothing behind
+        assert_fails_without_writes(pve, monkeypatch, args, "Use a cluster resource mapping instead")
+    outcome = run_module(monkeypatch, args)
+    assert "gpus[0] host=0000:01:00" in outcome.result["msg"]
+    assert "the API token ansible@pve!lab" in outcome.result["msg"]
+    assert not any(vm.config.get("name") == "gpu-raw" for vm in pve.cluster.vms.values())
+
+
+def test_raw_pci_as_root_works_and_a_token_may_not_replace_it(pve, monkeypatch) -> None:
+    as_root = {**vm_args(pve, "gpu-raw-root", node="pve4", gpus=[{"host": "0000:01:00"}]), **root_connection_args(pve)}
+    del as_root["api_token_id"], as_root["api_token_secret"]
+    created = run_module(monkeypatch, as_root)
+    assert not created.failed, created.result
+    vm = pve.cluster.vms[created.result["vmid"]]
+    assert vm.config["hostpci0"] == "0000:01:00,pcie=1"
+    # The token may not change (or delete) what root set: refused before any write, pointing to a mapping.
+    with_token = vm_args(pve, "gpu-raw-root", node="pve4", gpus=[{"mapping": "rtx3090"}])
+    assert_fails_without_writes(pve, monkeypatch, with_token, "hostpci0 of the VM is '0000:01:00,pcie=1'")
+    assert vm.config["hostpci0"] == "0000:01:00,pcie=1"

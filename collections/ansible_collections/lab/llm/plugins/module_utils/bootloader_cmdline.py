@@ -238,8 +238,8 @@ def _tokens(segments: list) -> list[GrubToken]:
             continue
         if not current:
             continue
-        if all(kind == "lit" for kind, _ in current):
-            tokens.append(GrubToken("word", "".join(text for _, text in current)))
+        if all(segment[0] == "lit" for segment in current):
+            tokens.append(GrubToken("word", "".join(segment[1] for segment in current)))
         else:
             text = "".join(_escape(text) if kind == "lit" else "${%s}" % text for kind, text in current)
             tokens.append(GrubToken("ref" if len(current) == 1 else "raw", text))
@@ -274,7 +274,7 @@ def evaluate_grub_files(files: list[tuple[str, str]]) -> GrubDefaults:
             if not tracked and not _MENTIONS.search(line):
                 if match:  # another variable: evaluate it if it is simple, it may be used below
                     try:
-                        segments, _ = _parse_value(match.group("value"))
+                        segments = _parse_value(match.group("value"))[0]
                         result.variables[match.group("name")] = _expand(segments, result.variables)
                         unknown.discard(match.group("name"))
                     except _Unsupported:

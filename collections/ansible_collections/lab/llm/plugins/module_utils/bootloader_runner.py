@@ -151,13 +151,13 @@ class KernelCmdlineRunner:
     def _grub(self) -> tuple:
         params, state, dropin = self.params["params"], self.params["state"], self.params["grub_dropin"]
         chain = self._grub_chain()
-        if not any(relative == GRUB_DEFAULTS_FILE for relative, _, _ in chain) and dropin is None:
+        if not any(item[0] == GRUB_DEFAULTS_FILE for item in chain) and dropin is None:
             raise CmdlineError(
                 "/%s does not exist, so the GRUB kernel command line cannot be edited safely "
                 "(it holds root= and boot= on Proxmox hosts); create it first or set boot_loader" % GRUB_DEFAULTS_FILE
             )
-        evaluated = evaluate_grub_files([(shown, text) for _, shown, text in chain])
-        current = {relative: text for relative, _, text in chain}
+        evaluated = evaluate_grub_files([(shown, text) for relative, shown, text in chain])
+        current = {relative: text for relative, shown, text in chain}
         if state == "present":  # add only what the kernel does not get yet (perhaps from GRUB_CMDLINE_LINUX)
             params = [p for p in params if not cmdline_satisfies(evaluated.kernel_tokens, [p], state)]
         if dropin is not None:

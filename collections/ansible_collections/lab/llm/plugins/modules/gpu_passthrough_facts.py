@@ -207,8 +207,8 @@ ansible_facts:
               sample: ["10de:2204", "10de:1aef"]
             host_drivers:
               description:
-                - Union of the functions' RV(ansible_facts.gpu_passthrough.gpus[].functions[].host_drivers):
-                  the modules that must load after C(vfio-pci) (C(softdep MODULE pre: vfio-pci)).
+                - Union of the functions' RV(ansible_facts.gpu_passthrough.gpus[].functions[].host_drivers).
+                - "The modules that must load after C(vfio-pci) (C(softdep MODULE pre: vfio-pci))."
               type: list
               elements: str
               sample: [i2c_nvidia_gpu, nouveau, nvidiafb, snd_hda_intel, xhci_pci]
@@ -233,8 +233,8 @@ ansible_facts:
               elements: str
             iommu_group_clean:
               description:
-                - True when no other member of the group keeps it from a VM, by the kernel's rule:
-                  bridges (class 0x06xx), devices without a driver and devices bound to a driver that
+                - True when no other member of the group keeps it from a VM, by the kernel's rule.
+                - Bridges (class 0x06xx), devices without a driver and devices bound to a driver that
                   manages DMA itself (C(vfio-pci), C(pci-stub), C(pcieport)) do not; a device bound to
                   any other host driver does.
                 - Sources are in the notes.

@@ -112,7 +112,11 @@ options:
         description: Cluster PCI mapping to use (see M(lab.llm.proxmox_pci_mapping)). Exclusive with O(gpus[].host).
         type: str
       host:
-        description: Raw PCI address such as C(0000:01:00) (all functions). Exclusive with O(gpus[].mapping).
+        description:
+          - Raw PCI address such as C(0000:01:00) (all functions). Exclusive with O(gpus[].mapping).
+          - Proxmox lets only C(root@pam) logged in with its password set, change or delete a raw device; with
+            an API token (even one of C(root@pam)) or another user the module fails before its first write
+            and says to use a mapping instead.
         type: str
       pcie:
         description: Attach as PCIe (needs C(machine=q35)).
@@ -226,6 +230,9 @@ notes:
     M(lab.llm.proxmox_pci_mapping) task before this one has not written it yet.
   - The API token needs C(VM.Clone), C(VM.Allocate), C(VM.Config.*), C(VM.PowerMgmt), C(VM.Audit),
     C(Mapping.Use) and C(VM.GuestAgent.Audit) (for O(wait_for_agent)).
+  - Raw PCI devices (O(gpus[].host)) are root@pam's alone - qemu-server C(check_hostpci_perm) in
+    PVE/API2/Qemu.pm, where an API token's user is its token id (C(root@pam!NAME) is not C(root@pam)).
+    Use a cluster resource mapping (M(lab.llm.proxmox_pci_mapping)) with API tokens.
 seealso:
   - module: lab.llm.proxmox_pci_mapping
   - name: Proxmox VE admin guide, PCI(e) passthrough

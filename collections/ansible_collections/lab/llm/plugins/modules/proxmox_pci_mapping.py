@@ -16,7 +16,11 @@ description:
   - Entries are kept per node. The nodes given in O(map) get exactly the given entries; entries of other
     nodes stay as they are unless O(prune=true), so one node can be added without touching the others.
   - Each entry is checked against the node's PCI devices (C(/nodes/{node}/hardware/pci)) before anything is
-    written, so a GPU that is not on a node, or a wrong vendor:device id, fails without a change.
+    written, the way Proxmox checks it when a VM starts (pve-guest-common C(PVE::Mapping::PCI::assert_valid)) -
+    the vendor:device id, the subsystem id and the IOMMU group (of the first path) must match the device.
+    A GPU that is not on the node, another id, or a stale IOMMU group (after a slot, BIOS or kernel change)
+    fails without a change; a subsystem id or IOMMU group not given is filled in from the node, because
+    Proxmox refuses to start a VM whose entry lacks one the device has ("missing expected property").
   - Talks to the Proxmox API over HTTPS (proxmoxer), never SSH.
 author:
   - lab-llm developers (@lab-llm)
@@ -50,10 +54,14 @@ options:
         type: str
         required: true
       subsystem_id:
-        description: Expected subsystem vendor and device id, C(VENDOR:DEVICE).
+        description:
+          - Expected subsystem vendor and device id, C(VENDOR:DEVICE).
+          - Read from the node when omitted (O(check_devices=true)); required when O(check_devices=false).
         type: str
       iommugroup:
-        description: Expected IOMMU group of the device.
+        description:
+          - Expected IOMMU group of the device (of the first path when several are given).
+          - Read from the node when omitted (O(check_devices=true)); required when O(check_devices=false).
         type: int
       description:
         description: Description of this node's device.
@@ -63,7 +71,10 @@ options:
     type: bool
     default: false
   check_devices:
-    description: Check every entry against the node's PCI devices before writing.
+    description:
+      - Check every entry against the node's PCI devices before writing, and fill in O(map[].subsystem_id)
+        and O(map[].iommugroup) from them.
+      - When false, both must be given for every entry.
     type: bool
     default: true
   state:
@@ -110,7 +121,8 @@ mapping:
   description: The mapping after the run (its entries as Proxmox property strings).
   returned: success and O(state=present)
   type: dict
-  sample: {"id": "rtx3090", "description": "RTX 3090 24 GB", "map": ["node=pve2,path=0000:01:00,id=10de:2204"]}
+  sample: {"id": "rtx3090", "description": "RTX 3090 24 GB",
+           "map": ["node=pve2,path=0000:01:00,id=10de:2204,subsystem-id=1043:87b3,iommugroup=14"]}
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib

@@ -5,6 +5,13 @@
 
 A mapping has one or more ``map`` entries per node (``node=pve2,path=0000:01:00,id=10de:2204,...``);
 VMs refer to it as ``hostpci0: mapping=NAME`` and Proxmox picks this node's entry at VM start.
+
+At that start Proxmox checks every entry of the node against the device (pve-guest-common
+``PVE::Mapping::PCI::assert_valid``): ``id`` always, ``subsystem-id`` when the device reports
+subsystem ids, ``iommugroup`` when it is in an IOMMU group (first path only). A value the device has
+and the entry lacks ("missing expected property 'iommugroup'"), or a different one ("'iommugroup' does
+not match"), stops the VM from starting. So this module compares all three like that before writing,
+and fills in the ones not given from the node's ``hardware/pci``.
 """
 
 from __future__ import annotations
@@ -68,27 +75,79 @@ def same_entries(left: list, right: list) -> bool:
     return key(left) == key(right)
 
 
-def check_devices(client, entries: list) -> None:
-    """Each entry's device must be on its node with the expected vendor:device id (hardware/pci)."""
-    by_node = {}
-    for entry in entries:
-        by_node.setdefault(entry["node"], []).append(entry)
+def _hex_pair(vendor, device) -> str | None:
+    if vendor is None or device is None:
+        return None
+    return ("%s:%s" % (str(vendor).replace("0x", ""), str(device).replace("0x", ""))).lower()
+
+
+def _expected(device: dict, first: bool) -> dict:
+    """What assert_valid expects of an entry for this ``hardware/pci`` item (None: must be absent)."""
+    group = device.get("iommugroup")
+    expected = {
+        "id": _hex_pair(device.get("vendor"), device.get("device")),
+        "subsystem-id": _hex_pair(device.get("subsystem_vendor"), device.get("subsystem_device")),
+    }
+    if first:  # Proxmox checks the IOMMU group of the first path only
+        expected["iommugroup"] = str(group) if group is not None and int(group) >= 0 else None
+    return expected
+
+
+WHAT = {"id": "vendor:device id", "subsystem-id": "subsystem id", "iommugroup": "IOMMU group"}
+OPTION = {"id": "id", "subsystem-id": "subsystem_id", "iommugroup": "iommugroup"}
+
+
+def check_devices(client, entries: list) -> list:
+    """Each entry checked as Proxmox checks it at VM start, against the node's ``hardware/pci``.
+
+    Returns the entries with ``subsystem-id`` and ``iommugroup`` filled in from the device where they
+    were not given; raises PveInputError naming the node, device and value when the device is missing
+    or a given value differs (a stale IOMMU group after a slot or BIOS change, another card model).
+    """
     nodes = sorted(item["node"] for item in client.get("nodes"))
-    for node, node_entries in sorted(by_node.items()):
+    devices_of: dict = {}
+    result = []
+    for entry in entries:
+        node = entry["node"]
         if node not in nodes:
             raise PveInputError("map: node %r is not in the cluster (nodes: %s)" % (node, ", ".join(nodes)))
-        devices = client.get("nodes/%s/hardware/pci" % node, **{"pci-class-blacklist": ""})
-        for entry in node_entries:
-            for path in entry["path"].split(";"):
-                function = path if "." in path else path + ".0"
-                device = next((item for item in devices if item["id"] == function), None)
-                if device is None:
-                    raise PveInputError("map: PCI device %s is not on node %s" % (path, node))
-                found_id = "%s:%s" % (device["vendor"].replace("0x", ""), device["device"].replace("0x", ""))
-                if found_id.lower() != entry["id"]:
+        if node not in devices_of:
+            devices_of[node] = client.get("nodes/%s/hardware/pci" % node, **{"pci-class-blacklist": ""})
+        entry = dict(entry)
+        for index, path in enumerate(entry["path"].split(";")):
+            function = path if "." in path else path + ".0"
+            device = next((item for item in devices_of[node] if item["id"] == function), None)
+            if device is None:
+                raise PveInputError("map: PCI device %s is not on node %s" % (path, node))
+            for key, found in _expected(device, index == 0).items():
+                given = entry.get(key)
+                if given is None:
+                    if found is not None:
+                        entry[key] = found
+                elif found is None:
                     raise PveInputError(
-                        "map: PCI device %s on node %s is %s, not %s" % (path, node, found_id, entry["id"])
+                        "map: %s=%s given for PCI device %s on node %s, which has no %s; Proxmox refuses "
+                        "to start a VM with it" % (OPTION[key], given, path, node, WHAT[key])
                     )
+                elif str(given).lower() != found:
+                    raise PveInputError(
+                        "map: PCI device %s on node %s has %s %s, not %s (%s is stale or wrong); Proxmox "
+                        "refuses to start a VM with it" % (path, node, WHAT[key], found, given, OPTION[key])
+                    )
+        result.append(entry)
+    return result
+
+
+def require_device_properties(entries: list) -> None:
+    """Without the device check, every entry must carry what Proxmox will check at VM start."""
+    for entry in entries:
+        missing = [OPTION[key] for key in ("subsystem-id", "iommugroup") if entry.get(key) is None]
+        if missing:
+            raise PveInputError(
+                "map: the entry of node %s (%s) lacks %s; Proxmox checks them against the device at VM start "
+                '("missing expected property"). Give them, or set check_devices=true to read them from the node'
+                % (entry["node"], entry["path"], " and ".join(missing))
+            )
 
 
 def ensure_mapping(client, params: dict, check_mode: bool) -> dict:
@@ -112,7 +171,9 @@ def ensure_mapping(client, params: dict, check_mode: bool) -> dict:
     if not wanted and before is None:
         raise PveInputError("PCI mapping %r does not exist and map is empty: give at least one device" % name)
     if params["check_devices"]:
-        check_devices(client, wanted)
+        wanted = check_devices(client, wanted)
+    else:
+        require_device_properties(wanted)
     after = {
         "id": name,
         "description": params["description"]

@@ -95,6 +95,33 @@ def hostpci_value(gpu: dict) -> str:
     return propstring.render(values, "host")
 
 
+ROOT_USER = "root@pam"
+
+
+def raw_pci_allowed(params: dict) -> bool:
+    """Whether Proxmox lets these credentials set, change or delete a raw ``hostpciN: host=...``.
+
+    qemu-server (src/PVE/API2/Qemu.pm, ``check_hostpci_perm``) allows it only when the authenticated
+    user is exactly ``root@pam``; with an API token that user is the token id (``root@pam!NAME``,
+    pve-manager PVE/HTTPServer.pm), so only root's password login qualifies.
+    """
+    return not params.get("api_token_secret") and params.get("api_user") == ROOT_USER
+
+
+def raw_pci_refusal(params: dict, what: str) -> str:
+    who = (
+        "the API token %s!%s" % (params.get("api_user"), params.get("api_token_id"))
+        if params.get("api_token_secret")
+        else "user %s" % params.get("api_user")
+    )
+    return (
+        "%s: Proxmox lets only root@pam (password login, not even root's API tokens) set, change or delete a "
+        "raw PCI device (hostpciN with host=), and this module authenticates as %s. Use a cluster resource "
+        "mapping instead: create it with lab.llm.proxmox_pci_mapping and give gpus: [{mapping: NAME}] (the "
+        "token needs Mapping.Use on /mapping/pci/NAME)" % (what, who)
+    )
+
+
 def desired_config(params: dict, current: dict, managed_tag: str) -> tuple:
     """The wanted config of a GPU VM as API values, and the options to delete (surplus hostpci)."""
     wanted = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 
+from ansible_collections.lab.llm.plugins.module_utils.pve import propstring
 from ansible_collections.lab.llm.plugins.module_utils.pve import vm as vms
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveApiError, PveInputError
 from ansible_collections.lab.llm.plugins.module_utils.pve.mapping import parse_entry
@@ -42,10 +43,12 @@ class GpuVmRunner:
         """Validate the input against the cluster; return the existing managed VM (resource) or None."""
         params = self.params
         vms.validate_sshkeys((params["cloud_init"] or {}).get("sshkeys") or [])
-        for gpu in params["gpus"] or []:
+        for index, gpu in enumerate(params["gpus"] or []):
             if bool(gpu.get("mapping")) == bool(gpu.get("host")):
                 raise PveInputError("gpus: give exactly one of mapping or host per item, got %r" % gpu)
             vms.hostpci_value(gpu)
+            if gpu.get("host") and params["state"] != "absent" and not vms.raw_pci_allowed(params):
+                raise PveInputError(vms.raw_pci_refusal(params, "gpus[%d] host=%s" % (index, gpu["host"])))
         if params["disk_size"]:
             vms.size_bytes(params["disk_size"])
         nodes = sorted(item["node"] for item in self.client.get("nodes"))
@@ -155,6 +158,7 @@ class GpuVmRunner:
         if password and (existing is None or self.params["update_password"] == ALWAYS):
             wanted["cipassword"] = password
         changes = vms.config_changes(current, wanted)
+        self._check_raw_pci_changes(current, changes, surplus)
         status = self._status(vmid)
         self._diff(current, changes, surplus)
         if changes or surplus:
@@ -178,6 +182,15 @@ class GpuVmRunner:
         self._power(path, status)
         self._report(vmid)
         return self.result
+
+    def _check_raw_pci_changes(self, current: dict, changes: dict, surplus: list) -> None:
+        """Changing or deleting a raw hostpciN is root@pam's alone too (Qemu.pm checks the old value)."""
+        if vms.raw_pci_allowed(self.params):
+            return
+        for key in sorted(set(changes) | set(surplus)):
+            old = current.get(key)
+            if vms.option_family(key) == "hostpci" and old and "host" in propstring.parse(old, "host"):
+                raise PveInputError(vms.raw_pci_refusal(self.params, "%s of the VM is %r" % (key, old)))
 
     def _create(self):
         self.result["changed"] = True
