@@ -272,3 +272,14 @@ def test_identical_cards_see_each_others_functions(monkeypatch, tmp_path):
     assert gpus[0]["same_ids_elsewhere"] == ["0000:02:00.0", "0000:02:00.1"]
     assert gpus[1]["same_ids_elsewhere"] == ["0000:01:00.0", "0000:01:00.1"]
     assert all(gpu["iommu_group_clean"] for gpu in gpus)
+
+
+def test_driver_without_a_module_link_is_named_by_its_module(monkeypatch, tmp_path):
+    # A tree without drivers/<name>/module links (a captured or hand-made one): xhci_hcd is xhci_pci's driver.
+    host = replace(PRESETS["intel-1660s-turing"], modules_alias=None)
+    root = build_tree(tmp_path, host)
+    for link in (root / "sys" / "bus" / "pci" / "drivers").glob("*/module"):
+        link.unlink()
+    outcome = run_module(monkeypatch, {"root": str(root), "config_root": str(root)})
+    functions = outcome.result["ansible_facts"]["gpu_passthrough"]["gpus"][0]["functions"]
+    assert [f["driver_module"] for f in functions] == ["nouveau", "snd_hda_intel", "xhci_pci", "i2c_nvidia_gpu"]

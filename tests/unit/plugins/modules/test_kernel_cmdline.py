@@ -285,6 +285,7 @@ def test_value_a_later_setting_overrides_in_the_same_key_is_corrected(monkeypatc
             "notes.txt": 'GRUB_CMDLINE_LINUX_DEFAULT="nor this"\n',
         },
         {"zfs.cfg": 'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX root=ZFS=rpool/ROOT/pve-1 boot=zfs"\n'},
+        {"30-export.cfg": "export GRUB_CMDLINE_LINUX GRUB_CMDLINE_LINUX_DEFAULT\n"},
     ],
 )
 @pytest.mark.parametrize("dropin", [None, "zz-lab-llm.cfg"])

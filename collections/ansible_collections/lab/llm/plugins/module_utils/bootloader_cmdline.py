@@ -89,6 +89,7 @@ GRUB_LINUX = "GRUB_CMDLINE_LINUX"
 GRUB_CMDLINE_VARIABLES = (GRUB_LINUX, GRUB_VARIABLE)
 _ANY_ASSIGNMENT = re.compile(r"^(?P<indent>\s*)(?P<export>export\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$")
 _MENTIONS = re.compile(r"\b(" + "|".join(GRUB_CMDLINE_VARIABLES) + r")\b")
+_BARE_EXPORT = re.compile(r"^\s*export(\s+[A-Za-z_][A-Za-z0-9_]*)+\s*(#.*)?$")  # export NAME...: no value change
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SHELL_SPECIAL = set(";&|<>()`")
 
@@ -271,7 +272,7 @@ def evaluate_grub_files(files: list[tuple[str, str]]) -> GrubDefaults:
                 continue
             match = _ANY_ASSIGNMENT.match(line)
             tracked = bool(match) and match.group("name") in GRUB_CMDLINE_VARIABLES
-            if not tracked and not _MENTIONS.search(line):
+            if not tracked and (not _MENTIONS.search(line) or _BARE_EXPORT.match(line)):
                 if match:  # another variable: evaluate it if it is simple, it may be used below
                     try:
                         segments = _parse_value(match.group("value"))[0]

@@ -39,6 +39,9 @@ CLASS_MODULES = {
     "0c80": ("i2c_nvidia_gpu",),
 }
 MODULES_ALIAS = "modules.alias"
+# Driver names (sysfs drivers/<name>) that differ from their module, for a tree without driver/module links.
+DRIVER_MODULES = {"xhci_hcd": "xhci_pci", "nvidia-gpu": "i2c_nvidia_gpu", "ehci-pci": "ehci_pci"}
+BUILT_IN_DRIVERS = ("pcieport",)
 
 # Names for the cards people run in labs like ours, checked against pci.ids (hwdata, 2023).
 # The module prefers a pci.ids file on the host when one exists; this is the fallback.
@@ -144,7 +147,10 @@ def read_function(root: str, address: str) -> PciFunction:
     """Read one function's ids, class, bound driver (and its module), modalias and IOMMU group."""
     device_dir = os.path.join(pci_devices_dir(root), address)
     group = _link_basename(os.path.join(device_dir, "iommu_group"))
+    driver = _link_basename(os.path.join(device_dir, "driver"))
     module = _link_basename(os.path.join(device_dir, "driver", "module"))
+    if module is None and driver is not None and driver not in BUILT_IN_DRIVERS:
+        module = DRIVER_MODULES.get(driver, driver)
     try:
         with open(os.path.join(device_dir, "modalias"), encoding="ascii") as handle:
             modalias = handle.read().strip()
@@ -157,7 +163,7 @@ def read_function(root: str, address: str) -> PciFunction:
         subsystem_vendor_id=_read_hex(os.path.join(device_dir, "subsystem_vendor")),
         subsystem_device_id=_read_hex(os.path.join(device_dir, "subsystem_device")),
         pci_class=_read_hex(os.path.join(device_dir, "class")),
-        driver=_link_basename(os.path.join(device_dir, "driver")),
+        driver=driver,
         iommu_group=int(group) if group is not None else None,
         driver_module=module_name(module) if module else None,
         modalias=modalias,
