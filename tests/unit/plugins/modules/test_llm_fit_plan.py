@@ -162,3 +162,27 @@ def test_documented_defaults_are_the_planners() -> None:
         else:
             assert named, f"{name}: the description names no default"
             assert float(named.group(1)) == default, name
+
+
+def test_model_by_hub_name_from_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from huggingface_hub import constants
+
+    from tests.unit.serve.plan.hub_standin import hub_cache, model_files
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    hub_cache(
+        tmp_path, "cognitivecomputations/Dolphin3.0-R1-Mistral-24B-AWQ", model_files("dolphin3-r1-mistral-24b-awq")
+    )
+    args = reference_args(concurrency=4)
+    by_config = run_module(monkeypatch, args).result["plan"]
+    del args["model"]["config"]
+    outcome = run_module(monkeypatch, args)
+    assert not outcome.failed, outcome.result
+    plan = outcome.result["plan"]
+    assert plan["model_source"].startswith("hub:cognitivecomputations/Dolphin3.0-R1-Mistral-24B-AWQ@")
+    assert {**plan, "model_source": ""} == by_config
+    args["model"]["name"] = "cognitivecomputations/not-cached"
+    missing = run_module(monkeypatch, args)
+    assert missing.failed
+    assert "is not in the Hugging Face cache" in missing.result["msg"]
