@@ -186,7 +186,8 @@ def load_model_spec(
     if missing:
         raise PlanInputError(f"model config is missing required field(s): {', '.join(missing)}")
     try:
-        return ModelSpec.model_validate(fields)
+        # config.json writes null for "not set" (Mistral's "head_dim": null, sliding_window: null ...).
+        return ModelSpec.model_validate({key: value for key, value in fields.items() if value is not None})
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']) or 'model'}: {item['msg']}" for item in error.errors()

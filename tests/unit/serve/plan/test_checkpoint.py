@@ -235,3 +235,9 @@ def test_compressed_tensors_and_unmodelled_quantization(offline_cache: Path) -> 
     with pytest.raises(PlanInputError, match="quantized with bitsandbytes, which the planner does not model"):
         plan_fit(bnb, inventory, context_length=4096)
     assert plan_fit(bnb, inventory, weights="awq", context_length=4096).weights == "awq-4bit-g128"
+
+
+def test_null_fields_of_a_config_count_as_absent() -> None:
+    config = json.loads(model_path("llama-2-7b").read_text())
+    spec = load_model_spec({**config, "head_dim": None, "num_key_value_heads": None, "sliding_window": None})
+    assert (spec.head_size, spec.kv_heads) == (128, 32)
