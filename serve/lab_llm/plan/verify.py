@@ -1,11 +1,12 @@
 """The plan against the running engine: the KV cache vLLM allocated beside the one the plan predicted.
 
-vLLM publishes its cache configuration as the info gauge ``vllm:cache_config_info`` (vllm/v1/metrics/loggers.py
-``log_metrics_info``: one label per ``CacheConfig`` field, among them ``num_gpu_blocks`` and ``block_size``, value
-1). Under Ray Serve the same gauge goes out through Ray's metrics agent, its name sanitised to
-``vllm_cache_config_info`` and prefixed ``ray_`` by Ray's Prometheus exporter (vllm/v1/metrics/ray_wrappers.py).
-vLLM also logs ``GPU KV cache size: 185,952 tokens`` (``update_kv_cache_capacity``, v1/core/kv_cache_utils.py;
-``CPU`` on the CPU build), which this module reads when there are no metrics.
+vLLM publishes its cache configuration as the info gauge ``vllm:cache_config_info`` on its own ``/metrics``
+(vllm/v1/metrics/loggers.py ``log_metrics_info``: one label per ``CacheConfig`` field, among them ``num_gpu_blocks``
+and ``block_size``, value 1); through Ray's metrics agent it would be ``ray_vllm_cache_config_info``
+(vllm/v1/metrics/ray_wrappers.py sanitises the name), but Ray 2.60 with vLLM 0.32 exported every other vLLM metric
+and not this one on the local stack. vLLM also logs ``GPU KV cache size: 185,952 tokens`` when the engine starts
+(``update_kv_cache_capacity``, v1/core/kv_cache_utils.py; ``CPU`` on the CPU build): the llm_app role reads that
+from the engine replica's output. Metrics are preferred when the input has both.
 
 The plan counts usable tokens: every block but the one the block pool keeps as its null block
 (``lab_llm.plan.sizing``), so the allocation is compared the same way: ``(num_gpu_blocks - 1) x block_size``.
