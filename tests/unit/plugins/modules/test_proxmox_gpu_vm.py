@@ -278,3 +278,18 @@ def test_raw_pci_as_root_works_and_a_token_may_not_replace_it(pve, monkeypatch) 
     with_token = vm_args(pve, "gpu-raw-root", node="pve4", gpus=[{"mapping": "rtx3090"}])
     assert_fails_without_writes(pve, monkeypatch, with_token, "hostpci0 of the VM is '0000:01:00,pcie=1'")
     assert vm.config["hostpci0"] == "0000:01:00,pcie=1"
+
+
+def test_mapping_proxmox_would_refuse_at_start_is_refused_before_the_clone(pve, monkeypatch) -> None:
+    # Entries without subsystem-id, or with a stale IOMMU group: the VM could be made but never started.
+    pve.cluster.mappings["rtx3090-stale"] = {"map": [mapping_entry("pve2").replace("iommugroup=14", "iommugroup=13")]}
+    pve.cluster.mappings["rtx3090-bare"] = {"map": ["node=pve2,path=0000:01:00,id=10de:2204,iommugroup=14"]}
+    for mapping, message in [
+        ("rtx3090-stale", "has IOMMU group 14, not 13"),
+        ("rtx3090-bare", "lacks subsystem_id (the device has 1043:87b3)"),
+    ]:
+        args = vm_args(pve, "gpu-stale-map", node="pve2", gpus=[{"mapping": mapping}])
+        assert_fails_without_writes(
+            pve, monkeypatch, args, f"PCI mapping {mapping!r} does not match the device on node pve2"
+        )
+        assert message in run_module(monkeypatch, args).result["msg"]

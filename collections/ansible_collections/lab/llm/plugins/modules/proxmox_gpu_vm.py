@@ -20,7 +20,9 @@ description:
   - Never destroys a VM unless O(state=absent), and never touches a VM that does not carry
     O(managed_tag) (for example a VM that already uses the requested O(vmid)).
   - Checks all input (node, template, mappings and PCI devices on that node, vmid, SSH keys) before the
-    first write. Talks to the Proxmox API over HTTPS (proxmoxer), never SSH.
+    first write; a mapping is also checked against the node's device the way Proxmox checks it at VM start
+    (vendor:device id, subsystem id, IOMMU group), so a stale mapping fails before a VM is cloned. Talks to
+    the Proxmox API over HTTPS (proxmoxer), never SSH.
 author:
   - lab-llm developers (@lab-llm)
 requirements:

@@ -97,12 +97,13 @@ WHAT = {"id": "vendor:device id", "subsystem-id": "subsystem id", "iommugroup": 
 OPTION = {"id": "id", "subsystem-id": "subsystem_id", "iommugroup": "iommugroup"}
 
 
-def check_devices(client, entries: list) -> list:
+def check_devices(client, entries: list, fill: bool = True) -> list:
     """Each entry checked as Proxmox checks it at VM start, against the node's ``hardware/pci``.
 
     Returns the entries with ``subsystem-id`` and ``iommugroup`` filled in from the device where they
-    were not given; raises PveInputError naming the node, device and value when the device is missing
-    or a given value differs (a stale IOMMU group after a slot or BIOS change, another card model).
+    were not given (with ``fill=False`` a missing one is an error, as at VM start); raises PveInputError
+    naming the node, device and value when the device is missing or a given value differs (a stale IOMMU
+    group after a slot or BIOS change, another card model).
     """
     nodes = sorted(item["node"] for item in client.get("nodes"))
     devices_of: dict = {}
@@ -122,6 +123,12 @@ def check_devices(client, entries: list) -> list:
             for key, found in _expected(device, index == 0).items():
                 given = entry.get(key)
                 if given is None:
+                    if found is not None and not fill:
+                        raise PveInputError(
+                            "map: the entry of node %s for PCI device %s lacks %s (the device has %s); Proxmox "
+                            "refuses to start a VM with it (\"missing expected property '%s'\")"
+                            % (node, path, OPTION[key], found, key)
+                        )
                     if found is not None:
                         entry[key] = found
                 elif found is None:

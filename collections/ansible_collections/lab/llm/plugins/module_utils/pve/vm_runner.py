@@ -14,7 +14,7 @@ import time
 from ansible_collections.lab.llm.plugins.module_utils.pve import propstring
 from ansible_collections.lab.llm.plugins.module_utils.pve import vm as vms
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveApiError, PveInputError
-from ansible_collections.lab.llm.plugins.module_utils.pve.mapping import parse_entry
+from ansible_collections.lab.llm.plugins.module_utils.pve.mapping import check_devices, parse_entry
 from ansible_collections.lab.llm.plugins.module_utils.pve.waiter import (
     guest_addresses,
     wait_for_agent,
@@ -117,12 +117,19 @@ class GpuVmRunner:
         if mapping is None:
             problem = "PCI mapping %r does not exist (mappings: %s)" % (name, ", ".join(sorted(mappings)) or "none")
         else:
-            mapped_nodes = sorted({parse_entry(entry).get("node", "") for entry in mapping.get("map", [])})
-            if self.node in mapped_nodes:
-                return
-            problem = "PCI mapping %r has no device on node %s (it maps %s)" % (
-                name, self.node, ", ".join(mapped_nodes) or "no node",
-            )  # fmt: skip
+            entries = [parse_entry(entry) for entry in mapping.get("map", [])]
+            mapped_nodes = sorted({entry.get("node", "") for entry in entries})
+            if self.node not in mapped_nodes:
+                problem = "PCI mapping %r has no device on node %s (it maps %s)" % (
+                    name, self.node, ", ".join(mapped_nodes) or "no node",
+                )  # fmt: skip
+            else:
+                # What Proxmox checks when the VM starts (pve-guest-common PVE::Mapping::PCI::assert_valid).
+                try:
+                    check_devices(self.client, [e for e in entries if e.get("node") == self.node], fill=False)
+                    return
+                except PveInputError as exc:
+                    problem = "PCI mapping %r does not match the device on node %s: %s" % (name, self.node, exc)
         if not self.check_mode:
             raise PveInputError(problem)
         # In check mode the mapping task before this one has not written anything yet.
