@@ -16,11 +16,13 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ and .../server-side
   an ERROR event with Status 410 from before `compacted_rv`):
   newline-delimited WatchEvent JSON until the timeout;
 - the Eviction API (POST pods/NAME/eviction deletes the pod; there are no PodDisruptionBudgets);
-- every write is validated (see schemas.py): 422 with `details.causes[].field`, unknown fields included.
+- every write is validated (see schemas.py): 422 with `details.causes[].field`, unknown fields included;
+- and then passes the rules the real server and its admission add (admission.py, each with its source): name and
+  label syntax, immutable fields, CRD stored versions, Deckhouse's pod security policy (403 like a webhook denial).
 
 Not implemented (not used by lab.llm): the service proxy (it could not carry the app's bearer token anyway: the
 real API server deletes the Authorization header once it has authenticated a request), JSON patch, strategic list
-merging, finalizers, defaulting, admission, auth.
+merging, finalizers, defaulting, admission beyond admission.py, auth.
 Controllers do not exist here: tests play them by calling `set_status()` / `put()` / `on_write` hooks.
 """
 
@@ -42,7 +44,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from tests.standins.k8s import schemas
+from tests.standins.k8s import admission, schemas
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ CORE_KINDS = [
     ("", "v1", "Pod", "pods", True, True),
     ("apps", "v1", "Deployment", "deployments", True, True),
     ("networking.k8s.io", "v1", "Ingress", "ingresses", True, True),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False, True),
 ]
 
 
@@ -295,8 +298,24 @@ class KubeApiStandIn:
                 [{"reason": "FieldValueInvalid", "field": path, "message": msg} for path, msg in found],
             )
 
+    def _admit(self, k: Kind, old: dict[str, Any] | None, obj: dict[str, Any]) -> None:
+        """The rules the real server and admission apply beyond the schema (admission.py, each with its source)."""
+        if k.kind == "CustomResourceDefinition":
+            admission.record_stored_versions(obj, old)
+        namespace = self.objects.get(("", "namespaces", "", obj.get("metadata", {}).get("namespace", "")))
+        try:
+            admission.check(k.kind, old, obj, namespace.obj if namespace else None)
+        except admission.Rejected as rejected:
+            raise ApiError(
+                rejected.code,
+                rejected.reason,
+                rejected.message,
+                [{"reason": "FieldValueInvalid", "field": path, "message": msg} for path, msg in rejected.causes],
+            ) from None
+
     def _store(self, k: Kind, key, stored: Stored | None, obj: dict[str, Any], event: str, dry_run: bool):
         self._validate(k, obj)
+        self._admit(k, stored.obj if stored else None, obj)
         if dry_run:
             return self._view(obj, k)
         self.resource_version += 1
