@@ -25,6 +25,10 @@ description:
     O(engine_change_upgrade=new_cluster) engine changes take that zero-downtime path too.
   - Fails before touching the cluster when the worker groups provide fewer GPUs than
     C(tensor_parallel_size x pipeline_parallel_size x num_replicas).
+  - With O(gpu_budget), also before touching the cluster (in check mode too) the GPUs are counted. When the change
+    would make KubeRay prepare a second RayCluster (O(upgrade_strategy) C(NewCluster)), the GPUs of the one still
+    serving count as well; if a GPU class would need more than the budget, the new cluster could never be
+    scheduled, so the module fails (or warns, O(gpu_budget_check=warn)) and says what it would need.
 author:
   - lab-llm developers (@lab-llm)
 extends_documentation_fragment:
@@ -169,6 +173,15 @@ options:
     type: str
     choices: [NewCluster, NewClusterWithIncrementalUpgrade, None]
     default: NewCluster
+  gpu_budget:
+    description:
+      - GPUs the cluster has for lab-llm, per GPU class (C(rtx-3090) -> 3). Without it, nothing is checked.
+    type: dict
+  gpu_budget_check:
+    description: What to do when the change cannot be scheduled within O(gpu_budget).
+    type: str
+    choices: [fail, warn]
+    default: fail
   state:
     description: Whether the RayService exists.
     type: str
@@ -231,7 +244,7 @@ application_status:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lab.llm.plugins.module_utils.k8s import rayservice, waiter
+from ansible_collections.lab.llm.plugins.module_utils.k8s import rayservice, upgrade, waiter
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
@@ -265,6 +278,35 @@ def _check(params):
             if key in params["auth"]:
                 problems.append("auth.%s is set by this module from auth_store/signing_keys; remove it" % key)
     return problems
+
+
+def _check_gpu_budget(module, dry_run, manifest, ref):
+    """Refuse (or warn about) a RayService the GPU budget cannot run, before anything is written.
+
+    The stored object and the dry-run result both carry the server's defaults, so comparing them tells what KubeRay
+    will see change (see module_utils/k8s/upgrade.py for its rules).
+    """
+    _, before, after = dry_run.apply(manifest)
+    problems = upgrade.budget_problems(
+        (before or {}).get("spec") if before else None, (after or manifest)["spec"], module.params["gpu_budget"]
+    )
+    if not problems:
+        return
+    second = before and upgrade.cluster_change(before["spec"], (after or manifest)["spec"]) == "new_cluster"
+    message = "%s: %s cannot be scheduled with the GPUs the cluster has (%s)%s" % (
+        ref,
+        "this change makes KubeRay start a second RayCluster beside the serving one, which"
+        if second
+        else "the RayService",
+        "; ".join(problems),
+        "; free GPUs, or take the change with downtime (state=absent, then apply)"
+        " or keep the cluster (engine_change_upgrade=in_place)"
+        if second
+        else "",
+    )
+    if module.params["gpu_budget_check"] == "fail":
+        module.fail_json(msg=message)
+    module.warn(message)
 
 
 def main():
@@ -307,6 +349,8 @@ def main():
         upgrade_strategy=dict(
             type="str", choices=["NewCluster", "NewClusterWithIncrementalUpgrade", "None"], default="NewCluster"
         ),
+        gpu_budget=dict(type="dict"),
+        gpu_budget_check=dict(type="str", choices=["fail", "warn"], default="fail"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=1800),
@@ -340,6 +384,8 @@ def main():
             result["changed"] = service.delete(API_VERSION, "RayService", params["name"], params["namespace"])
             result["diff"] = {"before": before or {}, "after": {}}
             module.exit_json(**result)
+        if params["gpu_budget"] is not None:
+            _check_gpu_budget(module, K8sService(service.client, check_mode=True), manifest, ref)
         changed, before, after = service.apply(manifest)
         result.update(changed=changed, diff={"before": before or {}, "after": after})
         if params["wait"] and not module.check_mode:
