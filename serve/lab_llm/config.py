@@ -87,6 +87,21 @@ class EngineConfig(_Strict):
         return self.tensor_parallel_size * self.pipeline_parallel_size
 
 
+class IngressConfig(_Strict):
+    """Where Ray Serve runs the gated ingress (Ray Serve deployment options of the same names).
+
+    Ray Serve starts its HTTP proxy only on nodes that hold a replica (and the head), and KubeRay's readiness probe
+    of a RayService worker checks that proxy, so a worker with no replica is never Ready (Ray docs, "RayService worker
+    Pods aren't ready"). One ingress replica per worker node (`num_replicas` = workers, `max_replicas_per_node` 1)
+    gives every worker a proxy, as that guide does; `num_cpus` above 0 keeps the replicas off a head that advertises
+    no CPUs.
+    """
+
+    num_replicas: Annotated[int, Field(ge=1)] = 1
+    max_replicas_per_node: Annotated[int, Field(ge=1)] | None = None
+    num_cpus: Annotated[float, Field(ge=0)] = 0.0
+
+
 class ServingConfig(_Strict):
     """How Ray Serve runs the engine and the ingress in front of it."""
 
@@ -102,6 +117,7 @@ class ServingConfig(_Strict):
     max_queued_requests: Annotated[int, Field(ge=1)] = Field(
         default=256, description="Requests allowed to wait; beyond that the endpoint answers 503 at once."
     )
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
 
 
 class RolePolicy(_Strict):

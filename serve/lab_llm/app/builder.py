@@ -62,13 +62,16 @@ def build_app(args: dict[str, Any]) -> Application:
 
     ingress_options = GatedIngress.get_deployment_options([llm_config])
     ingress_options.pop("autoscaling_config", None)
+    ingress = config.serving.ingress
     ingress_options.update(
-        num_replicas=1,
+        num_replicas=ingress.num_replicas,
         # The ingress only relays streams; its queue bound is what turns overload into 503 instead of waiting forever.
         max_ongoing_requests=config.serving.max_ongoing_requests * config.serving.num_replicas,
         max_queued_requests=config.serving.max_queued_requests,
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options={"num_cpus": ingress.num_cpus},
     )
+    if ingress.max_replicas_per_node is not None:
+        ingress_options["max_replicas_per_node"] = ingress.max_replicas_per_node
     model_id = config.engine.model_id
     return serve.deployment(ingress_cls, name="LabLLMIngress", **ingress_options).bind(
         llm_deployments={model_id: build_llm_deployment(llm_config)},

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from lab_llm.config import parse_config
-from tests.standins.k8s import schemas
+from tests.standins.k8s import admission, schemas
 from tests.standins.k8s.fixtures import CRD_DIR, KUBERAY_CRDS, run_playbook
 
 pytestmark = pytest.mark.playbook
@@ -71,6 +71,10 @@ def test_every_rendered_manifest_is_valid(rendered: Path, shared_reference: Path
         validator = crds.get(key) or schemas.core_validator(*key)
         if errors := schemas.problems(validator, manifest):
             problems[name] = errors
+        try:  # names and labels as the API server checks them on create
+            admission.check(manifest["kind"], None, manifest)
+        except admission.Rejected as rejected:
+            problems[name] = rejected.causes
     assert problems == {}
     kinds = sorted({(m["kind"], m["metadata"]["name"]) for m in found.values()})
     assert kinds == [
@@ -123,6 +127,70 @@ def test_the_reference_lab_gets_deckhouse_gpu_nodes_and_the_fit_plan(rendered: P
     assert gpus >= config.engine.world_size
 
 
+def pod_templates(rayservice: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    templates = {"head": cluster["headGroupSpec"]["template"]}
+    templates.update({group["groupName"]: group["template"] for group in cluster["workerGroupSpecs"]})
+    return templates
+
+
+def test_the_ray_pods_run_as_the_images_user_and_can_read_their_volumes(rendered: Path) -> None:
+    """rayproject/ray runs as uid 1000, gid 100: that group owns the Secret files (0440) and the auth-store volume."""
+    rayservice = manifests(rendered)["stage6-RayService-lab-llm-lab-llm.yml"]
+    for name, template in pod_templates(rayservice).items():
+        context = template["spec"]["securityContext"]
+        assert context == {
+            "runAsUser": 1000,
+            "runAsGroup": 100,
+            "fsGroup": 100,
+            "fsGroupChangePolicy": "OnRootMismatch",  # no walk over a large volume on every start
+        }, name
+        secrets = [v for v in template["spec"]["volumes"] if "secret" in v]
+        assert secrets, name
+        for volume in secrets:
+            # Group-readable: with fsGroup the files belong to gid 100, the image user's group.
+            assert volume["secret"].get("defaultMode", 0o644) & 0o040, (name, volume)
+
+
+def test_the_ray_pods_pass_deckhouses_default_pod_policy(rendered: Path) -> None:
+    """The lab-llm namespace carries no policy label, so Deckhouse applies its default (Baseline since 1.55)."""
+    found = manifests(rendered)
+    namespace = found["stage6-Namespace-cluster-lab-llm.yml"]
+    assert admission.deckhouse_pod_policy(namespace) == "baseline"
+    for name, template in pod_templates(found["stage6-RayService-lab-llm-lab-llm.yml"]).items():
+        assert admission.pod_security_problems(template["spec"], "baseline") == [], name
+    openwebui = found["stage7-Deployment-openwebui-openwebui.yml"]["spec"]["template"]["spec"]
+    assert admission.pod_security_problems(openwebui, "baseline") == []
+
+
+def test_the_head_takes_no_work_and_every_worker_gets_a_serve_proxy(rendered: Path) -> None:
+    rayservice = manifests(rendered)["stage6-RayService-lab-llm-lab-llm.yml"]
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    # As KubeRay's LLM samples: the head advertises no CPUs, so no replica or engine worker is placed there.
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    workers = sum(group["replicas"] for group in cluster["workerGroupSpecs"])
+    application = json.loads(rayservice["spec"]["serveConfigV2"])["applications"][0]
+    ingress = parse_config(application["args"]).serving.ingress
+    # One ingress replica per worker pod, at most one per node, and a CPU share the head does not have: Ray Serve
+    # then runs a proxy on every worker, so KubeRay's readiness probe passes on the worker that only holds a later
+    # pipeline stage too (Ray docs, "RayService worker Pods aren't ready").
+    assert (ingress.num_replicas, ingress.max_replicas_per_node) == (workers, 1)
+    assert ingress.num_cpus > 0
+
+
+def test_openwebui_takes_its_settings_from_the_env_and_accepts_uploads(rendered: Path) -> None:
+    found = manifests(rendered)
+    container = found["stage7-Deployment-openwebui-openwebui.yml"]["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["ENABLE_PERSISTENT_CONFIG"] == "false"  # a rotated key in the Secret wins over the stored one
+    upload_mb = int(env["RAG_FILE_MAX_SIZE"])
+    assert upload_mb >= 50
+    ingress = found["stage7-Ingress-openwebui-openwebui.yml"]
+    body = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert body.endswith("m")
+    assert int(body[:-1]) > upload_mb  # ingress-nginx's default of 1m would refuse every document
+
+
 def test_the_local_demo_inventory_skips_the_kubernetes_stages(tmp_path: Path) -> None:
     result = run_playbook(
         "playbooks/k8s_nodes.yml",
@@ -142,8 +210,7 @@ def test_the_local_demo_inventory_skips_the_kubernetes_stages(tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []  # nothing rendered, nothing applied
 
 
-def test_the_gpu_operator_path_renders_values_for_deckhouses_containerd(tmp_path: Path) -> None:
-    """Clusters without Deckhouse's GPU support (lab_llm_gpu_management: gpu_operator) get the GPU Operator chart."""
+def render_gpu_operator(tmp_path: Path, *extra: str) -> dict[str, dict[str, Any]]:
     result = run_playbook(
         "playbooks/k8s_operators.yml",
         "-i",
@@ -153,17 +220,62 @@ def test_the_gpu_operator_path_renders_values_for_deckhouses_containerd(tmp_path
         "lab_llm_gpu_management=gpu_operator",
         "-e",
         f"lab_llm_k8s_render_dir={tmp_path}",
+        *extra,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    namespace = yaml.safe_load((tmp_path / "stage5-gpu-operator-Namespace-cluster-gpu-operator.yml").read_text())
+    found = manifests(tmp_path)
+    found["values"] = yaml.safe_load((tmp_path / "stage5-gpu-operator-values.helm.yaml").read_text())
+    return found
+
+
+# The shape of the GPU Operator's own pods (toolkit, device plugin, validator): privileged, host paths.
+OPERATOR_POD = {
+    "containers": [
+        {"name": "toolkit", "image": "nvcr.io/nvidia/k8s/container-toolkit", "securityContext": {"privileged": True}}
+    ],
+    "volumes": [{"name": "host-root", "hostPath": {"path": "/"}}],
+}
+
+
+def test_the_gpu_operator_path_on_deckhouse(tmp_path: Path, shared_reference: Path) -> None:
+    """Clusters without Deckhouse's GPU support (lab_llm_gpu_management: gpu_operator) get the GPU Operator chart,
+    a namespace Deckhouse's admission lets run the operator's privileged pods, and containerd's nvidia runtime the
+    way Deckhouse documents it: a NodeGroupConfiguration before bashible's containerd step, the operator's toolkit
+    off."""
+    found = render_gpu_operator(tmp_path)
+    namespace = found["stage5-gpu-operator-Namespace-cluster-gpu-operator.yml"]
     assert schemas.problems(schemas.core_validator("v1", "Namespace"), namespace) == []
-    values = yaml.safe_load((tmp_path / "stage5-gpu-operator-values.helm.yaml").read_text())
-    assert values["driver"] == {"enabled": False}  # the driver is in the VM image
-    env = {item["name"]: item["value"] for item in values["toolkit"]["env"]}
-    assert env == {
-        "CONTAINERD_CONFIG": "/etc/containerd/conf.d/nvidia-toolkit.toml",  # bashible owns config.toml
-        "CONTAINERD_SOCKET": "/run/containerd/containerd.sock",
-        "CONTAINERD_RUNTIME_CLASS": "nvidia",
-        "CONTAINERD_SET_AS_DEFAULT": "true",
+    assert namespace["metadata"]["labels"] == {
+        "pod-security.kubernetes.io/enforce": "privileged",  # upstream Pod Security admission
+        "security.deckhouse.io/pod-policy": "privileged",  # Deckhouse's admission-policy-engine reads only this
     }
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "toolkit", "namespace": "gpu-operator"}}
+    admission.check("Pod", None, dict(pod, spec=OPERATOR_POD), namespace)
+    upstream_only = {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}
+    with pytest.raises(admission.Rejected) as refused:
+        admission.check("Pod", None, dict(pod, spec=OPERATOR_POD), upstream_only)
+    assert refused.value.code == 403
+
+    values = found["values"]
+    assert values["driver"] == {"enabled": False}  # the driver is in the VM image
+    assert values["toolkit"] == {"enabled": False}  # bashible would undo its edits of config.toml
     assert values["mig"] == {"strategy": "none"}  # GeForce cards have no MIG
+    configuration = found["stage5-gpu-operator-NodeGroupConfiguration-cluster-lab-llm-nvidia-containerd.sh.yml"]
+    validator = validators(shared_reference)[("deckhouse.io/v1alpha1", "NodeGroupConfiguration")]
+    assert schemas.problems(validator, configuration) == []
+    spec = configuration["spec"]
+    assert spec["weight"] < 32  # before 032_configure_containerd, which merges conf.d/*.toml and restarts containerd
+    # The NodeGroups Stage 4 makes, one per GPU class of the inventory (and no others: elsewhere the runtime is absent).
+    assert spec["nodeGroups"] == ["gpu-rtx-3060", "gpu-rtx-3090"]
+    assert "/etc/containerd/conf.d/" in spec["content"]
+    assert 'default_runtime_name = "nvidia"' in spec["content"]
+    assert "/usr/bin/nvidia-container-runtime" in spec["content"]
+
+
+def test_the_gpu_operator_path_elsewhere_lets_the_toolkit_edit_containerds_config(tmp_path: Path) -> None:
+    found = render_gpu_operator(tmp_path, "-e", "gpu_operator_containerd_setup=operator_toolkit")
+    env = {item["name"]: item["value"] for item in found["values"]["toolkit"]["env"]}
+    assert found["values"]["toolkit"]["enabled"] is True
+    assert env["CONTAINERD_CONFIG"] == "/etc/containerd/config.toml"  # the toolkit edits the main file
+    assert env["CONTAINERD_RUNTIME_CLASS"] == "nvidia"
+    assert not [name for name in found if "NodeGroupConfiguration" in name]

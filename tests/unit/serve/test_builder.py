@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab_llm.app.builder import to_llm_config
+from lab_llm.app.builder import build_app, to_llm_config
 from lab_llm.config import parse_config
 
 AUTH = {"store_path": "/a", "signing_keys_path": "/b"}
@@ -39,3 +39,15 @@ def test_engine_settings_become_vllm_arguments_and_placement() -> None:
     assert llm.runtime_env == {"env_vars": {"VLLM_PP_LAYER_PARTITION": "10,22"}}
     assert llm.deployment_config["max_queued_requests"] == 7
     assert llm.model_id == "m"
+
+
+def test_the_ingress_can_run_once_per_worker_node() -> None:
+    """Ray Serve runs its proxy only on nodes with a replica; one ingress replica per worker node, and none on a head
+    that advertises no CPUs, gives every RayService worker the proxy KubeRay's readiness probe checks."""
+    serving = {"ingress": {"num_replicas": 3, "max_replicas_per_node": 1, "num_cpus": 0.1}}
+    ingress = build_app({"engine": {"model": "/m"}, "serving": serving, "auth": AUTH})._bound_deployment
+    assert (ingress.name, ingress.num_replicas, ingress.ray_actor_options) == ("LabLLMIngress", 3, {"num_cpus": 0.1})
+    assert ingress._replica_config.max_replicas_per_node == 1
+    default = build_app({"engine": {"model": "/m"}, "auth": AUTH})._bound_deployment
+    assert (default.num_replicas, default.ray_actor_options) == (1, {"num_cpus": 0.0})
+    assert default._replica_config.max_replicas_per_node is None

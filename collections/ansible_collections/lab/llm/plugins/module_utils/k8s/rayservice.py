@@ -20,6 +20,10 @@ METRICS_PORT = 8080
 SERVE_PORT = 8000
 # Deckhouse monitoring-custom scrapes Pods/Services with this label; port and path from the annotations.
 SCRAPE_LABEL = "prometheus.deckhouse.io/custom-target"
+# The user the serving image runs as: rayproject/ray creates `ray` with uid 1000 and primary group `users` (gid 100)
+# (ray-project/ray, docker/base-deps/Dockerfile: ARG RAY_UID=1000, ARG RAY_GID=100; serve/Dockerfile builds on it).
+RAY_UID = 1000
+RAY_GID = 100
 
 
 class RenderError(ValueError):
@@ -66,23 +70,31 @@ def plan_placement(spec):
     return engine, worker_groups
 
 
-def app_config(spec, engine):
-    """The AppConfig mapping (lab_llm.config) the Serve application gets as `args`."""
+def app_config(spec, engine, worker_pods=1):
+    """The AppConfig mapping (lab_llm.config) the Serve application gets as `args`.
+
+    Unless `serving.ingress` is given, the ingress gets one replica on each of the `worker_pods` workers: Ray Serve
+    runs its proxy only where a replica runs, KubeRay's readiness probe of a RayService worker checks that proxy, and
+    a worker that only holds a later pipeline stage would otherwise never be Ready (and never scraped). This is the
+    remedy of Ray's guide "RayService worker Pods aren't ready" (num_replicas per worker, max_replicas_per_node 1);
+    a small CPU share keeps the replicas off the head, which advertises `num-cpus: 0`.
+    """
     auth = dict(spec.get("auth") or {})
     auth["store_path"] = "%s/%s" % (AUTH_STORE_DIR, spec["auth_store"]["file"])
     auth["signing_keys_path"] = "%s/%s" % (SIGNING_KEYS_DIR, spec["signing_keys"]["file"])
     serving = dict(spec.get("serving") or {})
     serving.setdefault("accelerator", "gpu")
+    serving.setdefault("ingress", {"num_replicas": worker_pods, "max_replicas_per_node": 1, "num_cpus": 0.1})
     return {"engine": engine, "serving": serving, "auth": auth}
 
 
-def serve_config(spec, engine):
+def serve_config(spec, engine, worker_pods=1):
     """serveConfigV2: a Ray Serve config file (YAML; JSON is YAML), keys sorted so re-renders are identical."""
     application = {
         "name": spec["app_name"],
         "import_path": IMPORT_PATH,
         "route_prefix": "/",
-        "args": app_config(spec, engine),
+        "args": app_config(spec, engine, worker_pods),
     }
     return json.dumps({"applications": [application]}, indent=2, sort_keys=True)
 
@@ -150,6 +162,18 @@ def _pod_metadata(spec):
     }
 
 
+def _pod_security_context():
+    """The image's user and group for every Ray pod, and that group as `fsGroup`.
+
+    Kubernetes gives `fsGroup` ownership of the volumes that support it: Secret files (mounted 0440) become readable by
+    the group, and the auth store's PVC, whose directory ceph-csi creates root-owned 0755, becomes group-writable for
+    the init container and the admin API. `OnRootMismatch` changes ownership only when the volume's root does not
+    already match, so a large volume is not walked again on every start (Kubernetes docs, "Configure a Security
+    Context for a Pod or Container": fsGroup, fsGroupChangePolicy).
+    """
+    return {"runAsUser": RAY_UID, "runAsGroup": RAY_GID, "fsGroup": RAY_GID, "fsGroupChangePolicy": "OnRootMismatch"}
+
+
 def _container(spec, name, resources, ports):
     return {
         "name": name,
@@ -173,6 +197,7 @@ def _head_group(spec):
         {"name": "metrics", "containerPort": METRICS_PORT},
     ]
     pod_spec = {
+        "securityContext": _pod_security_context(),
         "containers": [_container(spec, "ray-head", _resources(head["cpu"], head["memory"]), ports)],
         "volumes": _volumes(spec),
     }
@@ -197,9 +222,12 @@ def _head_group(spec):
     if head.get("node_selector"):
         pod_spec["nodeSelector"] = dict(head["node_selector"])
     return {
-        # num-gpus 0: the head schedules no GPU work, so it fits on any CPU node.
+        # num-cpus/num-gpus 0: the head advertises no resources, so no engine, replica or task lands on it and it fits
+        # on any CPU node (as KubeRay's LLM samples do, e.g. ray-operator/config/samples/ray-service.llm-serve.yaml and
+        # ray-service.no-ray-serve-replica.yaml; Ray docs, "RayService worker Pods aren't ready", step 3).
         # dashboard-host: the dashboard (and Serve's config API KubeRay calls) listens on the pod IP.
         "rayStartParams": {
+            "num-cpus": "0",
             "num-gpus": "0",
             "dashboard-host": "0.0.0.0",  # noqa: S104
             "metrics-export-port": str(METRICS_PORT),
@@ -217,6 +245,7 @@ def _worker_group(spec, group):
         node_selector[DECKHOUSE_GROUP_LABEL] = group["node_group"]
     taint = spec["gpu_taint"]
     pod_spec = {
+        "securityContext": _pod_security_context(),
         "containers": [
             _container(
                 spec,
@@ -279,7 +308,7 @@ def render(spec):
         },
         "spec": {
             "upgradeStrategy": {"type": spec["upgrade_strategy"]},
-            "serveConfigV2": serve_config(spec, engine),
+            "serveConfigV2": serve_config(spec, engine, sum(int(group["replicas"]) for group in worker_groups)),
             # KubeRay uses a given serveService for name, labels and annotations, and sets the selector and the
             # `serve` port itself (ray-operator/controllers/ray/common/service.go, BuildServeService).
             "serveService": {
