@@ -169,9 +169,21 @@ def _pod_security_context():
     the group, and the auth store's PVC, whose directory ceph-csi creates root-owned 0755, becomes group-writable for
     the init container and the admin API. `OnRootMismatch` changes ownership only when the volume's root does not
     already match, so a large volume is not walked again on every start (Kubernetes docs, "Configure a Security
-    Context for a Pod or Container": fsGroup, fsGroupChangePolicy).
+    Context for a Pod or Container": fsGroup, fsGroupChangePolicy). The runtime's default seccomp profile as well
+    (Pod Security Standards, Restricted).
     """
-    return {"runAsUser": RAY_UID, "runAsGroup": RAY_GID, "fsGroup": RAY_GID, "fsGroupChangePolicy": "OnRootMismatch"}
+    return {
+        "runAsUser": RAY_UID,
+        "runAsGroup": RAY_GID,
+        "runAsNonRoot": True,
+        "fsGroup": RAY_GID,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+# Ray needs no Linux capability and no setuid: the image's user is unprivileged (Pod Security Standards, Restricted).
+CONTAINER_SECURITY_CONTEXT = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 def _container(spec, name, resources, ports):
@@ -184,6 +196,7 @@ def _container(spec, name, resources, ports):
         "resources": resources,
         "volumeMounts": _mounts(spec),
         "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}},
+        "securityContext": dict(CONTAINER_SECURITY_CONTEXT),
     }
 
 
@@ -198,6 +211,8 @@ def _head_group(spec):
     ]
     pod_spec = {
         "securityContext": _pod_security_context(),
+        # Ray does not call the Kubernetes API (no in-tree autoscaler): no service account token in the pods.
+        "automountServiceAccountToken": False,
         "containers": [_container(spec, "ray-head", _resources(head["cpu"], head["memory"]), ports)],
         "volumes": _volumes(spec),
     }
@@ -217,6 +232,7 @@ def _head_group(spec):
                     {"name": "auth-seed", "mountPath": "/seed", "readOnly": True},
                 ],
                 "resources": _resources("100m", "64Mi"),
+                "securityContext": dict(CONTAINER_SECURITY_CONTEXT),
             }
         ]
     if head.get("node_selector"):
@@ -246,6 +262,7 @@ def _worker_group(spec, group):
     taint = spec["gpu_taint"]
     pod_spec = {
         "securityContext": _pod_security_context(),
+        "automountServiceAccountToken": False,
         "containers": [
             _container(
                 spec,
