@@ -100,9 +100,13 @@ def test_openwebui_stage_applies_then_changes_nothing(kube_api: KubeApiStandIn, 
     assert "RUNNING HANDLER [lab.llm.openwebui : Restart OpenWebUI]" in third.stdout
     restarted = kube_api.get("apps/v1", "Deployment", "openwebui", "openwebui")
     assert "lab-llm.io/api-key-rotated-at" in restarted["spec"]["template"]["metadata"].get("annotations", {})
-    assert (
-        base64.b64decode(
-            kube_api.get("v1", "Secret", "openwebui-openai", "openwebui")["data"]["OPENAI_API_KEY"]
-        ).decode()
-        != key
-    )
+    rotated = base64.b64decode(
+        kube_api.get("v1", "Secret", "openwebui-openai", "openwebui")["data"]["OPENAI_API_KEY"]
+    ).decode()
+    assert rotated != key
+    # lab-llm now knows only the new key, so the restarted pods must use it: their env is authoritative because
+    # OpenWebUI's persistent config is off (else it keeps the key stored in its database at first start).
+    assert [entry["key"] for entry in app.keys.values()] == [rotated]
+    env = {item["name"]: item for item in restarted["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ENABLE_PERSISTENT_CONFIG"]["value"] == "false"
+    assert env["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "openwebui-openai"
