@@ -286,7 +286,7 @@ def _check_gpu_budget(module, dry_run, manifest, ref):
     The stored object and the dry-run result both carry the server's defaults, so comparing them tells what KubeRay
     will see change (see module_utils/k8s/upgrade.py for its rules).
     """
-    _, before, after = dry_run.apply(manifest)
+    before, after = dry_run.apply(manifest)[1:]
     problems = upgrade.budget_problems(
         (before or {}).get("spec") if before else None, (after or manifest)["spec"], module.params["gpu_budget"]
     )
