@@ -14,7 +14,7 @@ export PATH := $(BIN):$(PATH)
 
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: help setup model system-deps lint sanity unit molecule test demo demo-stop bench clean
+.PHONY: help setup model system-deps unit-deps lint sanity unit molecule test demo demo-stop bench clean
 
 help:
 	@echo "make demo   - install, generate the tiny model, deploy everything on localhost, print a curl line"
@@ -51,7 +51,15 @@ sanity: setup
 	  mkdir -p ~/.ansible/test/cache && cp tests/sanity/get_pip_offline.py ~/.ansible/test/cache/get_pip_$${pip_version//./_}.py
 	cd $(COLLECTION) && $(BIN)/ansible-test sanity --local --python 3.11 --color no
 
-unit: setup model
+# Debian packages the unit tests read: pci.ids (tests/unit/plugins/module_utils/test_pci.py checks lab.llm's table of
+# GPU names against it). Installed with apt-get when missing, like the molecule prerequisites.
+unit-deps:
+	@[ -f /usr/share/misc/pci.ids ] || [ -f /usr/share/hwdata/pci.ids ] || { \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  echo "unit-deps: installing pci.ids"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends pci.ids >/dev/null; }
+
+unit: setup model unit-deps
 	$(BIN)/python -m pytest
 
 molecule: setup system-deps
