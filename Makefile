@@ -14,11 +14,11 @@ export PATH := $(BIN):$(PATH)
 
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: help setup model system-deps unit-deps lint sanity unit molecule test demo demo-stop bench clean
+.PHONY: help setup model system-deps unit-deps lint sanity unit collection-units molecule test demo demo-stop bench clean
 
 help:
 	@echo "make demo   - install, generate the tiny model, deploy everything on localhost, print a curl line"
-	@echo "make test   - install, lint (ruff, ansible-lint, ansible-test sanity), unit + integration tests, molecule"
+	@echo "make test   - install, lint (ruff, ansible-lint, ansible-test sanity), unit + integration tests, ansible-test units, molecule"
 
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
@@ -62,10 +62,15 @@ unit-deps:
 unit: setup model unit-deps
 	$(BIN)/python -m pytest
 
+# The collection's plugin tests (collections/ansible_collections/lab/llm/tests/unit), run the way a collection's
+# users and Galaxy run them.
+collection-units: setup
+	cd $(COLLECTION) && $(BIN)/ansible-test units --local --python 3.11 --color no
+
 molecule: setup system-deps
 	bash molecule/run-all.sh
 
-test: lint unit molecule
+test: lint unit collection-units molecule
 
 DEMO_STATE := $(or $(LAB_LLM_STATE_DIR),$(HOME)/.cache/lab-llm/demo)
 DEMO_PORT := $(or $(LAB_LLM_HTTP_PORT),8000)

@@ -1,5 +1,5 @@
-"""lab.llm.serve_api_key and lab.llm.serve_smoke_test against a test double of the lab-llm HTTP API on loopback
-(the endpoints and shapes the app defines: /healthz, /auth/token, /admin/keys, /v1/...); Secrets in the k8s stand-in."""
+"""lab.llm.serve_api_key against a test double of the lab-llm HTTP API on loopback (the endpoints and shapes the app
+defines: /auth/token, /admin/keys, /v1/models); Secrets in the k8s stand-in."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.lab.llm.plugins.modules import serve_api_key, serve_smoke_test
+from ansible_collections.lab.llm.plugins.modules import serve_api_key
 from tests.standins.k8s import fixtures
 from tests.standins.k8s.fixtures import run_module
 from tests.standins.k8s.lab_llm_app import FakeLabLlm, running_app
@@ -109,15 +109,3 @@ def test_a_key_list_in_another_shape_fails_naming_the_call_and_writes_nothing(
     )
     assert app.keys == {}
     assert kube_api.get("v1", "Secret", "openwebui-openai", "openwebui") is None
-
-
-def test_smoke_test_gets_a_token_and_a_chat_completion(app: FakeLabLlm) -> None:
-    result = run_module(serve_smoke_test.main, dict(url=app.url, username="admin", password="s3cret"))
-    assert not result.get("failed"), result
-    assert (result["model"], result["reply"], result["changed"]) == ("qwen2.5-32b", "Hello from qwen2.5-32b", False)
-
-
-def test_smoke_test_names_the_call_that_failed(app: FakeLabLlm) -> None:
-    result = run_module(serve_smoke_test.main, dict(url=app.url, username="admin", password="nope"))
-    assert result["failed"] is True
-    assert result["msg"].startswith(f"smoke test: POST {app.url}/auth/token answered HTTP 401")
