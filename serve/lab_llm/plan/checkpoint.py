@@ -153,6 +153,11 @@ def _hub_error(repo_id: str, revision: str | None, error: Exception) -> PlanInpu
             f"run `hf download {repo_id} {CONFIG_FILE}` once where the Hub is reachable (same HF_HOME), or unset "
             "HF_HUB_OFFLINE"
         )
+    if isinstance(error, HfHubHTTPError) and error.response is not None and error.response.status_code == 401:
+        return PlanInputError(
+            f"model {at}: the Hub ({constants.ENDPOINT}) refused the token in HF_TOKEN (HTTP 401, invalid "
+            "credentials): set a valid read token, or unset HF_TOKEN for a public model"
+        )
     if isinstance(error, HfHubHTTPError) and error.response is not None:
         return PlanInputError(
             f"model {at}: the Hub ({constants.ENDPOINT}) answered HTTP {error.response.status_code}; retry later, "

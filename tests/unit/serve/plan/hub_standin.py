@@ -12,7 +12,8 @@
 file_download.py ``get_hf_file_metadata``): ``X-Repo-Commit`` and ``ETag`` on every answer about a file;
 ``X-Error-Code`` ``RepoNotFound`` (401 without a token: the Hub does not tell a private repo from a missing one),
 ``GatedRepo`` (401 without a token, 403 with a token that was not granted access - the Hub's gated-model docs),
-``RevisionNotFound`` (404) and ``EntryNotFound`` (404, with ``X-Repo-Commit``), with ``X-Error-Message``.
+``RevisionNotFound`` (404) and ``EntryNotFound`` (404, with ``X-Repo-Commit``), with ``X-Error-Message``; a token
+the Hub does not know is a 401 "Invalid credentials in Authorization header" without an error code.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, code: str, message: str, commit: str | None = None) -> None:
         self.send_response(status)
-        self.send_header("X-Error-Code", code)
+        if code:
+            self.send_header("X-Error-Code", code)
         self.send_header("X-Error-Message", message)
         if commit:
             self.send_header("X-Repo-Commit", commit)
@@ -101,6 +103,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "EntryNotFound", "Not a resolve URL")
             return
         repo_id, revision, filename = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
+        if token is not None and token.startswith("hf_invalid"):
+            # The Hub's answer to a token it does not know, whatever the repo (no X-Error-Code).
+            self._error(401, "", "Invalid credentials in Authorization header")
+            return
         repo = self.repos.get(repo_id)
         if repo is None:
             self._error(401, "RepoNotFound", "Repository not found")

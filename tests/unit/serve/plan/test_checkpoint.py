@@ -177,6 +177,7 @@ def test_gated_repo_without_token_then_with_a_token_without_access(tmp_path: Pat
         env["HF_ENDPOINT"] = endpoint
         anonymous = run_cli("-m", gated, "--gpus", "3090", env=env)
         refused = run_cli("-m", gated, "--gpus", "3090", env={**env, "HF_TOKEN": "hf_not_granted"})
+        invalid = run_cli("-m", gated, "--gpus", "3090", env={**env, "HF_TOKEN": "hf_invalid_token"})
         granted = run_cli("-m", gated, "--gpus", "3090", "--context", "8192", "--json",
                           env={**env, "HF_TOKEN": "hf_granted"})  # fmt: skip
     assert anonymous.returncode == 2
@@ -186,8 +187,11 @@ def test_gated_repo_without_token_then_with_a_token_without_access(tmp_path: Pat
     assert refused.returncode == 2
     assert "the token in HF_TOKEN has no access" in refused.stderr
     assert "hf_not_granted" not in refused.stderr + refused.stdout  # the token never shows
+    assert invalid.returncode == 2
+    assert "refused the token in HF_TOKEN (HTTP 401, invalid credentials)" in invalid.stderr
+    assert "hf_invalid_token" not in invalid.stderr + invalid.stdout
     assert granted.returncode == 0, granted.stderr
-    assert {token for _, _, token in requests} == {None, "hf_not_granted", "hf_granted"}
+    assert {token for _, _, token in requests} == {None, "hf_not_granted", "hf_invalid_token", "hf_granted"}
 
 
 def test_unknown_repo_and_revision(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
