@@ -156,5 +156,9 @@ def test_table_agrees_with_the_systems_pci_ids() -> None:
     if not any(Path("/", relative).is_file() for relative in PCI_IDS_PATHS):
         pytest.skip("no pci.ids on this machine (apt-get install pci.ids)")
     names = read_pci_ids_names("/", {f"10de:{device}" for device in PCI_GPU_CLASSES})
+    # Debian 12's pci.ids (2023.04) predates some cards in the table (RTX 4070 Ti SUPER, 5090, L40S): those are
+    # absent, not different. Every card it does know must carry the table's name.
+    assert {"10de:2204", "10de:2504"} <= set(names)
     for device, entry in PCI_GPU_CLASSES.items():
-        assert entry.pci_name.endswith(f"[{names[f'10de:{device}']}]"), device
+        if f"10de:{device}" in names:
+            assert entry.pci_name.endswith(f"[{names[f'10de:{device}']}]"), device
