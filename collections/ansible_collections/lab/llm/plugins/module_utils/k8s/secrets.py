@@ -48,11 +48,16 @@ def secret_text(secret: dict[str, Any] | None, key: str) -> str | None:
 
 
 def opaque_secret(name: str, namespace: str, values: dict[str, str]) -> dict[str, Any]:
-    """An Opaque Secret manifest holding ``values`` (text, base64-encoded into ``data``), labelled as lab-llm's."""
-    return {
+    """An Opaque Secret manifest holding ``values`` (text, base64-encoded into ``data``), labelled as lab-llm's.
+    With no values it has no ``data`` at all: a stub that names the Secret without carrying anything."""
+    manifest: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "lab-llm"}},
-        "data": {key: base64.b64encode(value.encode("utf-8")).decode("ascii") for key, value in values.items()},
     }
+    if values:
+        manifest["data"] = {
+            key: base64.b64encode(value.encode("utf-8")).decode("ascii") for key, value in values.items()
+        }
+    return manifest
