@@ -38,6 +38,35 @@ GRUB_DISABLE_OS_PROBER=true
         (["quiet", "pcie_acs_override=downstream"], ["pcie_acs_override"], "absent", ["quiet"]),
         (["quiet", "iommu=pt"], ["iommu=soft"], "absent", ["quiet", "iommu=pt"]),
         (["quiet", "nomodeset"], ["nomodeset"], "absent", ["quiet"]),
+        # Keys every occurrence of which counts are added, never replaced (passthrough guides turn off
+        # both framebuffers with two video= options; a serial console is added to the screen's).
+        (
+            ["quiet"],
+            ["video=efifb:off", "video=vesafb:off"],
+            "present",
+            ["quiet", "video=efifb:off", "video=vesafb:off"],
+        ),
+        (
+            ["quiet", "video=vesafb:off"],
+            ["video=efifb:off"],
+            "present",
+            ["quiet", "video=vesafb:off", "video=efifb:off"],
+        ),
+        (["console=tty0"], ["console=ttyS0,115200n8"], "present", ["console=tty0", "console=ttyS0,115200n8"]),
+        (
+            ["initcall_blacklist=sysfb_init"],
+            ["initcall_blacklist=x"],
+            "present",
+            ["initcall_blacklist=sysfb_init", "initcall_blacklist=x"],
+        ),
+        # A key the caller names twice is taken as meant twice, whatever it is.
+        (["quiet", "foo=a"], ["foo=a", "foo=b"], "present", ["quiet", "foo=a", "foo=b"]),
+        (
+            ["quiet", "video=efifb:off", "video=vesafb:off"],
+            ["video=vesafb:off"],
+            "absent",
+            ["quiet", "video=efifb:off"],
+        ),
     ],
 )
 def test_apply_params(tokens, params, state, expected):
@@ -105,3 +134,7 @@ def test_running_cmdline_satisfies():
     assert not cmdline_satisfies(running, ["intel_iommu=on", "vfio-pci.ids=10de:2204"], "present")
     assert cmdline_satisfies(running, ["pcie_acs_override"], "absent")
     assert not cmdline_satisfies(running, ["iommu"], "absent")
+    # Every video= and console= counts, not only the last one.
+    framebuffers_off = ["quiet", "video=efifb:off", "video=vesafb:off", "console=tty0", "console=ttyS0"]
+    assert cmdline_satisfies(framebuffers_off, ["video=efifb:off", "video=vesafb:off", "console=tty0"], "present")
+    assert not cmdline_satisfies(framebuffers_off, ["video=simplefb:off"], "present")

@@ -65,6 +65,33 @@ def test_grub_host_gets_params_then_stays_unchanged(monkeypatch, tmp_path):
     assert second.result["reboot_needed"] is True
 
 
+def test_repeated_video_options_are_kept_and_satisfied(monkeypatch, tmp_path):
+    # /etc/default/grub as passthrough guides for Proxmox VE write it (e.g. amrzs.net/2024/11/03/pve_sriov_gpu):
+    # both framebuffers off with two video= options, each of which the kernel keeps (drivers/video/cmdline.c).
+    forum = PROXMOX_GRUB.replace('"quiet"', '"quiet amd_iommu=on video=efifb:off video=vesafb:off"')
+    root = grub_host(tmp_path, "amd-3090-host-bridge", grub=forum)
+    wanted = ["iommu=pt", "video=efifb:off", "video=vesafb:off"]
+
+    first = run_module(monkeypatch, args_for(root, params=wanted))
+    assert not first.failed, first.result
+    assert first.result["configured_after"] == [
+        "quiet",
+        "amd_iommu=on",
+        "video=efifb:off",
+        "video=vesafb:off",
+        "iommu=pt",
+    ]
+    second = run_module(monkeypatch, args_for(root, params=wanted))
+    assert not second.failed, second.result
+    assert second.result["changed"] is False
+
+    # On a stock host both are added, in the order given.
+    fresh = grub_host(tmp_path / "fresh")
+    added = run_module(monkeypatch, args_for(fresh, params=["video=efifb:off", "video=vesafb:off"]))
+    assert not added.failed, added.result
+    assert added.result["configured_after"] == ["quiet", "video=efifb:off", "video=vesafb:off"]
+
+
 def test_check_mode_reports_but_does_not_write(monkeypatch, tmp_path):
     root = grub_host(tmp_path)
     outcome = run_module(monkeypatch, args_for(root, params=["iommu=pt"], _ansible_check_mode=True))

@@ -7,6 +7,8 @@ Pure functions on strings: the module reads the file, calls these, and writes th
 Kernel parameters are ``key`` or ``key=value`` tokens separated by spaces
 (Documentation/admin-guide/kernel-parameters.rst); when a key is given twice the kernel
 generally uses the last one, so "present" replaces an existing ``key=other`` in place.
+Some keys are read once per occurrence and every occurrence counts (REPEATABLE_KEYS, or a key the
+caller asks for more than once): those are only added, never replaced.
 """
 
 from __future__ import annotations
@@ -23,6 +25,17 @@ DROPIN_HEADER = (
 )
 
 
+# Keys whose every occurrence takes effect, so ``video=efifb:off video=vesafb:off`` means both:
+# - console: one console per occurrence (Documentation/admin-guide/serial-console.rst, "multiple console=");
+# - video: one mode/driver option per output or framebuffer driver (drivers/video/cmdline.c video_setup
+#   keeps each, Documentation/fb/modedb.rst "video=<driver>:<options>"); GPU passthrough guides turn off
+#   both efifb and vesafb this way;
+# - initcall_blacklist: each adds initcalls to the list (init/main.c initcall_blacklist);
+# - memmap, acpi_osi, hugepagesz/hugepages: each occurrence adds a region, an OSI string or a pool
+#   (kernel-parameters.txt; arch/x86/kernel/e820.c, drivers/acpi/osi.c, mm/hugetlb.c).
+REPEATABLE_KEYS = frozenset({"console", "video", "initcall_blacklist", "memmap", "acpi_osi", "hugepagesz", "hugepages"})
+
+
 class CmdlineError(ValueError):
     """The configuration cannot be edited safely (unparsable value, invalid parameter)."""
 
@@ -36,17 +49,28 @@ def invalid_params(params: list[str]) -> list[str]:
     return [p for p in params if not _VALID_PARAM.match(p)]
 
 
-def apply_params(tokens: list[str], params: list[str], state: str) -> list[str]:
+def repeatable_keys(params: list[str]) -> set:
+    """Keys each of whose occurrences counts: REPEATABLE_KEYS and any key ``params`` names twice."""
+    keys = [param_key(p) for p in params]
+    return set(REPEATABLE_KEYS) | {key for key in keys if keys.count(key) > 1}
+
+
+def apply_params(tokens: list[str], params: list[str], state: str, repeatable: set | None = None) -> list[str]:
     """``tokens`` with ``params`` present (replacing ``key=other`` in place) or absent.
 
     Absent with ``key=value`` removes exactly that token; absent with a bare ``key`` removes the
-    key with any value.
+    key with any value. A repeatable key (``repeatable``, default ``repeatable_keys(params)``) is
+    appended, never replaced.
     """
     result = list(tokens)
+    repeatable = repeatable_keys(params) if repeatable is None else repeatable
     for param in params:
         key = param_key(param)
         if state == "present":
             if param in result:
+                continue
+            if key in repeatable:
+                result.append(param)
                 continue
             same_key = [i for i, token in enumerate(result) if param_key(token) == key]
             if same_key:
@@ -61,15 +85,21 @@ def apply_params(tokens: list[str], params: list[str], state: str) -> list[str]:
     return result
 
 
-def cmdline_satisfies(tokens: list[str], params: list[str], state: str) -> bool:
+def cmdline_satisfies(tokens: list[str], params: list[str], state: str, repeatable: set | None = None) -> bool:
     """Whether a command line (e.g. the running /proc/cmdline) already has the wanted state.
 
     Present: the last token with each parameter's key is that parameter (the kernel keeps the last
-    value of a key it reads twice). Absent: no token matches.
+    value of a key it reads twice), or, for a repeatable key, the parameter is one of the tokens.
+    Absent: no token matches.
     """
     if state == "absent":
         return apply_params(tokens, params, state) == tokens
+    repeatable = repeatable_keys(params) if repeatable is None else repeatable
     for param in params:
+        if param_key(param) in repeatable:
+            if param not in tokens:
+                return False
+            continue
         same_key = [token for token in tokens if param_key(token) == param_key(param)]
         if not same_key or same_key[-1] != param:
             return False
@@ -323,10 +353,12 @@ def literal_words(assignment: GrubAssignment) -> list[str]:
     return [token.text for token in assignment.tokens if token.kind == "word"]
 
 
-def edit_assignment(text: str, assignment: GrubAssignment, params: list[str], state: str) -> str:
+def edit_assignment(
+    text: str, assignment: GrubAssignment, params: list[str], state: str, repeatable: set | None = None
+) -> str:
     """``text`` (the file of ``assignment``) with ``params`` applied to that assignment's literal words."""
     old_words = literal_words(assignment)
-    new_words = apply_params(old_words, params, state)
+    new_words = apply_params(old_words, params, state, repeatable)
     if new_words == old_words:
         return text
     lines = text.splitlines(keepends=True)

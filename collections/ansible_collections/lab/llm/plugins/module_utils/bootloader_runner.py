@@ -38,6 +38,7 @@ from ansible_collections.lab.llm.plugins.module_utils.bootloader_cmdline import 
     invalid_params,
     param_key,
     render_dropin,
+    repeatable_keys,
 )
 
 
@@ -158,21 +159,22 @@ class KernelCmdlineRunner:
             )
         evaluated = evaluate_grub_files([(shown, text) for relative, shown, text in chain])
         current = {relative: text for relative, shown, text in chain}
+        repeatable = repeatable_keys(params)
         if state == "present":  # add only what the kernel does not get yet (perhaps from GRUB_CMDLINE_LINUX)
-            params = [p for p in params if not cmdline_satisfies(evaluated.kernel_tokens, [p], state)]
+            params = [p for p in params if not cmdline_satisfies(evaluated.kernel_tokens, [p], state, repeatable)]
         if dropin is not None:
             relative = os.path.join(GRUB_DROPIN_DIR, dropin)
             before = current.get(relative, "")
-            after = render_dropin(apply_params(dropin_tokens(before, "/" + relative), params, state))
+            after = render_dropin(apply_params(dropin_tokens(before, "/" + relative), params, state, repeatable))
         else:
             last = evaluated.last(GRUB_VARIABLE)
             relative = GRUB_DEFAULTS_FILE if last is None else last.path.lstrip("/")
             before = current[relative]
             if last is None:
-                tokens = apply_params([], params, state)
+                tokens = apply_params([], params, state, repeatable)
                 after = append_assignment(before, tokens) if tokens else before
             else:
-                after = edit_assignment(before, last, params, state)
+                after = edit_assignment(before, last, params, state, repeatable)
         planned = dict(current)
         planned[relative] = after
         order = sorted(planned, key=lambda name: (name != GRUB_DEFAULTS_FILE, name))

@@ -37,6 +37,9 @@ options:
       - Kernel parameters, each C(key) or C(key=value), without spaces or quotes.
       - With O(state=present), a parameter whose key is already there with another value is
         replaced in place (C(intel_iommu=off) becomes C(intel_iommu=on)).
+      - Keys the kernel reads once per occurrence (C(console), C(video), C(initcall_blacklist), C(memmap),
+        C(acpi_osi), C(hugepagesz), C(hugepages)) and any key given more than once here are added next to
+        the ones already there, never replaced, so O(params=[video=efifb:off, video=vesafb:off]) keeps both.
       - With O(state=absent), C(key=value) removes exactly that token and a bare C(key) removes the
         key with any value.
     type: list
