@@ -40,9 +40,9 @@ def _config(path: Path) -> AppConfig:
 
 
 def _store(config: AppConfig):
-    from lab_llm.auth import AuthStore
+    from lab_llm.auth import open_store
 
-    return AuthStore(config.auth.store_path, known_roles=set(config.auth.roles))
+    return open_store(config.auth)
 
 
 def _secret(prompt: str, from_stdin: bool) -> str:
@@ -186,20 +186,14 @@ def token(
     password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
 ) -> None:
     """Print an access token for a user (for scripts), after checking the password."""
-    from lab_llm.auth import SigningKeys, TokenService
+    from lab_llm.auth import token_service
 
     settings = _config(config)
     password = _secret("Password", password_stdin)
     found = _store(settings).verify_password(user, password)
     if found is None:
         raise _fail("incorrect username or password")
-    service = TokenService(
-        SigningKeys(settings.auth.signing_keys_path),
-        issuer=settings.auth.issuer,
-        audience=settings.auth.audience,
-        ttl_s=settings.auth.access_token_ttl_s,
-    )
-    typer.echo(service.issue(found.name, found.role))
+    typer.echo(token_service(settings.auth).issue(found.name, found.role))
 
 
 @app.command("hash-password")

@@ -18,6 +18,110 @@ ALL_SCOPES: tuple[Scope, ...] = ("models", "chat", "completions", "metrics", "ad
 
 Quantization = Literal["awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "bitsandbytes", "compressed-tensors"]
 
+# vLLM 0.32's registered tool-call parsers (`vllm.tool_parsers.ToolParserManager.list_registered()`) and reasoning
+# parsers (`vllm.reasoning.ReasoningParserManager.list_registered()`); a unit test fails when the installed vLLM
+# registers a different set, so this list moves with the pinned engine.
+TOOL_CALL_PARSERS = frozenset(
+    [
+        "apertus",
+        "cohere_command3",
+        "cohere_command4",
+        "deepseek_v3",
+        "deepseek_v31",
+        "deepseek_v32",
+        "deepseek_v4",
+        "deepseek_v41",
+        "dots",
+        "ernie45",
+        "functiongemma",
+        "gemma4",
+        "gigachat3",
+        "glm45",
+        "glm47",
+        "granite",
+        "granite-20b-fc",
+        "granite4",
+        "hermes",
+        "hf",
+        "hunyuan_a13b",
+        "hy_v3",
+        "hy_v4",
+        "inkling",
+        "internlm",
+        "jamba",
+        "k2_horizon",
+        "kimi_k2",
+        "kimi_k3",
+        "lfm2",
+        "ling3",
+        "llama3_json",
+        "llama4_json",
+        "llama4_pythonic",
+        "longcat",
+        "mimo",
+        "minicpm5",
+        "minimax_m2",
+        "minimax_m3",
+        "mistral",
+        "muse_glimmer",
+        "olmo3",
+        "openai",
+        "phi4_mini_json",
+        "plamo3",
+        "poolside_v1",
+        "pythonic",
+        "qwen3_coder",
+        "qwen3_json",
+        "qwen3_xml",
+        "seed_oss",
+        "step3",
+        "step3p5",
+        "xlam",
+    ]
+)
+REASONING_PARSERS = frozenset(
+    [
+        "cohere_command3",
+        "cohere_command4",
+        "deepseek_r1",
+        "deepseek_v3",
+        "deepseek_v4",
+        "deepseek_v41",
+        "ernie45",
+        "gemma4",
+        "glm45",
+        "glm47",
+        "granite",
+        "granite_thinking_parser",
+        "hf",
+        "holo2",
+        "hunyuan_a13b",
+        "hy_v3",
+        "hy_v4",
+        "inkling",
+        "k2_horizon",
+        "kimi_k2",
+        "kimi_k3",
+        "ling3",
+        "mimo",
+        "minicpmv",
+        "minimax_m2",
+        "minimax_m2_append_think",
+        "minimax_m3",
+        "mistral",
+        "muse_glimmer",
+        "nemotron_v3",
+        "olmo3",
+        "openai_gptoss",
+        "plamo3",
+        "poolside_v1",
+        "qwen3",
+        "seed_oss",
+        "step3",
+        "step3p5",
+    ]
+)
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # vLLM reads these itself; lab-llm sets them from typed fields, so they may not be overridden through `env`.
 _RESERVED_ENV = {"CUDA_VISIBLE_DEVICES"}
@@ -48,6 +152,25 @@ class EngineConfig(_Strict):
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
     enforce_eager: bool = False
     max_num_seqs: Annotated[int, Field(ge=1)] | None = None
+    enable_auto_tool_choice: bool = Field(
+        default=False,
+        description="Let the model decide when to call a tool (`tool_choice: auto`, also what a request with "
+        "`tools` and no `tool_choice` means); needs `tool_call_parser`.",
+    )
+    tool_call_parser: str | None = Field(
+        default=None, description="vLLM's parser for the model's tool-call format, e.g. `hermes`, `mistral`."
+    )
+    reasoning_parser: str | None = Field(
+        default=None,
+        description="vLLM's parser that returns a reasoning model's thinking as `reasoning_content`, "
+        "e.g. `deepseek_r1`.",
+    )
+    chat_template: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Chat template to use instead of the tokenizer's: a file path (on the engine's nodes) or "
+        "the Jinja template itself.",
+    )
     env: dict[str, str] = Field(default_factory=dict, description="Environment of the engine workers.")
 
     @field_validator("env")
@@ -59,6 +182,31 @@ class EngineConfig(_Strict):
             if name in _RESERVED_ENV:
                 raise ValueError(f"env: {name} is set by the placement of the workers, not by configuration")
         return env
+
+    @field_validator("tool_call_parser")
+    @classmethod
+    def _known_tool_call_parser(cls, parser: str | None) -> str | None:
+        if parser is not None and parser not in TOOL_CALL_PARSERS:
+            raise ValueError(
+                f"{parser!r} is not a tool-call parser of vLLM; known: {', '.join(sorted(TOOL_CALL_PARSERS))}"
+            )
+        return parser
+
+    @field_validator("reasoning_parser")
+    @classmethod
+    def _known_reasoning_parser(cls, parser: str | None) -> str | None:
+        if parser is not None and parser not in REASONING_PARSERS:
+            raise ValueError(
+                f"{parser!r} is not a reasoning parser of vLLM; known: {', '.join(sorted(REASONING_PARSERS))}"
+            )
+        return parser
+
+    @model_validator(mode="after")
+    def _auto_tool_choice_has_a_parser(self) -> EngineConfig:
+        # vLLM refuses to start otherwise ("--enable-auto-tool-choice requires --tool-call-parser").
+        if self.enable_auto_tool_choice and self.tool_call_parser is None:
+            raise ValueError("enable_auto_tool_choice needs tool_call_parser (how to read the model's tool calls)")
+        return self
 
     @model_validator(mode="after")
     def _layer_partition_matches_pipeline(self) -> EngineConfig:

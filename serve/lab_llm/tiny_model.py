@@ -22,17 +22,23 @@ RECIPE = {
     "num_hidden_layers": 4,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
-    "max_position_embeddings": 2048,
+    # Long enough for what OpenWebUI sends (its title task asks max_tokens 1000 after a prompt of several hundred).
+    "max_position_embeddings": 8192,
     "seed": 1234,
     "corpus_sentences": 4000,
-    "recipe_version": 1,
+    "recipe_version": 2,
 }
 RECIPE_FILE = "lab_llm_recipe.json"
 SPECIAL_TOKENS = ["<|pad|>", "<|begin_of_text|>", "<|end_of_text|>", "<|user|>", "<|assistant|>", "<|system|>"]
+# Content may be a string, a list of parts (OpenAI's format) or null (an assistant turn that only calls tools);
+# an assistant's tool calls are written out as JSON so a conversation with tool results renders too.
 CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>' + message['content'] + eos_token }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+    "{{ bos_token }}{% for message in messages %}{{ '<|' + message['role'] + '|>' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% elif message['content'] %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{% if message['tool_calls'] %}{{ message['tool_calls'] | tojson }}{% endif %}"
+    "{{ eos_token }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
 )
 _WORDS = [
     "the",

@@ -1,4 +1,6 @@
-"""Routes of the gate itself: login (OAuth2 password flow), API-key administration, liveness, metrics."""
+"""Routes of the gate itself: login (OAuth2 password flow), API-key administration, liveness, metrics.
+
+Readiness (`/readyz`, whether the engine can serve) is a route of the ingress, which holds the engine handles."""
 
 # No `from __future__ import annotations`: FastAPI must evaluate the Annotated[..., Security(closure)] hints.
 
@@ -8,8 +10,9 @@ from fastapi import APIRouter, Depends, Request, Response, Security
 from fastapi.security import OAuth2PasswordRequestForm
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
-from lab_llm.app.errors import ApiError, unauthorized
+from lab_llm.app.errors import ApiError, error_responses, unauthorized
 from lab_llm.app.metrics import API_KEY_CHANGES, LOGINS
 from lab_llm.app.security import Gate, require
 from lab_llm.auth import Principal, StoreError
@@ -42,7 +45,7 @@ def gate_router(gate: Gate) -> APIRouter:
     router = APIRouter()
     caller = require(gate)
 
-    @router.get("/healthz", include_in_schema=False)
+    @router.get("/healthz", summary="Liveness: the gate answers (says nothing about the engine; see /readyz)")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -66,8 +69,11 @@ def gate_router(gate: Gate) -> APIRouter:
         if wait_s > 0:
             LOGINS.labels("throttled").inc()
             retry_after = {"Retry-After": str(int(wait_s) + 1)}
-            raise ApiError(429, "too many failed logins; try again later", headers=retry_after)
-        user = gate.store.verify_password(form.username, form.password)
+            raise ApiError(
+                429, "too many failed logins; try again later", code="rate_limit_exceeded", headers=retry_after
+            )
+        # argon2 takes tens of milliseconds of CPU on purpose: off the event loop, so other requests go on.
+        user = await run_in_threadpool(gate.store.verify_password, form.username, form.password)
         if user is None:
             gate.limiter.record_failure(form.username, client)
             LOGINS.labels("failed").inc()
@@ -78,13 +84,22 @@ def gate_router(gate: Gate) -> APIRouter:
 
     # /token is where the seed's clients post; /auth/token is the documented path.
     for path in ("/auth/token", "/token"):
-        router.add_api_route(path, issue_token, methods=["POST"], response_model=TokenResponse)
+        router.add_api_route(
+            path,
+            issue_token,
+            methods=["POST"],
+            response_model=TokenResponse,
+            responses=error_responses(400, 401, 429),
+            summary="Log in (OAuth2 password flow): a bearer access token",
+        )
 
-    @router.get("/admin/keys", response_model=list[ApiKeyInfo])
+    @router.get("/admin/keys", response_model=list[ApiKeyInfo], responses=error_responses(401, 403))
     async def list_keys(_admin: Annotated[Principal, Security(caller, scopes=["admin"])]) -> list[ApiKeyInfo]:
         return [ApiKeyInfo(id=k.id, name=k.name, role=k.role, created_at=k.created_at) for k in gate.store.api_keys()]
 
-    @router.post("/admin/keys", response_model=CreatedApiKey, status_code=201)
+    @router.post(
+        "/admin/keys", response_model=CreatedApiKey, status_code=201, responses=error_responses(400, 401, 403, 409, 503)
+    )
     async def create_key(
         new_key: NewApiKey, _admin: Annotated[Principal, Security(caller, scopes=["admin"])]
     ) -> CreatedApiKey:
@@ -97,7 +112,7 @@ def gate_router(gate: Gate) -> APIRouter:
         API_KEY_CHANGES.labels("created").inc()
         return CreatedApiKey(id=record.id, name=record.name, role=record.role, created_at=record.created_at, key=key)
 
-    @router.delete("/admin/keys/{key_id}", status_code=204)
+    @router.delete("/admin/keys/{key_id}", status_code=204, responses=error_responses(401, 403, 404, 503))
     async def revoke_key(key_id: str, _admin: Annotated[Principal, Security(caller, scopes=["admin"])]) -> Response:
         try:
             revoked = gate.store.revoke_api_key(key_id)

@@ -2,50 +2,69 @@
 
 Clients send either an access token (from /auth/token) or an API key, both as `Authorization: Bearer …`,
 which is what the OpenAI SDKs and OpenWebUI send.
+
+What the gate checks is what the engine will act on: the model a request will really be served by (the only
+model when the body names none; the id Ray will look up, `--` read as `/` in a path), a token's user as the
+store says now, and a body read the way the route will read it. Whatever the gate cannot read is a 400.
 """
 
 # No `from __future__ import annotations`: FastAPI must evaluate the Annotated[..., Security(closure)] hints.
 
 import json
+from collections.abc import Collection
 from functools import cached_property
 from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 
-from lab_llm.app.errors import ApiError, unauthorized
+from lab_llm.app.errors import ApiError, model_not_found, unauthorized
 from lab_llm.app.metrics import AUTH_DECISIONS
-from lab_llm.auth import AuthStore, LoginLimiter, Principal, SigningKeys, TokenError, TokenService
+from lab_llm.auth import (
+    AuthStore,
+    LoginLimiter,
+    Principal,
+    TokenError,
+    TokenService,
+    open_store,
+    subject_of_token,
+    token_service,
+)
 from lab_llm.auth.store import API_KEY_PREFIX
 from lab_llm.config import AuthConfig
 
 bearer_credential = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
+# Our tokens are about 400 bytes and API keys 50; anything far longer is refused before any parsing.
+MAX_CREDENTIAL_BYTES = 4096
+# Deeper JSON than this is no OpenAI request; refusing it keeps every later parser away from its recursion limit.
+MAX_JSON_DEPTH = 64
+
 
 class Gate:
-    """Everything the app knows about callers. Built lazily per process, since Ray pickles the app to replicas."""
+    """Everything the app knows about callers. Built lazily per process, since Ray pickles the app to replicas.
 
-    def __init__(self, config: AuthConfig) -> None:
+    `served_models` are the model ids the engine serves; a request for any other id is a 404 at the gate.
+    """
+
+    def __init__(self, config: AuthConfig, served_models: Collection[str] = ()) -> None:
         self.config = config
+        self.served_models = tuple(served_models)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"config": self.config}
+        return {"config": self.config, "served_models": self.served_models}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.config = state["config"]
+        self.served_models = state["served_models"]
 
     @cached_property
     def store(self) -> AuthStore:
-        return AuthStore(self.config.store_path, known_roles=set(self.config.roles))
+        return open_store(self.config)
 
     @cached_property
     def tokens(self) -> TokenService:
-        return TokenService(
-            SigningKeys(self.config.signing_keys_path),
-            issuer=self.config.issuer,
-            audience=self.config.audience,
-            ttl_s=self.config.access_token_ttl_s,
-        )
+        return token_service(self.config)
 
     @cached_property
     def limiter(self) -> LoginLimiter:
@@ -68,6 +87,9 @@ class Gate:
         )
 
     def authenticate(self, credential: str) -> Principal:
+        if len(credential) > MAX_CREDENTIAL_BYTES:
+            AUTH_DECISIONS.labels("none", "oversized").inc()
+            raise unauthorized("credential too long")
         # API keys may come from a vault in any format, so look the credential up first (one hash, one dict
         # lookup); whatever is not a stored key must be a JWT.
         key = self.store.find_api_key(credential)
@@ -77,11 +99,25 @@ class Gate:
             AUTH_DECISIONS.labels("api_key", "unknown_key").inc()
             raise unauthorized("invalid API key")
         try:
-            claims = self.tokens.verify(credential)
+            subject = subject_of_token(self.tokens, self.store, credential)
         except TokenError as error:
             AUTH_DECISIONS.labels("access_token", "rejected").inc()
             raise unauthorized(str(error)) from None
-        return self.principal_for_role(str(claims["sub"]), str(claims["role"]), "access_token")
+        return self.principal_for_role(subject.name, subject.role, "access_token")
+
+    def model_to_serve(self, requested: str | None) -> str:
+        """The model that will serve a request naming `requested` (None: the body named none), or a 404.
+
+        Only the exact ids the engine serves are served; anything else, whatever characters it holds (Ray would
+        read `base:suffix` as a LoRA adapter of `base`), is a model that does not exist.
+        """
+        if requested is None:
+            if len(self.served_models) == 1:
+                return self.served_models[0]
+            raise ApiError(400, "`model` is required: this server serves several models", param="model")
+        if requested not in self.served_models:
+            raise model_not_found(requested)
+        return requested
 
 
 def require(gate: Gate):
@@ -104,17 +140,48 @@ def require(gate: Gate):
     return current_principal
 
 
-async def requested_model(request: Request) -> str | None:
-    """The `model` of a JSON request body, if any; a body that is not JSON is left to the route to reject."""
+def _depth_within(value: Any, limit: int) -> bool:
+    """Whether `value` nests no deeper than `limit` containers (iterative, so it cannot recurse too deep)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return False
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, or a 400 saying why it is not one. Cached on the request for later readers."""
+    cached = getattr(request.state, "json_body", None)
+    if cached is not None:
+        return cached
+    raw = await request.body()
     try:
-        body = json.loads(await request.body())
-    except ValueError:
-        return None
-    model = body.get("model") if isinstance(body, dict) else None
-    return model if isinstance(model, str) else None
+        body = json.loads(raw)
+    except RecursionError:
+        raise ApiError(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:  # bad UTF-8 and bad JSON alike
+        raise ApiError(400, "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    if not _depth_within(body, MAX_JSON_DEPTH):
+        raise ApiError(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
+    request.state.json_body = body
+    return body
 
 
-def check_model_allowed(principal: Principal, model: str | None) -> None:
-    if model is not None and not principal.may_use_model(model):
+async def requested_model(request: Request) -> str | None:
+    """The `model` of a JSON request body: None when absent, a 400 when it is not a string."""
+    model = (await json_body(request)).get("model")
+    if model is not None and not isinstance(model, str):
+        raise ApiError(400, "`model` must be a string", param="model")
+    return model
+
+
+def check_model_allowed(principal: Principal, model: str) -> None:
+    if not principal.may_use_model(model):
         AUTH_DECISIONS.labels(principal.credential, "model_forbidden").inc()
         raise ApiError(403, f"role {principal.role!r} may not use model {model!r}", param="model")

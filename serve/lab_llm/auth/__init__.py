@@ -2,6 +2,7 @@
 
 from lab_llm.auth.limiter import LoginLimiter
 from lab_llm.auth.principal import Principal
+from lab_llm.auth.services import TokenSubject, open_store, subject_of_token, token_service
 from lab_llm.auth.store import ApiKey, AuthStore, StoreError, User
 from lab_llm.auth.tokens import SigningKeys, TokenError, TokenService
 
@@ -14,5 +15,9 @@ __all__ = [
     "StoreError",
     "TokenError",
     "TokenService",
+    "TokenSubject",
     "User",
+    "open_store",
+    "subject_of_token",
+    "token_service",
 ]

@@ -143,12 +143,13 @@ def test_unknown_model_gets_404(local_deployment: LocalDeployment, admin_token: 
             model="no-such-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2
         )
     assert_openai_error(caught.value, 404, "no-such-model")
+    assert caught.value.response.json()["error"]["code"] == "model_not_found"
 
 
 def test_prompt_over_max_model_len_gets_400(local_deployment: LocalDeployment, admin_token: str) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client(local_deployment, admin_token).completions.create(
-            model=local_deployment.model, prompt="lab " * 2000, max_tokens=4
+            model=local_deployment.model, prompt="lab " * 12000, max_tokens=4
         )
     assert_openai_error(caught.value, 400, "maximum context length")
 
@@ -205,6 +206,7 @@ def test_failed_logins_are_throttled_with_429(local_deployment: LocalDeployment)
 
 def test_healthz_and_metrics_answer_without_a_token(local_deployment: LocalDeployment) -> None:
     assert httpx.get(f"{local_deployment.base_url}/healthz", timeout=30).json() == {"status": "ok"}
+    assert httpx.get(f"{local_deployment.base_url}/readyz", timeout=30).json() == {"status": "ready"}
     metrics = httpx.get(f"{local_deployment.base_url}/metrics", timeout=30)
     assert metrics.status_code == 200
     assert "lab_llm_auth_decisions_total" in metrics.text
@@ -214,7 +216,7 @@ def test_overload_is_refused_at_once_instead_of_queueing_forever(local_deploymen
     """inventory/local bounds the queue (16 in flight, 64 waiting): a burst of 120 gets 503s for the rest."""
     import asyncio
 
-    async def burst() -> list[int]:
+    async def burst() -> list[httpx.Response]:
         headers = {"Authorization": f"Bearer {local_deployment.api_key}"}
         body = {"model": local_deployment.model, "messages": [{"role": "user", "content": "go"}], "max_tokens": 48}
         limits = httpx.Limits(max_connections=200)
@@ -222,9 +224,14 @@ def test_overload_is_refused_at_once_instead_of_queueing_forever(local_deploymen
             answers = await asyncio.gather(
                 *(http.post("/v1/chat/completions", headers=headers, json=body) for _ in range(120))
             )
-        return [answer.status_code for answer in answers]
+        return answers
 
-    statuses = asyncio.run(burst())
+    answers = asyncio.run(burst())
+    statuses = [answer.status_code for answer in answers]
     assert set(statuses) <= {200, 503}, statuses
     assert statuses.count(503) > 0
     assert statuses.count(200) >= 16
+    for refused in (answer for answer in answers if answer.status_code == 503):
+        # OpenAI clients read JSON errors and retry after Retry-After; no plain-text "backpressure" from Serve.
+        assert refused.json()["error"]["type"] == "service_unavailable_error"
+        assert int(refused.headers["retry-after"]) >= 1

@@ -34,6 +34,7 @@ def test_engine_settings_become_vllm_arguments_and_placement() -> None:
         "quantization": "awq",
         "kv_cache_dtype": "auto",
         "enforce_eager": False,
+        "enable_auto_tool_choice": False,
     }
     assert llm.placement_group_config["bundles"] == [{"CPU": 2, "GPU": 1}, {"CPU": 2, "GPU": 1}]
     assert llm.runtime_env == {"env_vars": {"VLLM_PP_LAYER_PARTITION": "10,22"}}
@@ -51,3 +52,34 @@ def test_the_ingress_can_run_once_per_worker_node() -> None:
     default = build_app({"engine": {"model": "/m"}, "auth": AUTH})._bound_deployment
     assert (default.num_replicas, default.ray_actor_options) == (1, {"num_cpus": 0.0})
     assert default._replica_config.max_replicas_per_node is None
+
+
+def test_tool_calling_and_reasoning_options_reach_vllms_frontend_and_engine_arguments() -> None:
+    """Ray splits `engine_kwargs` into vLLM's FrontendArgs and AsyncEngineArgs by field name; each option must land
+    in one of them (Ray refuses unknown names), where vLLM's OpenAI serving reads it."""
+    from ray.llm._internal.serve.engines.vllm.vllm_models import VLLMEngineConfig
+
+    engine = {
+        "model": "/models/m",
+        "enable_auto_tool_choice": True,
+        "tool_call_parser": "hermes",
+        "reasoning_parser": "deepseek_r1",
+        "chat_template": "{{ messages[0]['content'] }}",
+    }
+    llm = to_llm_config(parse_config({"engine": engine, "serving": {"accelerator": "cpu"}, "auth": AUTH}))
+    vllm_config = VLLMEngineConfig.from_llm_config(llm)
+    assert vllm_config.frontend_kwargs == {
+        "enable_auto_tool_choice": True,
+        "tool_call_parser": "hermes",
+        "chat_template": "{{ messages[0]['content'] }}",
+    }
+    assert vllm_config.engine_kwargs["reasoning_parser"] == "deepseek_r1"
+
+
+def test_overload_is_refused_by_the_engines_queue_where_the_ingress_answers_it() -> None:
+    """The ingress never queues (Serve's proxy would answer 503 as plain text) and takes every request the engine
+    deployment may run or queue, so the engine handle's BackPressureError reaches the ingress as JSON + Retry-After."""
+    serving = {"num_replicas": 2, "max_ongoing_requests": 16, "max_queued_requests": 64}
+    ingress = build_app({"engine": {"model": "/m"}, "serving": serving, "auth": AUTH})._bound_deployment
+    assert ingress.max_queued_requests == -1
+    assert ingress.max_ongoing_requests >= 2 * 16 + 64

@@ -62,3 +62,33 @@ def test_load_config_names_the_file(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(ConfigError, match="cannot read configuration"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("engine", "problem"),
+    [
+        ({"enable_auto_tool_choice": True}, "enable_auto_tool_choice needs tool_call_parser"),
+        ({"tool_call_parser": "hermes2"}, "engine.tool_call_parser: .*'hermes2' is not a tool-call parser of vLLM"),
+        ({"reasoning_parser": "r1"}, "engine.reasoning_parser: .*'r1' is not a reasoning parser of vLLM"),
+        ({"chat_template": ""}, "engine.chat_template"),
+    ],
+)
+def test_tool_calling_options_are_checked_as_vllm_would(engine: dict, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        parse_config({"engine": {"model": "m", **engine}, "auth": AUTH})
+
+
+def test_tool_calling_options_parse() -> None:
+    engine = {"model": "m", "enable_auto_tool_choice": True, "tool_call_parser": "mistral"}
+    config = parse_config({"engine": {**engine, "reasoning_parser": "deepseek_r1"}, "auth": AUTH})
+    assert (config.engine.tool_call_parser, config.engine.reasoning_parser) == ("mistral", "deepseek_r1")
+
+
+def test_parser_names_are_those_the_pinned_vllm_registers() -> None:
+    """The names are kept in config (which must import without vLLM); they move with the pinned engine."""
+    vllm_tool_parsers = pytest.importorskip("vllm.tool_parsers")
+    vllm_reasoning = pytest.importorskip("vllm.reasoning")
+    from lab_llm.config import REASONING_PARSERS, TOOL_CALL_PARSERS
+
+    assert set(vllm_tool_parsers.ToolParserManager.list_registered()) == TOOL_CALL_PARSERS
+    assert set(vllm_reasoning.ReasoningParserManager.list_registered()) == REASONING_PARSERS

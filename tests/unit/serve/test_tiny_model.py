@@ -45,3 +45,19 @@ def test_a_changed_recipe_triggers_a_rebuild(tmp_path: Path, monkeypatch) -> Non
     tiny_model.build(tmp_path / "m")
     monkeypatch.setitem(tiny_model.RECIPE, "recipe_version", tiny_model.RECIPE["recipe_version"] + 1)
     assert tiny_model.is_current(tmp_path / "m") is False
+
+
+def test_chat_template_renders_parts_tool_calls_and_null_content(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tiny_model.build(tmp_path / "m")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m")
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": " there"}]},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "42"},
+    ]
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert prompt.startswith("<|begin_of_text|><|user|>hi there<|end_of_text|><|assistant|>[{")
+    assert '"name": "f"' in prompt and prompt.endswith("<|tool|>42<|end_of_text|><|assistant|>")

@@ -1,0 +1,233 @@
+"""The deployed endpoint against OpenAI's contract and real clients' requests (issues 10 and 18): model objects the
+strict SDK accepts, tool calling, ids that are not served, malformed bodies that used to crash the stack, errors in
+OpenAI's format with OpenAI's codes and no internals, readiness, the published OpenAPI document, and a seeded
+schema fuzz (schemathesis) that must find no 5xx."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import not_a_server_error
+
+from tests.integration.local.conftest import LocalDeployment
+from tests.unit.serve.app.contract import contract_errors
+from tests.unit.serve.app.gated_app import CONTRACT_FILE
+
+pytestmark = pytest.mark.stack
+
+INTERNALS = ("Traceback", "site-packages", "pid=", "ip=", "ActorID", "actor_id", "ray::", "Internal exception", "/tmp/")
+
+
+@pytest.fixture(scope="module")
+def contract() -> dict[str, Any]:
+    return json.loads(CONTRACT_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def http(local_deployment: LocalDeployment) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {local_deployment.api_key}"}
+    with httpx.Client(base_url=local_deployment.base_url, headers=headers, timeout=120) as client:
+        yield client
+
+
+def sdk(deployment: LocalDeployment, **options: Any) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{deployment.base_url}/v1", api_key=deployment.api_key, max_retries=0, timeout=120, **options
+    )
+
+
+def assert_clean_error(answer: httpx.Response, status: int, contract: dict[str, Any]) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert contract_errors(contract, "ErrorResponse", body) == []
+    for internal in INTERNALS:
+        assert internal not in answer.text, answer.text
+    assert answer.headers.get("x-request-id")
+    return body["error"]
+
+
+def test_the_strict_sdk_accepts_the_model_objects(local_deployment: LocalDeployment, contract: dict) -> None:
+    models = sdk(local_deployment, _strict_response_validation=True).models.list()
+    assert [model.id for model in models.data] == [local_deployment.model]
+    assert models.data[0].created > 1_600_000_000
+    listed = httpx.get(
+        f"{local_deployment.base_url}/v1/models", headers={"Authorization": f"Bearer {local_deployment.api_key}"}
+    ).json()
+    assert contract_errors(contract, "ListModelsResponse", listed) == []
+    assert "/" not in json.dumps(listed)  # no model path of the machine
+
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_tools_without_tool_choice_answer_as_auto(local_deployment: LocalDeployment) -> None:
+    """What OpenWebUI sends with every browser chat: tools attached, no tool_choice."""
+    client = sdk(local_deployment)
+    for tool_choice in (openai.NOT_GIVEN, "auto", "none"):
+        answer = client.chat.completions.create(
+            model=local_deployment.model,
+            messages=[{"role": "user", "content": "Weather in Paris?"}],
+            tools=[TOOL],
+            tool_choice=tool_choice,
+            max_tokens=8,
+        )
+        assert answer.choices[0].message.role == "assistant"
+
+
+def test_a_named_tool_choice_returns_a_well_formed_tool_call(local_deployment: LocalDeployment) -> None:
+    answer = sdk(local_deployment).chat.completions.create(
+        model=local_deployment.model,
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=[TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=64,
+    )
+    calls = answer.choices[0].message.tool_calls
+    assert calls and calls[0].type == "function" and calls[0].function.name == "get_weather"
+    arguments = json.loads(calls[0].function.arguments)
+    assert set(arguments) == {"city"} and isinstance(arguments["city"], str)
+
+
+def test_a_conversation_with_tool_results_renders(local_deployment: LocalDeployment) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    answer = sdk(local_deployment).chat.completions.create(
+        model=local_deployment.model,
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        ],
+        tools=[TOOL],
+        max_tokens=8,
+    )
+    assert answer.choices[0].finish_reason in {"length", "stop", "tool_calls"}
+
+
+def test_openwebui_task_sizes_fit_the_demo_context(local_deployment: LocalDeployment) -> None:
+    """Its title task asks max_tokens 1000; tag and follow-up tasks send prompts over 512 tokens."""
+    long_history = " ".join(f"sentence {n} about the GPU cluster and its cache." for n in range(120))
+    answer = sdk(local_deployment).chat.completions.create(
+        model=local_deployment.model,
+        messages=[{"role": "user", "content": long_history}],
+        max_tokens=1000,
+        stop=["."],
+    )
+    assert answer.usage.prompt_tokens > 512
+
+
+@pytest.mark.parametrize(
+    "model", ["tiny-llama:nope", "tiny-llama:", "tiny-llama::x", "tiny-llama--x", "no/such:model", "тини"]
+)
+def test_a_model_that_is_not_served_is_404_model_not_found(http: httpx.Client, contract: dict, model: str) -> None:
+    answer = http.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    assert assert_clean_error(answer, 404, contract)["code"] == "model_not_found"
+
+
+# Issue 18's inputs: each crashed the stack with a 500, one with the whole remote traceback.
+MALFORMED = [
+    ("/v1/chat/completions", {"model": "tiny-llama", "messages": None}),
+    ("/v1/chat/completions", {"model": "tiny-llama", "messages": False}),
+    ("/v1/chat/completions", {"model": "tiny-llama", "messages": 0}),
+    (
+        "/v1/chat/completions",
+        {
+            "model": "tiny-llama",
+            "messages": [{"role": "system", "content": [{"type": ["text"], "text": "hi"}]}],
+            "max_tokens": 4,
+        },
+    ),
+    (
+        "/v1/chat/completions",
+        {
+            "model": "tiny-llama",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 4,
+            "tools": [{"type": "custom", "custom": {"name": "x"}}],
+            "tool_choice": {"type": "function", "function": {"name": "x"}},
+        },
+    ),
+    ("/v1/completions", {"model": "tiny-llama", "prompt": [19512310641036], "echo": True, "max_tokens": 1}),
+    ("/v1/completions", {"model": "tiny-llama", "prompt": [19512310641036], "max_tokens": 1}),
+    ("/v1/completions", {"model": "tiny-llama", "prompt": [-1], "echo": True, "max_tokens": 1}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), MALFORMED)
+def test_malformed_requests_are_400_with_no_internals(
+    http: httpx.Client, contract: dict, path: str, body: dict
+) -> None:
+    assert_clean_error(http.post(path, json=body), 400, contract)
+
+
+def test_a_prompt_over_the_context_is_context_length_exceeded(http: httpx.Client, contract: dict) -> None:
+    answer = http.post("/v1/completions", json={"model": "tiny-llama", "prompt": "lab " * 12000, "max_tokens": 4})
+    assert assert_clean_error(answer, 400, contract)["code"] == "context_length_exceeded"
+
+
+def test_readiness_says_the_engine_serves(local_deployment: LocalDeployment) -> None:
+    assert httpx.get(f"{local_deployment.base_url}/readyz", timeout=30).json() == {"status": "ready"}
+
+
+def test_the_openapi_document_describes_bodies_and_errors(local_deployment: LocalDeployment) -> None:
+    document = httpx.get(f"{local_deployment.base_url}/openapi.json", timeout=30).json()
+    chat = document["paths"]["/v1/chat/completions"]["post"]
+    assert chat["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/ChatCompletionRequest")
+    assert "messages" in document["components"]["schemas"]["ChatCompletionRequest"]["required"]
+    assert {"400", "401", "403", "404", "503"} <= set(chat["responses"])
+    operations = [operation for item in document["paths"].values() for operation in item.values()]
+    assert all("422" not in operation["responses"] for operation in operations)
+
+
+# A seeded schema fuzz of the four OpenAI operations against the real stack, with a small budget.
+@pytest.fixture(scope="module")
+def published_schema(local_deployment: LocalDeployment) -> Any:
+    schema = schemathesis.openapi.from_url(f"{local_deployment.base_url}/openapi.json")
+    return schema.include(path_regex=r"^/v1/")
+
+
+fuzzed = schemathesis.pytest.from_fixture("published_schema")
+
+
+@fuzzed.parametrize()
+@settings(
+    max_examples=12,
+    derandomize=True,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+def test_the_schema_fuzzer_finds_no_server_error(case: schemathesis.Case, local_deployment: LocalDeployment) -> None:
+    if isinstance(case.body, dict):  # keep generation cheap: the fuzz is about answers, not long generations
+        for field in ("max_tokens", "max_completion_tokens"):
+            if isinstance(case.body.get(field), int):
+                case.body[field] = max(-1, min(case.body[field], 8))
+        for field in ("n", "best_of", "logprobs", "top_logprobs", "prompt_logprobs"):
+            if isinstance(case.body.get(field), int):
+                case.body[field] = min(case.body[field], 2)
+    response = case.call(
+        base_url=local_deployment.base_url,
+        headers={"Authorization": f"Bearer {local_deployment.api_key}"},
+        timeout=120,
+    )
+    case.validate_response(response, checks=[not_a_server_error])
+    assert response.status_code < 500, response.text
+    for internal in INTERNALS:
+        assert internal not in response.text

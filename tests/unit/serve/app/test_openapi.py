@@ -1,0 +1,83 @@
+"""The published OpenAPI document describes the API as it is (issue 10 item 7), and a seeded schema fuzz of the
+in-process app (engine stand-in) finds no 5xx and no status the document does not list."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error, status_code_conformance
+from schemathesis.generation import GenerationMode
+
+from tests.unit.serve.app.gated_app import GatedApp, build_gated_app
+
+
+def test_bodies_and_error_answers_are_described(gated: GatedApp) -> None:
+    document = gated.client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    for path, model in (("/v1/chat/completions", "ChatCompletionRequest"), ("/v1/completions", "CompletionRequest")):
+        operation = document["paths"][path]["post"]
+        assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(f"/{model}")
+        assert {"400", "401", "403", "404", "429", "500", "503"} <= set(operation["responses"])
+    assert "messages" in schemas["ChatCompletionRequest"]["required"]
+    assert "prompt" in schemas["CompletionRequest"]["properties"]
+    assert schemas["ErrorResponse"]["required"] == ["error"]
+    operations = [operation for item in document["paths"].values() for operation in item.values()]
+    assert all("422" not in operation["responses"] for operation in operations)
+    assert "HTTPValidationError" not in schemas
+    assert document["paths"]["/readyz"]["get"]["responses"]["503"]
+
+
+def fuzz(schema: schemathesis.BaseSchema, call, checks, max_examples: int) -> list[str]:
+    """Run a seeded hypothesis search over every operation of `schema`; `call(case)` sends one request. Returns the
+    labels of the operations fuzzed (so a test can check it fuzzed something)."""
+    fuzzed = []
+    for result, mode in itertools.product(schema.get_all_operations(), GenerationMode):
+        operation = result.ok()
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=max_examples,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        def one(case: schemathesis.Case) -> None:
+            response = call(case)
+            case.validate_response(response, checks=checks)
+
+        try:
+            one()
+        except Unsatisfiable:
+            # No invalid request exists for an operation without a body or constrained parameters (the GETs).
+            assert mode is GenerationMode.NEGATIVE, operation.label
+            continue
+        fuzzed.append(f"{operation.label} ({mode.value})")
+    return fuzzed
+
+
+def test_the_fuzzer_finds_no_server_error_and_no_undocumented_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gated = build_gated_app(tmp_path, monkeypatch)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", gated.app).include(path_regex=r"^/v1/")
+    headers = gated.headers("bob")
+    fuzzed = fuzz(
+        schema,
+        lambda case: case.call(headers=headers),
+        [not_a_server_error, status_code_conformance],
+        max_examples=25,
+    )
+    assert {label for label in fuzzed if label.endswith("(positive)")} == {
+        "GET /v1/models (positive)",
+        "GET /v1/models/{model} (positive)",
+        "POST /v1/completions (positive)",
+        "POST /v1/chat/completions (positive)",
+    }
+    assert {"POST /v1/completions (negative)", "POST /v1/chat/completions (negative)"} <= set(fuzzed)
