@@ -3,7 +3,10 @@ and every error path with its exact status and the OpenAI error format."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import jwt
@@ -27,6 +30,12 @@ def admin_token(local_deployment: LocalDeployment) -> str:
     body = answer.json()
     assert body["token_type"] == "bearer" and body["expires_in"] > 0
     return body["access_token"]
+
+
+def local_deployment_token(deployment: LocalDeployment, user: str, password: str) -> str:
+    answer = httpx.post(f"{deployment.base_url}/auth/token", data={"username": user, "password": password}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["access_token"]
 
 
 def client(deployment: LocalDeployment, credential: str) -> openai.OpenAI:
@@ -165,8 +174,15 @@ def test_bad_json_gets_400(local_deployment: LocalDeployment, admin_token: str) 
     assert answer.json()["error"]["type"] == "invalid_request_error"
 
 
+def add_user(deployment: LocalDeployment, name: str, role: str) -> None:
+    lab_llm = str(Path(sys.executable).parent / "lab-llm")
+    command = [lab_llm, "users", "add", name, f"--role={role}", "--password-stdin", "-c", str(deployment.config_file)]
+    subprocess.run(command, input="viewer-password\n", text=True, check=True, capture_output=True)
+
+
 def test_viewer_may_list_but_not_chat(local_deployment: LocalDeployment) -> None:
-    viewer = forged_token(local_deployment, sub="vera", role="viewer")
+    add_user(local_deployment, "vera", "viewer")  # a token only speaks for a user the store has
+    viewer = local_deployment_token(local_deployment, "vera", "viewer-password")
     assert client(local_deployment, viewer).models.list().data
     with pytest.raises(openai.PermissionDeniedError) as caught:
         client(local_deployment, viewer).chat.completions.create(
