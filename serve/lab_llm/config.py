@@ -152,10 +152,10 @@ class EngineConfig(_Strict):
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
     enforce_eager: bool = False
     max_num_seqs: Annotated[int, Field(ge=1)] | None = None
-    enable_auto_tool_choice: bool = Field(
-        default=False,
+    enable_auto_tool_choice: bool | None = Field(
+        default=None,
         description="Let the model decide when to call a tool (`tool_choice: auto`, also what a request with "
-        "`tools` and no `tool_choice` means); needs `tool_call_parser`.",
+        "`tools` and no `tool_choice` means); needs `tool_call_parser`. Unset: vLLM's default, off.",
     )
     tool_call_parser: str | None = Field(
         default=None, description="vLLM's parser for the model's tool-call format, e.g. `hermes`, `mistral`."

@@ -34,7 +34,6 @@ def test_engine_settings_become_vllm_arguments_and_placement() -> None:
         "quantization": "awq",
         "kv_cache_dtype": "auto",
         "enforce_eager": False,
-        "enable_auto_tool_choice": False,
     }
     assert llm.placement_group_config["bundles"] == [{"CPU": 2, "GPU": 1}, {"CPU": 2, "GPU": 1}]
     assert llm.runtime_env == {"env_vars": {"VLLM_PP_LAYER_PARTITION": "10,22"}}
