@@ -1,5 +1,5 @@
 """A test double of the lab-llm HTTP API on loopback: the endpoints and shapes the app defines (/healthz,
-/auth/token, /admin/keys, /v1/models, /v1/chat/completions), one admin user `admin` / `s3cret`."""
+/readyz, /auth/token, /admin/keys, /v1/models, /v1/chat/completions), one admin user `admin` / `s3cret`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class FakeLabLlm:
         self.tokens: set[str] = set()
         self.keys: dict[str, dict[str, str]] = {}  # id -> {name, role, key}
         self.url = ""
+        self.ready = True  # whether the engine can serve (/readyz)
 
     def __call__(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
         def answer(code: int, data: Any) -> tuple[int, dict, bytes]:
@@ -29,6 +30,11 @@ class FakeLabLlm:
         bearer = headers.get("authorization", "").removeprefix("Bearer ")
         if path == "/healthz":
             return answer(200, {"status": "ok"})
+        if path == "/readyz":
+            if not self.ready:
+                error = {"message": "the engine is not ready to serve", "type": "service_unavailable_error"}
+                return answer(503, {"error": {**error, "param": None, "code": None}})
+            return answer(200, {"status": "ready"})
         if path == "/auth/token" and method == "POST":
             form = dict(urllib.parse.parse_qsl(body.decode()))
             if (form.get("username"), form.get("password")) != ("admin", "s3cret"):

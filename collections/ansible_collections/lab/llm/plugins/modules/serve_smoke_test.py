@@ -12,7 +12,7 @@ short_description: Check a lab-llm endpoint end to end, a token and one chat com
 version_added: "0.1.0"
 description:
   - The smoke test of the plain-Ray path for the endpoint of a RayService, through the Ingress to its Serve
-    Service; C(/healthz), a token from C(/auth/token), then one chat completion with that token.
+    Service; C(/readyz) (the engine can serve), a token from C(/auth/token), then one chat completion with that token.
   - Not through the Kubernetes API server's service proxy, which drops the C(Authorization) header.
   - Changes nothing; fails naming the call and the HTTP answer.
 author:

@@ -5,7 +5,7 @@
 
 Not through the API server's service proxy: the API server deletes the Authorization header of every request it
 has authenticated (k8s.io/apiserver, filters/authentication.go), so the endpoint's bearer token would never arrive.
-Endpoints as the lab-llm app defines them (serve/lab_llm/app/routes.py): GET /healthz, POST /auth/token (OAuth2
+Endpoints as the lab-llm app defines them (serve/lab_llm/app/routes.py): GET /readyz, POST /auth/token (OAuth2
 password form), GET /admin/keys (a JSON list of keys), POST /admin/keys, DELETE /admin/keys/{id}, GET /v1/models,
 POST /v1/chat/completions.
 """
@@ -66,7 +66,8 @@ class ServeApi:
             return status, text
 
     def healthy(self) -> None:
-        self.call("GET", "/healthz")
+        """The engine can serve: readiness (/readyz), not just liveness of the gate (/healthz)."""
+        self.call("GET", "/readyz")
 
     def token(self, username: str, password: str) -> str:
         """A bearer token for the user (OAuth2 password grant)."""

@@ -1,4 +1,4 @@
-"""lab.llm.serve_smoke_test against a test double of the lab-llm HTTP API on loopback (/healthz, /auth/token,
+"""lab.llm.serve_smoke_test against a test double of the lab-llm HTTP API on loopback (/readyz, /auth/token,
 /v1/models, /v1/chat/completions)."""
 
 from __future__ import annotations
@@ -20,3 +20,10 @@ def test_smoke_test_names_the_call_that_failed(app: FakeLabLlm) -> None:
     result = run_module(serve_smoke_test.main, dict(url=app.url, username="admin", password="nope"))
     assert result["failed"] is True
     assert result["msg"].startswith(f"smoke test: POST {app.url}/auth/token answered HTTP 401")
+
+
+def test_smoke_test_fails_while_the_engine_is_not_ready(app: FakeLabLlm) -> None:
+    app.ready = False  # the gate is alive (/healthz), the engine is not (/readyz)
+    result = run_module(serve_smoke_test.main, dict(url=app.url, username="admin", password="s3cret"))
+    assert result["failed"] is True
+    assert result["msg"].startswith(f"smoke test: GET {app.url}/readyz answered HTTP 503")
