@@ -4,7 +4,7 @@ Kinds, in the order they are told apart (a remote exception arrives as a `RayTas
 of its cause's class, so `isinstance` sees through Ray's wrapping):
 
 - the engine's own error answer (vLLM's `ErrorResponse`, raised by Ray as `OpenAIHTTPException`): its status
-  and its message, once; 422 and 501 become 400; a 5xx becomes a generic 500;
+  and its message, once; 422 and 501 become 400, 408 (Ray's router timed out) a 503; a 5xx a generic 500;
 - Serve's queue is full (`BackPressureError`) or vLLM's admission control refuses (`GracefulHTTPError`):
   503 with `Retry-After`;
 - the engine or its replica is down or restarting (`EngineDeadError`, actor died or unavailable, ...):
@@ -76,6 +76,12 @@ def _cause(error: BaseException) -> BaseException:
 def _engine_answer(status: int, message: str, request_id: str) -> ApiError:
     """The engine's own error answer (vLLM's status and message), as a client may see it."""
     generic = f"the engine could not process this request (request id {request_id})"
+    if status == 408:
+        # Ray's router gave up waiting for the engine (a replica restarting or swamped): retryable, like 503.
+        logger.warning("request %s: the engine did not answer in time: %s", request_id, message)
+        return ApiError(
+            503, "the engine did not answer in time; retry later", headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)}
+        )
     if status == 503:
         logger.warning("request %s: the engine answered 503: %s", request_id, message)
         return ApiError(

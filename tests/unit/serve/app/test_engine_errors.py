@@ -68,6 +68,7 @@ def assert_clean_error(answer: httpx.Response, status: int, openai_contract: dic
         (OpenAIHTTPException(500, "KeyError: 'x' at /home/lab/x.py", "InternalServerError"), 500, None, False),
         (OpenAIHTTPException(503, "The engine is currently busy", "ServiceUnavailableError"), 503, None, True),
         (OpenAIHTTPException(422, "unprocessable image url", "UnprocessableEntityError"), 400, None, False),
+        (OpenAIHTTPException(408, "Request server side timeout", "OpenAIHTTPException"), 503, None, True),
         # Overload: Serve's queue bound (raised at .remote()) and vLLM's admission control.
         (BackPressureError(num_queued_requests=64, max_queued_requests=64), 503, None, True),
         (remote(GracefulHTTPError("busy", 503)), 503, None, True),
