@@ -27,27 +27,30 @@ class FakeLabLlm:
         def answer(code: int, data: Any) -> tuple[int, dict, bytes]:
             return code, {"Content-Type": "application/json"}, json.dumps(data).encode()
 
+        def error(code: int, message: str, kind: str, openai_code: str | None = None) -> tuple[int, dict, bytes]:
+            # The app's error body: OpenAI's format, `code` an OpenAI string code or null (serve/lab_llm/app/errors.py).
+            return answer(code, {"error": {"message": message, "type": kind, "param": None, "code": openai_code}})
+
         bearer = headers.get("authorization", "").removeprefix("Bearer ")
         if path == "/healthz":
             return answer(200, {"status": "ok"})
         if path == "/readyz":
             if not self.ready:
-                error = {"message": "the engine is not ready to serve", "type": "service_unavailable_error"}
-                return answer(503, {"error": {**error, "param": None, "code": None}})
+                return error(503, "the engine is not ready to serve", "service_unavailable_error")
             return answer(200, {"status": "ready"})
         if path == "/auth/token" and method == "POST":
             form = dict(urllib.parse.parse_qsl(body.decode()))
             if (form.get("username"), form.get("password")) != ("admin", "s3cret"):
-                return answer(401, {"detail": "wrong username or password"})
+                return error(401, "incorrect username or password", "authentication_error", "invalid_api_key")
             token = secrets.token_hex(8)
             self.tokens.add(token)
             return answer(200, {"access_token": token, "token_type": "bearer", "expires_in": 3600})
         key_valid = any(entry["key"] == bearer for entry in self.keys.values())
         if bearer not in self.tokens and not key_valid:
-            return answer(401, {"detail": "not authenticated"})
+            return error(401, "missing bearer token or API key", "authentication_error", "invalid_api_key")
         if path == "/admin/keys" and method == "POST":
             if bearer not in self.tokens:
-                return answer(403, {"detail": "admin only"})
+                return error(403, "role 'user' may not use this endpoint (needs scope 'admin')", "permission_error")
             request = json.loads(body)
             key_id, key = secrets.token_hex(4), "llm-" + secrets.token_hex(16)
             self.keys[key_id] = {"name": request["name"], "role": request["role"], "key": key}
@@ -70,7 +73,7 @@ class FakeLabLlm:
                     "usage": {"completion_tokens": 3},
                 },
             )
-        return answer(404, {"detail": "not found"})
+        return error(404, "no such route", "not_found_error")
 
 
 def serve(fake: FakeLabLlm) -> ThreadingHTTPServer:

@@ -84,7 +84,8 @@ def test_wrong_admin_password_names_the_step(
     assert result["failed"] is True
     assert result["msg"] == (
         f"API key openwebui for openwebui/openwebui-openai: POST {app.url}/auth/token answered "
-        'HTTP 401: {"detail": "wrong username or password"}'
+        'HTTP 401: {"error": {"message": "incorrect username or password", "type": "authentication_error", '
+        '"param": null, "code": "invalid_api_key"}}'
     )
 
 
