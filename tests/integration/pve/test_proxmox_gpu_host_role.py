@@ -80,6 +80,23 @@ def test_one_of_two_identical_cards_is_refused_before_any_change(tmp_path: Path)
     assert not (tmp_path / "vfio.conf").exists()
 
 
+def test_blacklist_spares_the_drivers_of_a_card_left_to_the_host(tmp_path: Path) -> None:
+    # The GT 1030 at 02:00 drives the host's console with nouveau; only the RTX 3090 goes to VMs.
+    root = build_tree(tmp_path / "host", PRESETS["intel-3090-host-gt1030"])
+    tasks = [
+        {"ansible.builtin.include_role": {"name": "lab.llm.proxmox_gpu_host", "tasks_from": "preflight"}},
+        {"ansible.builtin.template": {"src": str(ROLE / "templates" / "modprobe-blacklist.conf.j2"),
+                                      "dest": str(tmp_path / "blacklist.conf"), "mode": "0644"}},
+    ]  # fmt: skip
+    done = run_role_tasks(tmp_path, {"proxmox_gpu_host_sysfs_root": str(root),
+                                     "proxmox_gpu_host_gpu_addresses": ["0000:01:00"]}, tasks)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:]
+    lines = [line for line in (tmp_path / "blacklist.conf").read_text().splitlines() if not line.startswith("#")]
+    # nouveau and nvidiafb can claim the GT 1030, so they stay; vfio-pci's ids and softdeps keep the 3090.
+    assert lines == ["blacklist nvidia"]
+    assert "0000:02:00 keeps nouveau, nvidiafb" in done.stdout
+
+
 def test_both_identical_cards_selected_pass(tmp_path: Path) -> None:
     done = render_vfio_conf(tmp_path, "intel-two-3090", ["0000:01:00", "0000:02:00"])
     assert done.returncode == 0, done.stdout[-4000:]
