@@ -153,12 +153,33 @@ def merge_inventory(
     return {**written, "nodes": nodes}, notes
 
 
+def _class_candidates(key: str) -> tuple[str, ...]:
+    """Spellings of one card to look up: as typed, without ``rtx``, with ``rtx-``; ``3060ti`` -> ``3060-ti``."""
+    base = re.sub(r"^rtx-?(?=[\da-z])", "", key)
+    base = re.sub(r"(?<=\d)-?(ti|super)\b", r"-\1", base)
+    return (key, base, f"rtx-{base}")
+
+
 def normalise_gpu_class(text: str) -> str:
-    """``3090``, ``rtx3090``, ``RTX-3090`` -> ``rtx-3090``; PlanInputError for a class the planner does not know."""
+    """``3090``, ``rtx3090``, ``RTX-3090``, ``NVIDIA GeForce RTX 3090`` (nvidia-smi's name), ``3090 24GB`` ->
+    ``rtx-3090``. A memory size is checked against the class's (``3060 8GB`` is another card than the 12 GB
+    ``rtx-3060``); PlanInputError for a class the planner does not know or a size it does not have."""
     key = re.sub(r"[\s_]+", "-", text.strip().lower())
-    for candidate in (key, f"rtx-{key}", re.sub(r"^rtx(?=\d)", "rtx-", key), f"rtx-{key}".replace("ti", "-ti")):
+    key = re.sub(r"^(nvidia-)?(geforce-)?", "", key)
+    for candidate in _class_candidates(key):
         if candidate in GPU_CLASSES:
             return candidate
+    sized = re.fullmatch(r"(.+?)-?(\d+)-?g(?:i?b)?", key)
+    if sized:
+        memory = int(sized.group(2))
+        for candidate in _class_candidates(sized.group(1)):
+            if candidate in GPU_CLASSES:
+                if GPU_CLASSES[candidate].memory_gib != memory:
+                    raise PlanInputError(
+                        f"GPU {text!r}: {candidate} has {GPU_CLASSES[candidate].memory_gib:g} GB, not {memory}; "
+                        "for another card give its class with memory_gib and bandwidth_gbs in an --inventory file"
+                    )
+                return candidate
     raise PlanInputError(f"unknown GPU class {text!r}; known: {', '.join(GPU_CLASSES)}")
 
 
@@ -170,6 +191,13 @@ def nodes_from_short_forms(gpus: str | None = None, node_specs: Sequence[str] = 
     node. Nodes are named ``node-0``, ``node-1``... in the order given."""
     nodes: list[dict[str, Any]] = []
     for item in (gpus or "").split(","):
+        counted = _NODE_FORM.match(item)
+        if counted and counted.group(1):
+            compact = re.sub(r"\s+", "", item)
+            raise PlanInputError(
+                f"--gpus {item.strip()!r}: one card per node, comma-separated; for several cards in one node use "
+                f"--node {compact}"
+            )
         if item.strip():
             nodes.append({"gpus": [{"class": normalise_gpu_class(item)}]})
     for spec in node_specs:

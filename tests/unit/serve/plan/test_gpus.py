@@ -110,7 +110,12 @@ def test_merge_notes_reach_the_plan() -> None:
 @pytest.mark.parametrize(
     ("typed", "expected"),
     [("3090", "rtx-3090"), ("RTX3090", "rtx-3090"), ("rtx-3090", "rtx-3090"), ("3060ti", "rtx-3060-ti"),
-     ("3060 Ti", "rtx-3060-ti"), ("a100-80gb", "a100-80gb"), ("L4", "l4"), ("4060-ti-16gb", "rtx-4060-ti-16gb")],
+     ("3060 Ti", "rtx-3060-ti"), ("a100-80gb", "a100-80gb"), ("L4", "l4"), ("4060-ti-16gb", "rtx-4060-ti-16gb"),
+     # as people type them and as nvidia-smi names them: maker prefix, memory suffix, no separators
+     ("3090 24GB", "rtx-3090"), ("3090 24 GB", "rtx-3090"), ("3060 12GB", "rtx-3060"), ("rtx3060ti", "rtx-3060-ti"),
+     ("NVIDIA GeForce RTX 3090", "rtx-3090"), ("GeForce RTX 4090", "rtx-4090"), ("NVIDIA RTX A6000", "rtx-a6000"),
+     ("a6000", "rtx-a6000"), ("3080 12GB", "rtx-3080-12gb"), ("4060 Ti 16GB", "rtx-4060-ti-16gb"),
+     ("NVIDIA A100 80GB", "a100-80gb"), ("4070 Ti SUPER", "rtx-4070-ti-super")],
 )  # fmt: skip
 def test_gpu_class_short_names(typed: str, expected: str) -> None:
     assert normalise_gpu_class(typed) == expected
@@ -129,6 +134,21 @@ def test_short_forms() -> None:
         nodes_from_short_forms("3090,3095")
     with pytest.raises(PlanInputError, match="at least 1"):
         nodes_from_short_forms(None, ["0x3090"])
+    # A count in --gpus is a node of several cards: say which option takes it instead of "unknown GPU class '2x3090'".
+    with pytest.raises(PlanInputError, match=r"--gpus '2x3090': one card per node.*--node 2x3090"):
+        nodes_from_short_forms("2x3090,3060")
+
+
+@pytest.mark.parametrize(
+    ("typed", "problem"),
+    [("3060 8GB", "rtx-3060 has 12 GB, not 8"), ("3090 48GB", "rtx-3090 has 24 GB, not 48"),
+     ("GeForce RTX 3095", "unknown GPU class 'GeForce RTX 3095'")],
+)  # fmt: skip
+def test_gpu_class_memory_that_does_not_match_is_refused(typed: str, problem: str) -> None:
+    """The 8 GB RTX 3060 is another card than the 12 GB one: a memory size the class does not have is an error,
+    not a plan for the bigger card."""
+    with pytest.raises(PlanInputError, match=re.escape(problem)):
+        normalise_gpu_class(typed)
 
 
 def test_every_table_entry_names_a_known_class_matching_its_pci_name() -> None:
