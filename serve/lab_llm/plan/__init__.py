@@ -25,7 +25,9 @@ Entry point, stable for the CLI, the Ansible module ``lab.llm.llm_fit_plan`` and
 ``model`` fields (config.json names): ``num_hidden_layers``, ``hidden_size``, ``num_attention_heads``,
 ``intermediate_size``, ``vocab_size`` (required); ``num_key_value_heads``, ``head_dim``, ``tie_word_embeddings``,
 ``attention_bias``, ``num_local_experts`` / ``num_experts``, ``num_experts_per_tok``, ``moe_intermediate_size``,
-``max_position_embeddings`` (optional). ``text_config`` of multimodal wrappers is read too.
+``max_position_embeddings`` (optional). ``text_config`` of multimodal wrappers is read too. A field left out
+has its transformers config class's default for the ``model_type`` (``lab_llm.plan.model.CONFIG_CLASS_DEFAULTS``:
+Gemma ties its embeddings), as vLLM reads it.
 
 ``inventory``: ``nodes`` - each ``{name, gpus: [{class, memory_gib?, bandwidth_gbs?}], link?}`` (``link``
 between the node's GPUs: ``pcie`` default, ``nvlink``...) - and ``network`` between nodes (``10gbe`` default,

@@ -32,6 +32,27 @@ _WEIGHT_ALIASES = {
 }
 _KV_ALIASES = {"float16": "fp16", "bfloat16": "bf16", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8"}
 
+# transformers writes into config.json only the fields that differ from its config class's defaults
+# (PretrainedConfig.to_diff_dict), and vLLM reads config.json through that class, so a field left out has the
+# class's default. For most model types the planner's own defaults (ModelSpec) are the class's; these differ, in
+# the fields the planner reads (transformers 5.19 configuration_*.py; checked against the installed transformers by
+# tests/unit/serve/plan/test_checkpoint.py). Gemma 3's text_config, for one, has no vocab_size.
+_TIED = {"tie_word_embeddings": True}
+CONFIG_CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma": {**_TIED, "vocab_size": 256000, "max_position_embeddings": 8192, "num_attention_heads": 16,
+              "num_key_value_heads": 16, "head_dim": 256},
+    "gemma2": {**_TIED, "vocab_size": 256000, "max_position_embeddings": 8192, "num_attention_heads": 8,
+               "num_key_value_heads": 4, "head_dim": 256},
+    "gemma3_text": {**_TIED, "vocab_size": 262208, "max_position_embeddings": 131072, "num_attention_heads": 8,
+                    "num_key_value_heads": 4, "head_dim": 256},
+    "cohere": {**_TIED, "vocab_size": 256000, "max_position_embeddings": 8192},
+    "cohere2": {**_TIED, "vocab_size": 256000, "max_position_embeddings": 8192, "head_dim": 128},
+    "starcoder2": {**_TIED, "vocab_size": 49152, "max_position_embeddings": 4096},
+    "falcon": {**_TIED, "vocab_size": 65024, "max_position_embeddings": 2048},
+    "ernie4_5": {**_TIED, "vocab_size": 103424, "max_position_embeddings": 131072},
+    "smollm3": {**_TIED, "vocab_size": 128256, "max_position_embeddings": 32768},
+}  # fmt: skip
+
 # Where a config.json names the number of routed experts (Mixtral, Qwen-MoE, OLMoE ...).
 _EXPERT_KEYS = ("num_local_experts", "num_experts")
 
@@ -138,6 +159,10 @@ def _flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
     text_config = config.get("text_config")
     if isinstance(text_config, Mapping):
         fields.update(text_config)
+    model_type = str(fields.get("model_type", ""))
+    for key, default in CONFIG_CLASS_DEFAULTS.get(model_type, {}).items():
+        if fields.get(key) is None:
+            fields[key] = default
     for key in _EXPERT_KEYS:
         if fields.get(key):
             fields["num_local_experts"] = fields[key]

@@ -245,3 +245,58 @@ def test_null_fields_of_a_config_count_as_absent() -> None:
     config = json.loads(model_path("llama-2-7b").read_text())
     spec = load_model_spec({**config, "head_dim": None, "num_key_value_heads": None, "sliding_window": None})
     assert (spec.head_size, spec.kv_heads) == (128, 32)
+
+
+# google/gemma-2-9b-it's config.json as a vLLM usage issue quotes it ("Can we extend the context length of gemma2
+# model", `cat models--google--gemma-2-9b-it/config.json`; eos/bos/pad ids and dropouts left out here):
+# transformers leaves out of config.json every field equal to its config class's default, so it has no
+# tie_word_embeddings (Gemma2Config defaults to True: lm_head is the embedding matrix).
+GEMMA2_9B_IT = {
+    "architectures": ["Gemma2ForCausalLM"], "attention_bias": False, "attn_logit_softcapping": 50.0,
+    "cache_implementation": "hybrid", "final_logit_softcapping": 30.0, "head_dim": 256,
+    "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 3584, "intermediate_size": 14336,
+    "max_position_embeddings": 8192, "model_type": "gemma2", "num_attention_heads": 16, "num_hidden_layers": 42,
+    "num_key_value_heads": 8, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_theta": 10000.0,
+    "sliding_window": 4096, "sliding_window_size": 4096, "torch_dtype": "bfloat16", "vocab_size": 256000,
+}  # fmt: skip
+# Gemma 3 27B's text_config as TensorRT-LLM's tests quote google/gemma-3-27b-it (num_hidden_layers as published):
+# no vocab_size, max_position_embeddings or tie_word_embeddings - Gemma3TextConfig's defaults.
+GEMMA3_27B_IT = {
+    "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+    "text_config": {
+        "head_dim": 128, "hidden_size": 5376, "intermediate_size": 21504, "model_type": "gemma3_text",
+        "num_attention_heads": 32, "num_hidden_layers": 62, "num_key_value_heads": 16, "query_pre_attn_scalar": 168,
+        "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "sliding_window": 1024,
+    },
+    "vision_config": {"hidden_size": 1152, "model_type": "siglip_vision_model", "num_hidden_layers": 27},
+}  # fmt: skip
+
+
+def test_fields_config_json_leaves_out_take_the_config_class_default(offline_cache: Path) -> None:
+    """vLLM reads config.json through transformers, so a field it omits has its config class's default: Gemma ties
+    lm_head to the embeddings (planned untied it carried a second 256000 x 3584 matrix, 10 % too much)."""
+    hub_cache(offline_cache, "google/gemma-2-9b-it", {"config.json": json.dumps(GEMMA2_9B_IT).encode()})
+    gemma2 = load_model_spec("google/gemma-2-9b-it")
+    assert gemma2.tie_word_embeddings
+    # 9,241,705,984 parameters, Gemma 2 9B's published count (its safetensors index: 18,483,411,968 bytes in bf16).
+    assert total_weight_bytes(gemma2, WeightFormat(dtype="bf16")) == pytest.approx(18_483_411_968, rel=1e-4)
+    gemma3 = load_model_spec(GEMMA3_27B_IT)
+    assert (gemma3.vocab_size, gemma3.max_position_embeddings, gemma3.tie_word_embeddings) == (262208, 131072, True)
+    # Said explicitly, the config wins over the class default.
+    assert not load_model_spec({**GEMMA2_9B_IT, "tie_word_embeddings": False}).tie_word_embeddings
+
+
+def test_class_defaults_match_transformers() -> None:
+    """The table of config-class defaults is transformers' own; a model type missing from it defaults to what
+    ModelSpec assumes (untied embeddings)."""
+    transformers = pytest.importorskip("transformers")
+    from lab_llm.plan.model import CONFIG_CLASS_DEFAULTS
+
+    for model_type, defaults in CONFIG_CLASS_DEFAULTS.items():
+        config = transformers.CONFIG_MAPPING[model_type]()
+        assert {key: getattr(config, key) for key in defaults} == defaults, model_type
+    for model_type in ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "phimoe",
+                       "olmo2", "granite", "deepseek_v3", "gpt_oss", "glm4", "llama4"):  # fmt: skip
+        assert model_type not in CONFIG_CLASS_DEFAULTS
+        config = transformers.CONFIG_MAPPING[model_type]()
+        assert not getattr(config, "tie_word_embeddings", config.get_text_config().tie_word_embeddings)
