@@ -136,18 +136,28 @@ def merge_inventory(
     by_name = {str(node.get("name")): node for node in written_nodes if isinstance(node, Mapping)}
     notes = []
     nodes: list[Mapping[str, Any]] = []
-    for node in nodes_from_facts(discovered):
-        override = by_name.pop(node["name"], None)
+    for entry in discovered:
+        override = by_name.pop(str(entry.get("name") or ""), None)
         if override is None:
-            nodes.append(node)
+            nodes += nodes_from_facts([entry])
             continue
-        found = sorted(gpu["class"] for gpu in node["gpus"])
+        # The hand-written node says what its cards are, so one the table does not know is no error here.
         said = sorted(str(gpu.get("class", "")).lower() for gpu in override.get("gpus") or ())
-        if found != said:
+        try:
+            found = sorted(gpu["class"] for node in nodes_from_facts([entry]) for gpu in node["gpus"])
+        except PlanInputError:
+            where = f"GPU of {entry.get('name')}"
+            ids = ", ".join(":".join(_card_pci_id(card, where)).lower() for card in entry.get("gpus") or ())
             notes.append(
-                f"{node['name']}: lab_llm_gpu_inventory says {', '.join(said) or 'no GPUs'}, Stages 1-2 found "
-                f"{', '.join(found)}; planning with lab_llm_gpu_inventory's"
+                f"{entry.get('name')}: Stages 1-2 found PCI id(s) {ids}, which the planner's table does not know; "
+                f"planning with lab_llm_gpu_inventory's {', '.join(said) or 'no GPUs'}"
             )
+        else:
+            if found != said:
+                notes.append(
+                    f"{entry.get('name')}: lab_llm_gpu_inventory says {', '.join(said) or 'no GPUs'}, Stages 1-2 "
+                    f"found {', '.join(found) or 'no GPUs'}; planning with lab_llm_gpu_inventory's"
+                )
         nodes.append(override)
     nodes += [node for node in written_nodes if str(node.get("name")) in by_name]
     return {**written, "nodes": nodes}, notes

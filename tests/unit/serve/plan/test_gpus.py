@@ -71,6 +71,27 @@ def test_unknown_pci_id_is_an_error_naming_it() -> None:
     assert "lab_llm_gpu_inventory" in message
 
 
+def test_a_card_the_table_does_not_know_can_be_described_by_hand() -> None:
+    """The unknown-id error says to describe the node in lab_llm_gpu_inventory; done, the plan uses that node (the
+    PCI id is named in the notes) instead of failing on the id again. Other nodes still come from the facts."""
+    facts = [*reference_lab_facts(), {"name": "gpu-new", "host": "pve9", "gpus": [stage1_card("2208")]}]
+    written = {"nodes": [{"name": "gpu-new", "gpus": [{"class": "rtx-3080-ti", "memory_gib": 12,
+                                                       "bandwidth_gbs": 912}]}]}  # fmt: skip
+    inventory, notes = merge_inventory(facts, written)
+    assert [node["name"] for node in inventory["nodes"]][-2:] == ["gpu-3090-3", "gpu-new"]
+    assert inventory["nodes"][-1] == written["nodes"][0]
+    assert notes == [
+        "gpu-new: Stages 1-2 found PCI id(s) 10de:2208, which the planner's table does not know; planning with "
+        "lab_llm_gpu_inventory's rtx-3080-ti"
+    ]
+    spec = {"config_path": str(model_path("llama-3-8b")), "context_length": 8192}
+    plan = plan_from_spec(spec, written, discovered_gpus=facts)
+    assert notes[0] in plan.notes
+    # Without the hand-written node it is still the error naming the id.
+    with pytest.raises(PlanInputError, match="PCI id 10de:2208"):
+        merge_inventory(facts, {})
+
+
 def test_an_8gb_rtx_3060_is_not_taken_for_the_12gb_one() -> None:
     with pytest.raises(PlanInputError, match="10de:24c7"):
         nodes_from_facts([{"name": "n", "gpus": [{"path": "0000:01:00", "id": "10de:24c7"}]}])
