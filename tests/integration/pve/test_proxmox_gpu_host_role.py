@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,15 +24,19 @@ pytestmark = pytest.mark.playbook
 ROLE = REPO_ROOT / "collections" / "ansible_collections" / "lab" / "llm" / "roles" / "proxmox_gpu_host"
 
 
-def render_vfio_conf(tmp_path: Path, preset: str, addresses: list[str]) -> subprocess.CompletedProcess:
-    root = build_tree(tmp_path / "host", PRESETS[preset])
+def render_vfio_conf(
+    tmp_path: Path, preset: str, addresses: list[str], etc_files: dict | None = None, **variables
+) -> subprocess.CompletedProcess:
+    host = PRESETS[preset]
+    root = build_tree(tmp_path / "host", replace(host, etc_files={**host.etc_files, **(etc_files or {})}))
     tasks = [
         {"ansible.builtin.include_role": {"name": "lab.llm.proxmox_gpu_host", "tasks_from": "preflight"}},
         {"ansible.builtin.template": {"src": str(ROLE / "templates" / "modprobe-vfio.conf.j2"),
                                       "dest": str(tmp_path / "vfio.conf"), "mode": "0644"}},
     ]  # fmt: skip
     return run_role_tasks(tmp_path, {"proxmox_gpu_host_sysfs_root": str(root),
-                                     "proxmox_gpu_host_gpu_addresses": addresses}, tasks)  # fmt: skip
+                                     "proxmox_gpu_host_config_root": str(root),
+                                     "proxmox_gpu_host_gpu_addresses": addresses, **variables}, tasks)  # fmt: skip
 
 
 def run_role_tasks(tmp_path: Path, variables: dict, tasks: list) -> subprocess.CompletedProcess:
@@ -95,6 +100,42 @@ def test_blacklist_spares_the_drivers_of_a_card_left_to_the_host(tmp_path: Path)
     # nouveau and nvidiafb can claim the GT 1030, so they stay; vfio-pci's ids and softdeps keep the 3090.
     assert lines == ["blacklist nvidia"]
     assert "0000:02:00 keeps nouveau, nvidiafb" in done.stdout
+
+
+# /etc/modprobe.d/vfio.conf as the Proxmox VE admin guide (qm-pci-passthrough.adoc) has users write it, here
+# parking an LSI SAS3008 HBA (1000:0097) for a storage VM.
+HBA_VFIO_CONF = "options vfio-pci ids=1000:0097\n"
+
+
+def test_ids_of_other_devices_in_vfio_conf_are_refused_before_any_change(tmp_path: Path) -> None:
+    done = render_vfio_conf(tmp_path, "intel-3090-clean", [], {"etc/modprobe.d/vfio.conf": HBA_VFIO_CONF})
+    assert done.returncode != 0
+    assert "refusing to change anything" in done.stdout
+    assert "/etc/modprobe.d/vfio.conf has vfio-pci ids 1000:0097 of devices other than NVIDIA cards" in done.stdout
+    assert "proxmox_gpu_host_extra_vfio_ids" in done.stdout
+    assert not (tmp_path / "vfio.conf").exists()
+
+
+def test_extra_vfio_ids_join_the_gpus_in_one_ids_line(tmp_path: Path) -> None:
+    done = render_vfio_conf(tmp_path, "intel-3090-clean", [], {"etc/modprobe.d/vfio.conf": HBA_VFIO_CONF},
+                            proxmox_gpu_host_extra_vfio_ids=["1000:0097"])  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert conf_lines(tmp_path)[0] == "options vfio-pci ids=1000:0097,10de:1aef,10de:2204"
+
+
+def test_vfio_pci_ids_in_another_file_are_refused(tmp_path: Path) -> None:
+    # A guide's file that sorts after the role's: modprobe would read its ids= last, and only those count.
+    other = {"etc/modprobe.d/vfio-pci.conf": "options vfio_pci ids=10de:2204 disable_vga=1\n"}
+    done = render_vfio_conf(tmp_path, "intel-3090-clean", [], other)
+    assert done.returncode != 0
+    assert "/etc/modprobe.d/vfio-pci.conf sets vfio-pci ids=10de:2204;" in done.stdout
+    assert "only the last ids= modprobe reads would count" in done.stdout
+    assert not (tmp_path / "vfio.conf").exists()
+    # The same ids as the role's, in any order, change nothing and pass; so does the role's own earlier file,
+    # even with the ids of an RTX 3060 that has left the host since.
+    same = {"etc/modprobe.d/vfio-pci.conf": "options vfio-pci ids=10de:2204,10de:1aef\n",
+            "etc/modprobe.d/vfio.conf": "options vfio-pci ids=10de:1aef,10de:2204,10de:2504\n"}  # fmt: skip
+    assert render_vfio_conf(tmp_path / "same", "intel-3090-clean", [], same).returncode == 0
 
 
 def test_both_identical_cards_selected_pass(tmp_path: Path) -> None:

@@ -283,3 +283,22 @@ def test_driver_without_a_module_link_is_named_by_its_module(monkeypatch, tmp_pa
     outcome = run_module(monkeypatch, {"root": str(root), "config_root": str(root)})
     functions = outcome.result["ansible_facts"]["gpu_passthrough"]["gpus"][0]["functions"]
     assert [f["driver_module"] for f in functions] == ["nouveau", "snd_hda_intel", "xhci_pci", "i2c_nvidia_gpu"]
+
+
+def test_vfio_pci_ids_already_set_for_modprobe_are_reported_in_its_order(monkeypatch, tmp_path):
+    # The Proxmox VE admin guide's passthrough section writes "options vfio-pci ids=..." to
+    # /etc/modprobe.d/vfio.conf; here it parks an LSI HBA, and a forum guide's file adds the GPU with
+    # disable_vga=1 over a continued line. /lib/modprobe.d/vfio.conf is hidden by the /etc one.
+    host = replace(PRESETS["intel-3090-clean"], etc_files={
+        "etc/modprobe.d/vfio.conf": "# HBA for the TrueNAS VM\noptions vfio-pci ids=1000:0072\n",
+        "etc/modprobe.d/pve-blacklist.conf": "blacklist nvidiafb\n",
+        "etc/modprobe.d/zz-gpu.conf": "options vfio_pci \\\n  ids=10DE:2204,10de:1aef disable_vga=1 # rtx\n",
+        "lib/modprobe.d/vfio.conf": "options vfio-pci ids=ffff:ffff\n",
+        "lib/modprobe.d/aliases.conf": "alias pci:v* vfio_pci\noptions vfio-pci disable_idle_d3=1\n",
+    })  # fmt: skip
+    facts = facts_of(monkeypatch, tmp_path, host)
+    assert facts["vfio_pci_ids_options"] == [
+        {"path": "/etc/modprobe.d/vfio.conf", "ids": ["1000:0072"]},
+        {"path": "/etc/modprobe.d/zz-gpu.conf", "ids": ["10de:1aef", "10de:2204"]},
+    ]
+    assert facts_of(monkeypatch, tmp_path / "bare", PRESETS["intel-3090-clean"])["vfio_pci_ids_options"] == []

@@ -276,3 +276,42 @@ def host_modules(function: PciFunction, aliases: list[tuple[str, str]] | None) -
             if function.pci_class.startswith(prefix):
                 found.update(modules)
     return sorted(found - set(PASSTHROUGH_MODULES))
+
+
+# -- vfio-pci ids= already configured for modprobe ---------------------------------------------------
+#
+# modprobe.d(5) (kmod): configuration files are /lib/modprobe.d, /usr/local/lib/modprobe.d,
+# /run/modprobe.d and /etc/modprobe.d/*.conf, read in name order, a file in /etc hiding one of the same
+# name elsewhere; a line ending in "\" continues on the next; "#" starts a comment; "-" and "_" are the
+# same in module names. modprobe joins the options of every "options MODULE ..." line, and vfio-pci's
+# "ids" is a string parameter (drivers/vfio/pci/vfio_pci.c, module_param_string), so when two lines set
+# ids= the kernel keeps only the last one.
+MODPROBE_DIRS = ("etc/modprobe.d", "run/modprobe.d", "usr/local/lib/modprobe.d", "lib/modprobe.d", "usr/lib/modprobe.d")
+
+
+def read_vfio_pci_ids_options(config_root: str) -> list[dict]:
+    """``[{"path": "/etc/modprobe.d/x.conf", "ids": ["10de:1aef", "10de:2204"]}]``: every ``options vfio-pci``
+    line that sets ``ids=`` (its ids lower-case, sorted, once each), in the order modprobe applies them
+    (the last one wins)."""
+    files: dict[str, str] = {}
+    for directory in MODPROBE_DIRS:  # the first directory holding a name hides the others
+        full = os.path.join(config_root, directory)
+        if os.path.isdir(full):
+            for name in os.listdir(full):
+                if name.endswith(".conf") and name not in files and os.path.isfile(os.path.join(full, name)):
+                    files[name] = directory
+    found = []
+    for name in sorted(files):
+        path = os.path.join(config_root, files[name], name)
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read().replace("\\\n", " ")
+        for line in text.splitlines():
+            words = line.split("#", 1)[0].split()
+            if len(words) < 3 or words[0] != "options" or module_name(words[1]) != "vfio_pci":
+                continue
+            for word in words[2:]:
+                key, separator, value = word.partition("=")
+                if separator and key == "ids":
+                    ids = sorted({i.strip().lower() for i in value.strip("\"'").split(",") if i.strip()})
+                    found.append({"path": "/" + files[name] + "/" + name, "ids": ids})
+    return found

@@ -33,8 +33,8 @@ options:
     default: /
   config_root:
     description:
-      - Directory that holds C(etc/kernel/) (boot loader detection) and C(usr/share/misc/pci.ids)
-        (model names).
+      - Directory that holds C(etc/kernel/) (boot loader detection), C(usr/share/misc/pci.ids)
+        (model names) and the C(modprobe.d) directories (vfio-pci options already set).
     type: path
     default: /
 attributes:
@@ -87,6 +87,17 @@ ansible_facts:
       returned: always
       type: dict
       contains:
+        vfio_pci_ids_options:
+          description:
+            - Every C(options vfio-pci ... ids=...) line of the modprobe configuration (C(/etc/modprobe.d),
+              C(/run/modprobe.d), C(/usr/local/lib/modprobe.d), C(/lib/modprobe.d), C(/usr/lib/modprobe.d);
+              a file in C(/etc) hides one of the same name), in the order modprobe applies them; C(ids) are
+              lower-case, sorted and distinct.
+            - modprobe joins them and the kernel keeps only the last C(ids=) (C(module_param_string) in
+              drivers/vfio/pci/vfio_pci.c), so two of them with different ids lose devices.
+          type: list
+          elements: dict
+          sample: [{"path": "/etc/modprobe.d/vfio.conf", "ids": ["1000:0072"]}]
         cpu_vendor:
           description: C(intel), C(amd) or C(unknown), from C(/proc/cpuinfo).
           type: str
@@ -263,6 +274,7 @@ from ansible_collections.lab.llm.plugins.module_utils.pci import (
     nvidia_gpu_cards,
     read_all_functions,
     read_pci_aliases,
+    read_vfio_pci_ids_options,
 )
 
 
@@ -310,6 +322,7 @@ def discover(root: str, config_root: str) -> dict:
         "iommu": read_iommu_state(root).as_dict(),
         "boot_loader": detect_boot_loader(root, config_root).as_dict(),
         "gpus": gpus,
+        "vfio_pci_ids_options": read_vfio_pci_ids_options(config_root),
     }
 
 
