@@ -160,12 +160,19 @@ def _engine_config(request: Request, best: Evaluation) -> dict[str, Any]:
         # Checkpoint formats (AWQ/GPTQ) are read from the checkpoint's quantization_config, where vLLM picks
         # the Marlin kernels itself; naming "awq" here would force the slower plain kernel.
         "dtype": {"fp16": "float16", "bf16": "bfloat16"}.get(weights.dtype, "auto"),
-        "quantization": "fp8" if weights.dtype == "fp8" else None,
+        # A checkpoint's own quantization_config (fp8, compressed-tensors ...) is where vLLM takes the method from,
+        # and it refuses a `quantization` argument naming another (vllm/config/model.py _verify_quantization):
+        # "fp8" only asks vLLM to quantize a 16-bit checkpoint as it loads.
+        "quantization": "fp8" if weights.dtype == "fp8" and not _checkpoint_quantized(request.model) else None,
         "kv_cache_dtype": "fp8" if request.kv_cache_dtype == "fp8" else "auto",
         "enforce_eager": request.limits.enforce_eager,
         "max_num_seqs": request.limits.max_num_seqs,
         "env": env,
     }
+
+
+def _checkpoint_quantized(model: ModelSpec) -> bool:
+    return model.checkpoint_weights is not None or bool(model.unmodelled_quantization)
 
 
 def _worker_groups(best: Evaluation) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -382,3 +383,33 @@ def test_what_is_not_modelled_is_said() -> None:
     assert any("sliding-window attention (4096 tokens)" in note for note in notes)
     qwen = plan_fit(model_path("qwen2.5-32b"), reference_lab_inventory(), weights="awq", context_length=8192)
     assert not any("sliding" in note for note in qwen.notes), "Qwen2's sliding_window equals its context"
+
+
+@pytest.mark.parametrize(
+    ("quantization_config", "weights", "expected"),
+    [
+        # llm-compressor's FP8 checkpoints (RedHatAI/neuralmagic ...-FP8, ...-FP8-dynamic): compressed-tensors.
+        ({"quant_method": "compressed-tensors", "format": "float-quantized",
+          "config_groups": {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "float",
+                                                                           "strategy": "channel"}}}}, None, None),
+        ({"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [128, 128]}, None, None),
+        ({"quant_method": "compressed-tensors", "format": "pack-quantized",
+          "config_groups": {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 4, "type": "int",
+                                                                           "group_size": 128}}}}, None, None),
+        ({"quant_method": "bitsandbytes", "load_in_4bit": True}, "awq", None),
+        (None, "fp8", "fp8"),  # a 16-bit checkpoint quantized by vLLM as it loads
+    ],
+)  # fmt: skip
+def test_quantization_argument_is_one_vllm_accepts_for_the_checkpoint(
+    quantization_config: dict | None, weights: str | None, expected: str | None
+) -> None:
+    """vLLM takes a checkpoint's quantization from its quantization_config and refuses a `quantization` argument
+    that names another method ("Quantization method specified in the model config (compressed-tensors) does not
+    match ...", vllm/config/model.py ModelConfig._verify_quantization): only a 16-bit checkpoint gets "fp8"."""
+    config = json.loads(model_path("llama-3-8b").read_text())
+    if quantization_config:
+        config["quantization_config"] = quantization_config
+    plan = plan_fit(config, reference_lab_inventory(), weights=weights, context_length=8192)
+    assert plan.engine_config["quantization"] == expected
+    if quantization_config:
+        assert plan.engine_config["quantization"] in (None, quantization_config["quant_method"])
