@@ -150,8 +150,8 @@ def _hub_error(repo_id: str, revision: str | None, error: Exception) -> PlanInpu
     if constants.is_offline_mode() or isinstance(cause, OfflineModeIsEnabled):
         return PlanInputError(
             f"model {at} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set: "
-            f"run `hf download {repo_id} {CONFIG_FILE}` once where the Hub is reachable (same HF_HOME), or unset "
-            "HF_HUB_OFFLINE"
+            f"run `hf download {repo_id} --include '*.json'{f' --revision {revision}' if revision else ''}` once "
+            "where the Hub is reachable (same HF_HOME), or unset HF_HUB_OFFLINE"
         )
     if isinstance(error, HfHubHTTPError) and error.response is not None and error.response.status_code == 401:
         return PlanInputError(

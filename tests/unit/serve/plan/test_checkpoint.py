@@ -121,8 +121,14 @@ def test_offline_miss_is_one_line_naming_what_to_do(offline_cache: Path) -> None
     message = str(caught.value)
     assert "\n" not in message
     assert "HF_HUB_OFFLINE is set" in message
-    assert "hf download Qwen/Qwen2.5-32B-Instruct-AWQ config.json" in message
+    # Every small JSON file, not config.json alone: offline, a quant_config.json (AutoAWQ) or safetensors index
+    # missing from the cache would read as "the repo has none" and the plan would size the weights as 16-bit.
+    assert "hf download Qwen/Qwen2.5-32B-Instruct-AWQ --include '*.json'" in message
     assert str(offline_cache / "hub") in message
+    with pytest.raises(
+        PlanInputError, match=r"hf download Qwen/Qwen2.5-32B-Instruct-AWQ --include '\*.json' --revision v1.0"
+    ):
+        read_checkpoint("Qwen/Qwen2.5-32B-Instruct-AWQ", revision="v1.0")
 
 
 def test_local_directory_with_index_and_quant_config(tmp_path: Path) -> None:
