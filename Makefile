@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 
 help:
 	@echo "make demo   - install, generate the tiny model, deploy everything on localhost, print a curl line"
-	@echo "make test   - install, lint (ruff, ansible-lint, ansible-test sanity), unit + integration tests, ansible-test units, molecule"
+	@echo "make test   - install, lint (ruff, mypy, ansible-lint, ansible-test sanity), unit + integration tests, ansible-test units, molecule"
 
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
@@ -42,6 +42,7 @@ system-deps:
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/ansible-lint
 	$(MAKE) sanity
 

@@ -13,8 +13,9 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-RECIPE = {
+RECIPE: dict[str, Any] = {
     "architecture": "LlamaForCausalLM",
     "vocab_size": 2000,
     "hidden_size": 128,
@@ -170,7 +171,7 @@ def build(model_dir: Path, *, force: bool = False) -> bool:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
-        torch_dtype="float32",
+        dtype="float32",
     )
     model = LlamaForCausalLM(config)
     model.generation_config.do_sample = False

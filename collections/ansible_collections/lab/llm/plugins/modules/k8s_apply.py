@@ -129,7 +129,8 @@ def main():
         module.fail_json(msg="; ".join(problems))
     if module.params["render_dir"]:
         module.exit_json(changed=False, files=_render(module, manifests), objects=[])
-    objects, diff, changed_any = [], {"before": {}, "after": {}}, False
+    objects, changed_any = [], False
+    diff: dict = {"before": {}, "after": {}}
     try:
         service = K8sService(connect(module.params), check_mode=module.check_mode)
         for manifest in manifests:

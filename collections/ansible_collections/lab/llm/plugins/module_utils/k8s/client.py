@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import traceback
+from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
 
@@ -41,12 +42,12 @@ _ENV = {
 }
 
 
-def _option(params, name):
+def _option(params: dict[str, Any], name: str) -> str | None:
     value = params.get(name)
     return value if value not in (None, "") else os.environ.get(_ENV[name]) or None
 
 
-def connect(params):
+def connect(params: dict[str, Any]) -> Any:
     """A DynamicClient for the cluster the module options (or K8S_AUTH_* variables) point at."""
     if not HAS_KUBERNETES:
         raise K8sError("the Python package `kubernetes` is required on the host running this module")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import Any
 
 NODE_GROUP_API = "deckhouse.io/v1"
 CAPS_API_VERSIONS = ("v1alpha1", "v1alpha2")
@@ -27,22 +28,32 @@ _NODE_GROUP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # NodeGroup C
 _IPV4 = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$")  # StaticInstance spec.address pattern
 
 
-def check_node_group_name(name):
+def check_node_group_name(name: str) -> str | None:
     """None, or why `name` cannot name a NodeGroup."""
     if len(name) > 42 or not _NODE_GROUP_NAME.match(name):
         return "node_group=%r: a NodeGroup name is lowercase letters, digits and '-', at most 42 characters" % name
     return None
 
 
-def check_address(address):
+def check_address(address: str) -> str | None:
+    """None, or why `address` cannot be a StaticInstance's spec.address."""
     if not _IPV4.match(address) or any(int(part) > 255 for part in address.split(".")):
         return "address=%r: a StaticInstance address must be an IPv4 address (the CRD allows no host names)" % address
     return None
 
 
-def node_group(name, gpu_class, count, labels, taints, gpu_sharing, time_slicing_partitions, use_static_instances):
+def node_group(
+    name: str,
+    gpu_class: str,
+    count: int,
+    labels: dict[str, str],
+    taints: list[dict[str, str]],
+    gpu_sharing: str | None,
+    time_slicing_partitions: int,
+    use_static_instances: bool,
+) -> dict[str, Any]:
     """A Static NodeGroup for one GPU class; CAPS adopts the StaticInstances labelled for it."""
-    spec = {
+    spec: dict[str, Any] = {
         "nodeType": "Static",
         "nodeTemplate": {
             "labels": dict(labels, **{GPU_CLASS_LABEL: gpu_class}),
@@ -58,7 +69,7 @@ def node_group(name, gpu_class, count, labels, taints, gpu_sharing, time_slicing
     return {"apiVersion": NODE_GROUP_API, "kind": "NodeGroup", "metadata": {"name": name}, "spec": spec}
 
 
-def node_group_count(name, spec, count):
+def node_group_count(name: str, spec: dict[str, Any], count: int) -> dict[str, Any]:
     """The fields of a live NodeGroup (its ``spec``) that an apply sets to change ``staticInstances.count`` only."""
     return {
         "apiVersion": NODE_GROUP_API,
@@ -68,19 +79,21 @@ def node_group_count(name, spec, count):
     }
 
 
-def static_instance_phase(obj, missing):
+def static_instance_phase(obj: dict[str, Any], missing: str) -> str:
     """``status.currentStatus.phase`` of a StaticInstance, or ``missing`` when it has none yet."""
     return ((obj.get("status") or {}).get("currentStatus") or {}).get("phase") or missing
 
 
-def node_name_of(instance, default):
+def node_name_of(instance: dict[str, Any], default: str) -> str:
     """The Node a StaticInstance became (``status.nodeRef.name``), or ``default`` before it has one."""
     return ((instance.get("status") or {}).get("nodeRef") or {}).get("name") or default
 
 
-def ssh_credentials(name, api_version, user, private_key, port, sudo_password):
+def ssh_credentials(
+    name: str, api_version: str, user: str, private_key: str, port: int, sudo_password: str | None
+) -> dict[str, Any]:
     """SSHCredentials: the private key base64-encoded as the CRD asks; sudo password field per version."""
-    spec = {
+    spec: dict[str, Any] = {
         "user": user,
         "privateSSHKey": base64.b64encode(private_key.encode("utf-8")).decode("ascii"),
         "sshPort": port,
@@ -98,7 +111,9 @@ def ssh_credentials(name, api_version, user, private_key, port, sudo_password):
     }
 
 
-def static_instance(name, api_version, address, credentials_name, node_group_name):
+def static_instance(
+    name: str, api_version: str, address: str, credentials_name: str, node_group_name: str | None
+) -> dict[str, Any]:
     """A StaticInstance for one VM; the label is what its NodeGroup's staticInstances selector matches."""
     labels = {SELECTOR_LABEL: node_group_name} if node_group_name else {}
     return {

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 
-def object_ref(kind, name, namespace=None):
+def object_ref(kind: str, name: str, namespace: str | None = None) -> str:
     """`Kind namespace/name` (or `Kind name` for cluster-scoped objects)."""
     return "%s %s" % (kind, "%s/%s" % (namespace, name) if namespace else name)
 
@@ -13,7 +13,15 @@ def object_ref(kind, name, namespace=None):
 class K8sError(Exception):
     """A Kubernetes call failed or returned something unusable."""
 
-    def __init__(self, message, kind=None, name=None, namespace=None, field=None, status=None):
+    def __init__(
+        self,
+        message: str,
+        kind: str | None = None,
+        name: str | None = None,
+        namespace: str | None = None,
+        field: str | None = None,
+        status: int | None = None,
+    ) -> None:
         self.message = message
         self.status = status
         self.kind = kind
@@ -22,7 +30,7 @@ class K8sError(Exception):
         self.field = field
         super().__init__(str(self))
 
-    def __str__(self):
+    def __str__(self) -> str:
         parts = []
         if self.kind:
             parts.append(object_ref(self.kind, self.name or "?", self.namespace))

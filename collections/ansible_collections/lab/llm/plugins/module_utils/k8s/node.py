@@ -6,19 +6,21 @@ hold), leave DaemonSet and mirror pods, and wait until the evicted pods are gone
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, WaitTimeout
+from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
 
 try:
     from kubernetes.client.exceptions import ApiException
     from kubernetes.dynamic.exceptions import DynamicApiError
 except ImportError:  # reported by client.connect()
-    ApiException = DynamicApiError = Exception
+    ApiException = DynamicApiError = Exception  # type: ignore[misc,assignment]
 
 _POLL_S = 1.0
 
 
-def _evictable(pod):
+def _evictable(pod: dict[str, Any]) -> bool:
     metadata = pod.get("metadata") or {}
     if "kubernetes.io/config.mirror" in (metadata.get("annotations") or {}):
         return False
@@ -27,12 +29,13 @@ def _evictable(pod):
     return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
-def pods_to_evict(service, node_name):
+def pods_to_evict(service: K8sService, node_name: str) -> list[dict[str, Any]]:
+    """The pods on the node that a drain evicts (not DaemonSet or mirror pods, not finished ones)."""
     pods = service.list("v1", "Pod", field_selector="spec.nodeName=%s" % node_name)
     return [pod for pod in pods if _evictable(pod)]
 
 
-def drain(service, node_name, timeout):
+def drain(service: K8sService, node_name: str, timeout: float) -> list[str]:
     """Cordon and evict; returns the `namespace/name` of the pods evicted. No-op when the Node does not exist."""
     if service.get("v1", "Node", node_name) is None:
         return []
@@ -65,7 +68,7 @@ def drain(service, node_name, timeout):
     return evicted
 
 
-def _evict(service, pod):
+def _evict(service: K8sService, pod: dict[str, Any]) -> bool:
     metadata = pod["metadata"]
     path = "/api/v1/namespaces/%s/pods/%s/eviction" % (metadata["namespace"], metadata["name"])
     body = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, object_ref
 
@@ -13,14 +14,14 @@ try:
     from kubernetes.client.exceptions import ApiException
     from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 except ImportError:  # reported by client.connect()
-    ApiException = DynamicApiError = ResourceNotFoundError = Exception
+    ApiException = DynamicApiError = ResourceNotFoundError = Exception  # type: ignore[misc,assignment]
 
 FIELD_MANAGER = "lab-llm"
 # Fields the server owns: they change without anyone changing what we asked for.
 _SERVER_METADATA = ("managedFields", "resourceVersion", "generation", "creationTimestamp", "uid", "selfLink")
 
 
-def comparable(obj):
+def comparable(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     """The part of an object a user sets: metadata without server bookkeeping, no status."""
     if obj is None:
         return None
@@ -37,7 +38,10 @@ def comparable(obj):
     return view
 
 
-def _api_error(error, kind, name, namespace):
+_STATUS_WORDS = {409: "conflict", 422: "rejected as invalid", 403: "forbidden", 404: "not found"}
+
+
+def _api_error(error: Exception, kind: str, name: str | None, namespace: str | None) -> K8sError:
     """A K8sError naming the object and, for invalid objects, each field the API server rejected."""
     status = getattr(error, "status", None)
     body = getattr(error, "body", None) or ""
@@ -48,7 +52,7 @@ def _api_error(error, kind, name, namespace):
     message = details.get("message") or getattr(error, "reason", None) or str(error)
     causes = (details.get("details") or {}).get("causes") or []
     fields = ", ".join(cause.get("field", "") for cause in causes if cause.get("field"))
-    prefix = {409: "conflict", 422: "rejected as invalid", 403: "forbidden", 404: "not found"}.get(status, "failed")
+    prefix = _STATUS_WORDS.get(status or 0, "failed")
     return K8sError(
         "%s (HTTP %s): %s" % (prefix, status, message),
         kind=kind,
@@ -62,14 +66,15 @@ def _api_error(error, kind, name, namespace):
 class K8sService:
     """Operations on objects given as plain manifests (dicts)."""
 
-    def __init__(self, client, check_mode=False, field_manager=FIELD_MANAGER):
+    def __init__(self, client: Any, check_mode: bool = False, field_manager: str = FIELD_MANAGER) -> None:
         self.client = client
         self.check_mode = check_mode
         self.field_manager = field_manager
         # Things check mode could not ask the server about; modules pass them on as warnings.
-        self.warnings = []
+        self.warnings: list[str] = []
 
-    def resource(self, api_version, kind):
+    def resource(self, api_version: str, kind: str) -> Any:
+        """The DynamicClient resource of a kind; K8sError when the cluster does not serve it."""
         try:
             return self.client.resources.get(api_version=api_version, kind=kind)
         except ResourceNotFoundError:
@@ -78,7 +83,7 @@ class K8sService:
                 % (kind, api_version)
             ) from None
 
-    def get(self, api_version, kind, name, namespace=None):
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object as a dict, or None when it does not exist."""
         resource = self.resource(api_version, kind)
         try:
@@ -88,7 +93,15 @@ class K8sService:
                 return None
             raise _api_error(error, kind, name, namespace) from None
 
-    def list(self, api_version, kind, namespace=None, label_selector=None, field_selector=None):
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The objects of a kind (in a namespace, or all), filtered by label and field selectors."""
         resource = self.resource(api_version, kind)
         try:
             listing = self.client.get(
@@ -98,7 +111,7 @@ class K8sService:
             raise _api_error(error, kind, None, namespace) from None
         return list(listing.to_dict().get("items", []))
 
-    def apply(self, manifest):
+    def apply(self, manifest: dict[str, Any]) -> tuple[bool, dict[str, Any] | None, dict[str, Any] | None]:
         """Server-side apply (a dry run in check mode). Returns (changed, before, after), compared without status."""
         kind = manifest["kind"]
         metadata = manifest["metadata"]
@@ -130,7 +143,9 @@ class K8sService:
         before_view, after_view = comparable(before), comparable(applied)
         return before_view != after_view, before_view, after_view
 
-    def _unverifiable(self, manifest, reason):
+    def _unverifiable(
+        self, manifest: dict[str, Any], reason: str
+    ) -> tuple[bool, dict[str, Any] | None, dict[str, Any] | None]:
         self.warnings.append(
             "check mode: %s would be created; the server could not check it (%s)"
             % (
@@ -140,7 +155,7 @@ class K8sService:
         )
         return True, None, comparable(manifest)
 
-    def delete(self, api_version, kind, name, namespace=None):
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete if present (not in check mode). Returns whether the object existed."""
         resource = self.resource(api_version, kind)
         if self.get(api_version, kind, name, namespace) is None:

@@ -145,7 +145,7 @@ class StaticNodeRunner:
                 waiter.static_instance_running,
                 params["wait_timeout"],
             )
-            node_name = deckhouse.node_name_of(obj, params["name"])
+            node_name = deckhouse.node_name_of(obj or {}, params["name"])
             waiter.wait_for(self.api, "v1", "Node", node_name, None, waiter.node_ready, params["wait_timeout"])
             result.update(node_name=node_name, phase="Running")
         else:

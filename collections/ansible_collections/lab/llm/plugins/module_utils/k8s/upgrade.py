@@ -61,7 +61,7 @@ def cluster_change(before, after):
 def gpus_by_class(rayservice_spec):
     """GPUs a RayService's cluster asks for, per GPU class (the worker's `lab-llm.io/gpu-class` node selector, else
     its group name): replicas x the container's `nvidia.com/gpu` limit."""
-    found = {}
+    found: dict[str, int] = {}
     for group in (rayservice_spec.get("rayClusterConfig") or {}).get("workerGroupSpecs") or []:
         pod = (group.get("template") or {}).get("spec") or {}
         per_pod = 0

@@ -9,21 +9,35 @@ A predicate takes the object (a dict, or None while it does not exist) and retur
 from __future__ import annotations
 
 import time
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import static_instance_phase
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, WaitFailed, WaitTimeout
+from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
 
 try:
     from kubernetes.client.exceptions import ApiException
     from kubernetes.dynamic.exceptions import DynamicApiError
 except ImportError:  # reported by client.connect()
-    ApiException = DynamicApiError = Exception
+    ApiException = DynamicApiError = Exception  # type: ignore[misc,assignment]
 
 
 _MIN_WATCH_S = 0.5
 
+# A Kubernetes object as a dict (None while it does not exist) -> (done, failure message or None, state seen).
+# (typing's spelling: an alias is evaluated when the module loads, on every Python a module may run on.)
+Predicate = Callable[[Optional[Dict[str, Any]]], Tuple[bool, Optional[str], str]]
 
-def wait_for(service, api_version, kind, name, namespace, predicate, timeout):
+
+def wait_for(
+    service: K8sService,
+    api_version: str,
+    kind: str,
+    name: str,
+    namespace: str | None,
+    predicate: Predicate,
+    timeout: float,
+) -> dict[str, Any] | None:
     """Watch one object until predicate says done; raise WaitFailed / WaitTimeout naming its last state."""
     resource = service.resource(api_version, kind)
     deadline = time.monotonic() + timeout
@@ -47,7 +61,16 @@ def wait_for(service, api_version, kind, name, namespace, predicate, timeout):
     )
 
 
-def _watch_once(service, resource, obj, name, namespace, predicate, remaining, deadline):
+def _watch_once(
+    service: K8sService,
+    resource: Any,
+    obj: dict[str, Any] | None,
+    name: str,
+    namespace: str | None,
+    predicate: Predicate,
+    remaining: float,
+    deadline: float,
+) -> dict[str, Any] | None:
     """Follow one watch stream; return the object as last seen (read afresh when the stream just ended)."""
     resource_version = (obj or {}).get("metadata", {}).get("resourceVersion")
     try:
@@ -75,11 +98,11 @@ def _watch_once(service, resource, obj, name, namespace, predicate, remaining, d
     return service.get(resource.group_version, resource.kind, name, namespace)
 
 
-def _conditions(obj):
+def _conditions(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     return {c.get("type"): c for c in (obj or {}).get("status", {}).get("conditions") or []}
 
 
-def static_instance_running(obj):
+def static_instance_running(obj: dict[str, Any] | None) -> tuple[bool, str | None, str]:
     """Deckhouse CAPS StaticInstance: phase Running (Error is reported, CAPS retries it)."""
     if obj is None:
         return False, None, "not created yet"
@@ -87,7 +110,7 @@ def static_instance_running(obj):
     return phase == "Running", None, "phase %s" % phase
 
 
-def static_instance_released(obj):
+def static_instance_released(obj: dict[str, Any] | None) -> tuple[bool, str | None, str]:
     """A StaticInstance the NodeGroup gave back: cleaned and Pending (or gone)."""
     if obj is None:
         return True, None, "deleted"
@@ -95,7 +118,7 @@ def static_instance_released(obj):
     return phase == "Pending", None, "phase %s" % phase
 
 
-def node_ready(obj):
+def node_ready(obj: dict[str, Any] | None) -> tuple[bool, str | None, str]:
     if obj is None:
         return False, None, "Node not registered yet"
     ready = _conditions(obj).get("Ready", {})
@@ -106,10 +129,10 @@ def node_ready(obj):
     )
 
 
-def node_gpus(minimum):
+def node_gpus(minimum: int) -> Predicate:
     """A Node whose capacity lists at least `minimum` nvidia.com/gpu."""
 
-    def predicate(obj):
+    def predicate(obj: dict[str, Any] | None) -> tuple[bool, str | None, str]:
         if obj is None:
             return False, None, "Node not registered yet"
         capacity = (obj.get("status") or {}).get("capacity") or {}
@@ -119,7 +142,7 @@ def node_gpus(minimum):
     return predicate
 
 
-def deployment_available(obj):
+def deployment_available(obj: dict[str, Any] | None) -> tuple[bool, str | None, str]:
     if obj is None:
         return False, None, "Deployment not created yet"
     status = obj.get("status") or {}
@@ -131,7 +154,7 @@ def deployment_available(obj):
     return done, None, "%s/%s replicas available, %s updated" % (available, wanted, updated)
 
 
-def cluster_policy_ready(obj):
+def cluster_policy_ready(obj: dict[str, Any] | None) -> tuple[bool, str | None, str]:
     """NVIDIA GPU Operator ClusterPolicy: status.state `ready`."""
     if obj is None:
         return False, None, "ClusterPolicy not created yet (is the GPU Operator installed?)"
@@ -139,7 +162,7 @@ def cluster_policy_ready(obj):
     return state == "ready", None, "state %s" % state
 
 
-def rayservice_running(app_name):
+def rayservice_running(app_name: str) -> Predicate:
     """KubeRay RayService (ray.io/v1) serving `app_name` RUNNING on its active cluster, no upgrade pending.
 
     Status fields as the RayService CRD defines them: conditions Ready/UpgradeInProgress (KubeRay >= 1.3),
@@ -147,7 +170,7 @@ def rayservice_running(app_name):
     DEPLOYING, DEPLOY_FAILED, UNHEALTHY, ...), observedGeneration.
     """
 
-    def predicate(obj):
+    def predicate(obj: dict[str, Any] | None) -> tuple[bool, str | None, str]:
         if obj is None:
             return False, None, "RayService not created yet"
         status = obj.get("status") or {}

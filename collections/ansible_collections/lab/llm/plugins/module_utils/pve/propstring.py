@@ -12,7 +12,7 @@ from __future__ import annotations
 try:
     from urllib.parse import quote, unquote
 except ImportError:  # pragma: no cover - Python 2 is not supported by this collection
-    quote = unquote = None
+    quote = unquote = None  # type: ignore[assignment]
 
 
 def parse(text: str, default_key: str | None = None) -> dict:

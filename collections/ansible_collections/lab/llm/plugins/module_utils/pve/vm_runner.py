@@ -36,7 +36,7 @@ class GpuVmRunner:
         self.node = params["node"]
         self.tag = params["managed_tag"]
         self.result = {"changed": False, "node": self.node, "name": params["name"], "restart_pending": False}
-        self.warnings = []
+        self.warnings: list[str] = []
 
     # -- checks, all before any write -------------------------------------------------------------
     def preflight(self) -> dict | None:
