@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 from fastapi import Request
@@ -155,7 +155,7 @@ def _rewrite_event(line: str, request_id: str) -> str:
     return "data: " + json.dumps(error_body(answer.status_code, answer.message, code=answer.code))
 
 
-async def rewrite_stream_errors(chunks: AsyncIterator[Any], request_id: str) -> AsyncIterator[str | bytes]:
+async def rewrite_stream_errors(chunks: AsyncIterable[Any], request_id: str) -> AsyncIterator[str | bytes]:
     """Relay a stream of SSE chunks; error events are rewritten to OpenAI's body, and an exception mid-stream ends
     the stream with an error event and `[DONE]` instead of a broken connection."""
     try:
