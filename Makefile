@@ -83,12 +83,10 @@ demo: model
 	@echo "curl -s http://127.0.0.1:$(DEMO_PORT)/v1/chat/completions -H \"Authorization: Bearer \$$(cat $(DEMO_STATE)/secrets/demo-api-key)\" -H 'Content-Type: application/json' -d '{\"model\": \"tiny-llama\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}], \"max_tokens\": 16}'"
 	@echo "Stop it with: make demo-stop"
 
-# Stops the demo's Ray only: the processes whose command lines name the demo's state directory, and their
-# children (workers and agents rename themselves, and outlive a raylet that is killed). `[r]ay` keeps pgrep
-# from matching this very shell.
+# Stops the demo's stack only, all of it: every process that inherited the demo's LAB_LLM_STACK marker (Ray's
+# daemons and workers, vLLM's engine processes, orphans included), SIGTERM then SIGKILL (`lab-llm stop-stack`).
 demo-stop:
-	-@pids=$$(pgrep -f -- "$(DEMO_STATE)/[r]ay"); \
-	  [ -z "$$pids" ] || kill -KILL $$pids $$(for pid in $$pids; do pgrep -P $$pid; done) 2>/dev/null || true
+	@if [ -x $(BIN)/lab-llm ]; then $(BIN)/lab-llm stop-stack "$(DEMO_STATE)/ray"; fi
 
 bench: model
 	$(BIN)/python bench/serve_overhead.py

@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lab_llm.stack import STACK_ENV, stop_stack
+
 MODEL_NAME = "tiny-llama"
 DEFAULT_MODEL_DIR = Path.home() / ".cache" / "lab-llm" / "models" / "tiny-llama"
 THROUGHPUT_RATIO_TARGET = 0.95
@@ -311,15 +313,22 @@ class Server:
     root_role: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
+    stack: str = ""
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        # Every process of the server inherits the marker, so stop() finds vLLM's orphans too (lab_llm.stack).
+        self.stack = f"bench-{self.name}-{os.getpid()}-{time.monotonic_ns()}"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**self.env, STACK_ENV: self.stack},
+                start_new_session=True,
             )
 
     def wait_ready(self, timeout_s: float) -> None:
@@ -341,40 +350,17 @@ class Server:
         raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f} s; see {self.log_path}")
 
     def stop(self, grace_s: float = 45.0) -> None:
-        """SIGINT to the root (Ray's driver tears down the local cluster it started), then TERM/KILL leftovers.
-
-        Only processes of this server's own session (started here with start_new_session) are signalled, by PID.
-        """
+        """SIGINT to the root (Ray's driver tears down the local cluster it started), then every process that
+        inherited this server's LAB_LLM_STACK marker, orphaned engine processes included: SIGTERM, then SIGKILL."""
         if self.process is None:
             return
-        leftovers = [pid for pid, _title in stack_processes(self.process.pid)]
-        session = self.process.pid
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            alive = [pid for pid in leftovers if _in_session(pid, session)]
-            for pid in alive:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            if alive:
-                time.sleep(3)
+        stop_stack(self.stack, grace_s=15.0)
+        self.process.wait()
         self.process = None
-
-
-def _in_session(pid: int, session: int) -> bool:
-    try:
-        return os.getsid(pid) == session
-    except ProcessLookupError:
-        return False
 
 
 def engine_flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from lab_llm.config import AppConfig, ConfigError, load_config
+from lab_llm.config import AppConfig, ConfigError, load_config, model_layout_problems
 from lab_llm.plan.cli import plan_command
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -220,6 +220,8 @@ def check(config: ConfigOption) -> None:
     model_path = Path(settings.engine.model)
     if settings.engine.model.startswith(("/", ".")) and not (model_path / "config.json").is_file():
         problems.append(f"engine.model: {model_path} has no config.json")
+    elif (model_path / "config.json").is_file():
+        problems.extend(model_layout_problems(settings.engine, model_path / "config.json"))
     if problems:
         raise _fail(f"{config}:\n  " + "\n  ".join(problems))
     typer.echo(
@@ -247,6 +249,35 @@ def serve_command(
     ray.init(address=address or "local", num_cpus=num_cpus if address is None else None)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(settings.model_dump(mode="json")), name="lab-llm", route_prefix="/", blocking=True)
+
+
+@app.command("stop-stack")
+def stop_stack_command(
+    stack: Annotated[str, typer.Argument(help="The stack's LAB_LLM_STACK value (ray_node: the node's Ray temp dir).")],
+    grace_s: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL.")] = 10.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop every process of a Ray + vLLM stack started without systemd: SIGTERM, then SIGKILL after a grace time.
+
+    Finds them by the LAB_LLM_STACK variable they inherited, so vLLM's orphaned engine processes are stopped too.
+    """
+    from lab_llm.stack import stop_stack
+
+    report = stop_stack(stack, grace_s=grace_s)
+    payload = {
+        "changed": bool(report.terminated or report.killed),
+        "terminated": report.terminated,
+        "killed": report.killed,
+        "survivors": report.survivors,
+    }
+    _report(
+        as_json,
+        payload,
+        f"{stack}: {len(report.terminated)} stopped on SIGTERM, {len(report.killed)} needed SIGKILL"
+        + (f", {len(report.survivors)} still alive: {report.survivors}" if report.survivors else ""),
+    )
+    if report.survivors:
+        raise typer.Exit(code=1)
 
 
 @app.command("tiny-model")

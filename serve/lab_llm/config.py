@@ -7,6 +7,7 @@ other part of lab-llm (the CLI, the Ansible roles, the RayService renderer) writ
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -123,8 +124,15 @@ REASONING_PARSERS = frozenset(
 )
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# vLLM reads these itself; lab-llm sets them from typed fields, so they may not be overridden through `env`.
-_RESERVED_ENV = {"CUDA_VISIBLE_DEVICES"}
+# `engine.env` reaches every node that hosts a rank, so a variable whose value differs per node cannot live there;
+# each entry says where it belongs instead.
+_PER_NODE_ENV = {
+    "CUDA_VISIBLE_DEVICES": "Ray assigns each rank its GPU from the placement bundles",
+    "VLLM_HOST_IP": "each node's own address: set it where Ray starts on that node (ray_node_ip_address)",
+    "VLLM_CPU_OMP_THREADS_BIND": "lab-llm derives it per rank from the cores of the node that runs the engine",
+}
+# NCCL_SOCKET_IFNAME, GLOO_SOCKET_IFNAME, TP_SOCKET_IFNAME: network interface names differ per node.
+_PER_NODE_ENV_SUFFIX = "_SOCKET_IFNAME"
 
 
 class ConfigError(ValueError):
@@ -179,8 +187,15 @@ class EngineConfig(_Strict):
         for name in env:
             if not _ENV_NAME.match(name):
                 raise ValueError(f"env: {name!r} is not a valid environment variable name")
-            if name in _RESERVED_ENV:
-                raise ValueError(f"env: {name} is set by the placement of the workers, not by configuration")
+            if name in _PER_NODE_ENV:
+                raise ValueError(
+                    f"env: {name} differs per node and may not be set for the whole engine: {_PER_NODE_ENV[name]}"
+                )
+            if name.endswith(_PER_NODE_ENV_SUFFIX):
+                raise ValueError(
+                    f"env: {name} names a network interface, which differs per node: ray_node sets it on each "
+                    "node from the node's cluster address (rayservice_nccl_socket_ifname on Kubernetes)"
+                )
         return env
 
     @field_validator("tool_call_parser")
@@ -248,6 +263,13 @@ class IngressConfig(_Strict):
     num_replicas: Annotated[int, Field(ge=1)] = 1
     max_replicas_per_node: Annotated[int, Field(ge=1)] | None = None
     num_cpus: Annotated[float, Field(ge=0)] = 0.0
+    resources: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description=(
+            "Custom Ray resources each ingress replica asks for, to keep the gate on the nodes that hold the auth "
+            "store and signing keys: plain Ray's head advertises `lab-llm-gate` and llm_app asks for it. Empty: any."
+        ),
+    )
 
 
 class ServingConfig(_Strict):
@@ -266,6 +288,22 @@ class ServingConfig(_Strict):
         default=256, description="Requests allowed to wait; beyond that the endpoint answers 503 at once."
     )
     ingress: IngressConfig = Field(default_factory=IngressConfig)
+    placement_bundles: tuple[dict[str, Annotated[float, Field(gt=0)]], ...] | None = Field(
+        default=None,
+        description=(
+            "One Ray placement bundle per rank (TP x PP), in rank order: the fit plan's `ray_placement_bundles`, "
+            "e.g. `{CPU: 1, GPU: 1, rtx-3090: 1}`, whose GPU-class resource puts each stage on the card it was sized "
+            "for (Ray workers advertise their class). Default: `{CPU: cpus_per_worker}`, plus `{GPU: 1}` on GPU."
+        ),
+    )
+
+    @field_validator("placement_bundles")
+    @classmethod
+    def _bundles_not_empty(cls, bundles: tuple[dict[str, float], ...] | None) -> tuple[dict[str, float], ...] | None:
+        for index, bundle in enumerate(bundles or ()):
+            if not bundle:
+                raise ValueError(f"placement_bundles[{index}] is empty: a bundle reserves at least one resource")
+        return bundles
 
 
 class RolePolicy(_Strict):
@@ -312,6 +350,90 @@ class AppConfig(_Strict):
     engine: EngineConfig
     serving: ServingConfig = Field(default_factory=ServingConfig)
     auth: AuthConfig
+
+    @model_validator(mode="after")
+    def _layout_runs_on_accelerator(self) -> AppConfig:
+        problems = layout_problems(self.engine, self.serving)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def layout_problems(engine: EngineConfig, serving: ServingConfig) -> list[str]:
+    """Why the platform cannot run this TP x PP layout with these bundles (facts of vLLM 0.32 and Ray 2.60), or [].
+
+    - CPU: vLLM's CPU platform has no Ray executor (``distributed_executor_backend="ray"`` fails with "current
+      platform cpu does not support ray"), so all ranks of an engine run on one node: bundles naming more than
+      one node class (PP or TP across nodes) are refused.
+    - CPU: a pipeline-parallel engine in eager mode crashes on its first step (``assert self.intermediate_tensors
+      is not None``, measured with vllm-cpu 0.32); the compiled default runs.
+    - Bundles: one per rank; on CPU none asks for a GPU, on GPU each asks for one whole GPU (vLLM runs one rank
+      per GPU; fractions are for sharing a card between engines, which lab-llm does not plan).
+    """
+    problems = []
+    bundles = serving.placement_bundles
+    if bundles is not None and len(bundles) != engine.world_size:
+        problems.append(
+            f"serving.placement_bundles has {len(bundles)} bundles but the engine has tensor_parallel_size x "
+            f"pipeline_parallel_size = {engine.tensor_parallel_size} x {engine.pipeline_parallel_size} = "
+            f"{engine.world_size} ranks (one bundle per rank, in rank order)"
+        )
+    if serving.accelerator == "cpu":
+        if engine.pipeline_parallel_size > 1 and engine.enforce_eager:
+            problems.append(
+                "engine.enforce_eager: vLLM's CPU build crashes on the first step of a pipeline-parallel engine in "
+                "eager mode (pipeline_parallel_size > 1); leave enforce_eager false so it runs compiled"
+            )
+        if any("GPU" in bundle for bundle in bundles or ()):
+            problems.append("serving.placement_bundles: a bundle asks for GPU but serving.accelerator is cpu")
+        classes = sorted({name for bundle in bundles or () for name in bundle if name not in ("CPU", "memory")})
+        if len(classes) > 1:
+            problems.append(
+                f"serving.placement_bundles name several node classes ({', '.join(classes)}): on CPU every rank runs "
+                "on one node (vLLM's CPU platform has no Ray executor, so tensor and pipeline parallelism cannot "
+                "cross nodes); use one node class, or GPUs"
+            )
+    elif bundles is not None:
+        for index, bundle in enumerate(bundles):
+            if bundle.get("GPU") != 1:
+                problems.append(
+                    f"serving.placement_bundles[{index}]: needs GPU: 1 (one whole GPU per rank), got {bundle}"
+                )
+    return problems
+
+
+def model_layout_problems(engine: EngineConfig, model: Mapping[str, Any] | Path) -> list[str]:
+    """Why vLLM would refuse this layout for the model (its config.json fields, or the path of the file), or [].
+
+    TP must divide the attention heads and divide, or be a multiple of, the KV heads (vLLM's
+    ``ModelConfig.verify_with_parallel_config`` and ``get_num_kv_heads``; the planner's rules in
+    ``lab_llm.plan.layouts.tp_rejection``); PP needs at least one layer per stage, and
+    ``VLLM_PP_LAYER_PARTITION`` must add up to ``num_hidden_layers`` (``vllm/distributed/utils.py``
+    ``get_pp_indices``). Raises nothing: unreadable fields become a problem of their own.
+    """
+    from lab_llm.plan import PlanInputError, load_model_spec
+    from lab_llm.plan.layouts import tp_rejection
+    from lab_llm.plan.model import WeightFormat
+
+    try:
+        spec = load_model_spec(model)
+    except PlanInputError as error:
+        return [f"engine.model: its config.json cannot be read for a layout check: {error}"]
+    problems = []
+    tp, pp = engine.tensor_parallel_size, engine.pipeline_parallel_size
+    rejection = tp_rejection(spec, spec.checkpoint_weights or WeightFormat(), tp)
+    if rejection:
+        problems.append(f"engine.tensor_parallel_size: {rejection}")
+    layers = spec.num_hidden_layers
+    if pp > layers:
+        problems.append(f"engine.pipeline_parallel_size: {pp} stages but the model has only {layers} layers")
+    partition = engine.env.get("VLLM_PP_LAYER_PARTITION")
+    if partition is not None and sum(int(part) for part in partition.split(",")) != layers:
+        problems.append(
+            f"engine.env.VLLM_PP_LAYER_PARTITION={partition!r} adds up to {sum(int(p) for p in partition.split(','))} "
+            f"layers but the model has {layers}"
+        )
+    return problems
 
 
 def parse_config(data: Any, *, source: str = "configuration") -> AppConfig:

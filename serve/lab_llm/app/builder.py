@@ -30,9 +30,10 @@ from lab_llm.app.errors import (
 )
 from lab_llm.app.ingress import GatedIngress, gated_endpoints
 from lab_llm.app.openapi import describe_api
+from lab_llm.app.placement import CpuThreadBinding, placement_group_config
 from lab_llm.app.routes import gate_router
 from lab_llm.app.security import Gate
-from lab_llm.config import AppConfig, parse_config
+from lab_llm.config import AppConfig, ConfigError, model_layout_problems, parse_config
 
 # Every EngineConfig field but these is a vLLM engine argument of the same name; these are placed elsewhere.
 _NOT_ENGINE_ARGUMENTS = {"model", "served_model_name", "env"}
@@ -45,21 +46,33 @@ def to_llm_config(config: AppConfig) -> LLMConfig:
         for name, value in engine.model_dump().items()
         if name not in _NOT_ENGINE_ARGUMENTS and value is not None
     }
-    # One bundle per rank (TP x PP). On CPU, vLLM's CPU build runs each rank on logical CPUs instead of a GPU.
-    bundle: dict[str, float] = {"CPU": serving.cpus_per_worker}
-    if serving.accelerator == "gpu":
-        bundle["GPU"] = 1
+    # Several CPU ranks need their own cores; the binding is derived on the node that runs them (placement.py).
+    sharded_on_cpu = serving.accelerator == "cpu" and engine.world_size > 1
     return LLMConfig(
         model_loading_config={"model_id": engine.model_id, "model_source": engine.model},
         engine_kwargs=engine_kwargs,
-        placement_group_config={"bundles": [dict(bundle) for _ in range(engine.world_size)], "strategy": "PACK"},
+        placement_group_config=placement_group_config(config),
         runtime_env={"env_vars": dict(engine.env)} if engine.env else None,
+        **({"callback_config": {"callback_class": CpuThreadBinding}} if sharded_on_cpu else {}),
         deployment_config={
             "num_replicas": serving.num_replicas,
             "max_ongoing_requests": serving.max_ongoing_requests,
             "max_queued_requests": serving.max_queued_requests,
         },
     )
+
+
+def check_model_layout(config: AppConfig) -> None:
+    """Refuse a layout the model cannot be split into (heads, layers), when its config.json is readable here.
+
+    Raises ConfigError naming the setting. A model id (no local path) is left to vLLM, which checks the same.
+    """
+    config_json = Path(config.engine.model) / "config.json"
+    if not config_json.is_file():
+        return
+    problems = model_layout_problems(config.engine, config_json)
+    if problems:
+        raise ConfigError(f"the layout does not fit the model {config.engine.model}:\n  " + "\n  ".join(problems))
 
 
 def model_created(model: str) -> int:
@@ -100,6 +113,7 @@ def gated_ingress(config: AppConfig) -> tuple[type[GatedIngress], FastAPI, Gate]
 def build_app(args: dict[str, Any]) -> Application:
     """Ray Serve application builder (`import_path: lab_llm.app:build_app`)."""
     config = parse_config(args, source="the lab-llm application args")
+    check_model_layout(config)
     llm_config = to_llm_config(config)
     ingress_cls, _fastapi_app, _gate = gated_ingress(config)
 
@@ -114,7 +128,7 @@ def build_app(args: dict[str, Any]) -> Application:
         # it in OpenAI's format (503 + Retry-After), instead of by Serve's proxy (503 as plain text).
         max_ongoing_requests=2 * (serving.max_ongoing_requests * serving.num_replicas + serving.max_queued_requests),
         max_queued_requests=-1,
-        ray_actor_options={"num_cpus": ingress.num_cpus},
+        ray_actor_options={"num_cpus": ingress.num_cpus, "resources": dict(ingress.resources)},
     )
     if ingress.max_replicas_per_node is not None:
         ingress_options["max_replicas_per_node"] = ingress.max_replicas_per_node

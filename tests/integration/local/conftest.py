@@ -6,10 +6,8 @@ again (idempotence), records what each run said, and leaves the endpoint up for 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from lab_llm import tiny_model
+from lab_llm.stack import StopReport, stop_stack
 from tests.conftest import REPO_ROOT
 
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
@@ -68,17 +67,10 @@ def run_site(env: dict[str, str], *extra: str) -> PlaybookRun:
     return PlaybookRun(done.returncode, done.stdout + done.stderr)
 
 
-def stop_processes_of(state_dir: Path) -> None:
-    """Stop the Ray processes of this deployment only: those whose command lines name its state directory, and
-    their children (workers and agents rename themselves and outlive a killed raylet)."""
-    found = subprocess.run(["pgrep", "-f", str(state_dir)], capture_output=True, text=True, check=False)
-    pids = found.stdout.split()
-    for pid in list(pids):
-        children = subprocess.run(["pgrep", "-P", pid], capture_output=True, text=True, check=False)
-        pids += children.stdout.split()
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGKILL)
+def stop_processes_of(state_dir: Path) -> StopReport:
+    """Stop every process of this deployment's stack (`ray_node` marks them with its Ray temp dir), orphaned
+    vLLM engine processes included: SIGTERM, then SIGKILL."""
+    return stop_stack(str(state_dir / "ray"))
 
 
 @pytest.fixture(scope="session")

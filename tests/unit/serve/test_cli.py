@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,15 +12,17 @@ from typer.testing import CliRunner
 
 from lab_llm.auth import AuthStore, SigningKeys, TokenService
 from lab_llm.cli import app
+from tests.conftest import REPO_ROOT
 
 runner = CliRunner()
+TINY_CONFIG = REPO_ROOT / "tests" / "fixtures" / "models" / "tiny-llama.json"
 
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     model = tmp_path / "model"
     model.mkdir()
-    (model / "config.json").write_text("{}")
+    shutil.copy(TINY_CONFIG, model / "config.json")
     path = tmp_path / "app.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -107,6 +110,27 @@ def test_check_reports_missing_files_and_passes_when_complete(config_file: Path)
     assert "signing_keys_path" in missing.output
     invoke("signing-keys", "init", "-c", str(config_file))
     assert invoke("check", "-c", str(config_file)).exit_code == 0
+
+
+def test_check_refuses_a_layout_the_model_or_the_platform_cannot_run(config_file: Path) -> None:
+    invoke("signing-keys", "init", "-c", str(config_file))
+    config = yaml.safe_load(config_file.read_text())
+    config["engine"]["tensor_parallel_size"] = 3
+    config_file.write_text(yaml.safe_dump(config))
+    refused = invoke("check", "-c", str(config_file))
+    assert refused.exit_code == 2
+    assert "engine.tensor_parallel_size: TP=3 does not divide the 4 attention heads" in refused.output
+    config["engine"] |= {"tensor_parallel_size": 1, "pipeline_parallel_size": 2, "enforce_eager": True}
+    config["serving"] = {"accelerator": "cpu"}
+    config_file.write_text(yaml.safe_dump(config))
+    refused = invoke("check", "-c", str(config_file))
+    assert refused.exit_code == 2
+    assert "engine.enforce_eager: vLLM's CPU build crashes" in refused.output
+    config["engine"]["enforce_eager"] = False
+    config_file.write_text(yaml.safe_dump(config))
+    passed = invoke("check", "-c", str(config_file))
+    assert passed.exit_code == 0, passed.output
+    assert "TP=1, PP=2, cpu" in passed.output
 
 
 def test_bad_config_names_the_field(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def test_a_role_set_without_admin_is_refused() -> None:
 
 
 def test_reserved_and_malformed_env_names_are_refused() -> None:
-    for env, problem in (({"CUDA_VISIBLE_DEVICES": "0"}, "set by the placement"), ({"1BAD": "x"}, "not a valid")):
+    for env, problem in (({"CUDA_VISIBLE_DEVICES": "0"}, "differs per node"), ({"1BAD": "x"}, "not a valid")):
         with pytest.raises(ConfigError, match=problem):
             parse_config({"engine": {"model": "m", "env": env}, "auth": AUTH})
 

@@ -77,7 +77,9 @@ options:
   fit_plan:
     description:
       - Output of the fit planner (M(lab.llm.llm_fit_plan)). Its C(engine_config) (or C(engine)) settings
-        override O(engine), its C(worker_groups) replace O(worker_groups); other keys are ignored.
+        override O(engine), its C(worker_groups) replace O(worker_groups) (keeping their C(node_group), C(cpu) and
+        C(memory) per GPU class), and its C(ray_placement_bundles) become the app's C(serving.placement_bundles), so
+        each pipeline stage lands on a worker of the GPU class it was sized for; other keys are ignored.
     type: dict
   worker_groups:
     description: GPU worker groups, one per GPU class.
@@ -104,7 +106,13 @@ options:
         description: CPU request and limit of a worker; O(worker_cpu) when unset.
         type: str
       memory:
-        description: Memory request and limit of a worker; O(worker_memory) when unset.
+        description:
+          - Memory request and limit of a worker. When unset, O(worker_groups[].node_memory) minus
+            O(node_reserved_memory), else O(worker_memory). Refused when larger than O(worker_groups[].node_memory).
+        type: str
+      node_memory:
+        description:
+          - Memory of one node (VM) of this class, such as C(32Gi) for a VM with 32 GiB; sizes the worker to fit it.
         type: str
   head:
     description: Head pod resources (C(cpu), C(memory)) and optional C(node_selector).
@@ -115,9 +123,16 @@ options:
     type: str
     default: "4"
   worker_memory:
-    description: Default memory of a worker pod.
+    description: Default memory of a worker pod, for groups with neither C(memory) nor C(node_memory).
     type: str
     default: 32Gi
+  node_reserved_memory:
+    description:
+      - What a GPU node keeps for itself (kubelet, system daemons, the cluster's DaemonSets); a worker group sized
+        from C(node_memory) requests the rest. An estimate; set it to the node's capacity minus its allocatable
+        memory (C(kubectl describe node)).
+    type: str
+    default: 4Gi
   model_volume:
     description: PVC with the model files (for example on CephFS), C(claim_name), C(mount_path), C(read_only).
     type: dict
@@ -331,8 +346,10 @@ def main():
                 node_group=dict(type="str"),
                 cpu=dict(type="str"),
                 memory=dict(type="str"),
+                node_memory=dict(type="str"),
             ),
         ),
+        node_reserved_memory=dict(type="str", default="4Gi"),
         head=dict(type="dict", default={"cpu": "2", "memory": "8Gi"}),
         worker_cpu=dict(type="str", default="4"),
         worker_memory=dict(type="str", default="32Gi"),
@@ -368,7 +385,9 @@ def main():
     if params["state"] == "present":
         if params["fit_plan"] is not None:
             params["fit_plan"] = {
-                k: v for k, v in params["fit_plan"].items() if k in ("engine", "engine_config", "worker_groups")
+                k: v
+                for k, v in params["fit_plan"].items()
+                if k in ("engine", "engine_config", "worker_groups", "ray_placement_bundles")
             }
         try:
             manifest = rayservice.render(_spec(params))

@@ -31,10 +31,19 @@ class RenderError(ValueError):
 
 
 def plan_placement(spec):
-    """Engine settings and worker groups, taking the fit plan's where it is given."""
+    """Engine settings, worker groups and placement bundles, taking the fit plan's where it is given.
+
+    Returns ``(engine, worker_groups, bundles)``; ``bundles`` is the plan's ``ray_placement_bundles`` (one per rank,
+    in rank order, each asking for its GPU class's Ray resource) or None. A plan's worker groups replace the given
+    ones, but what the inventory sets per GPU class (``node_group``, ``cpu``, ``memory``) is kept.
+    """
     given = spec.get("engine") or {}
     engine = dict(given)
+    given_groups = {
+        group["gpu_class"]: dict(group) for group in spec.get("worker_groups") or [] if "gpu_class" in group
+    }
     worker_groups = [dict(group) for group in spec.get("worker_groups") or []]
+    bundles = None
     plan = spec.get("fit_plan") or {}
     if plan:
         # The fit planner (lab.llm.llm_fit_plan) calls the engine settings `engine_config`. Its layout wins;
@@ -42,7 +51,15 @@ def plan_placement(spec):
         engine.update(plan.get("engine") or plan.get("engine_config") or {})
         engine.update({key: given[key] for key in ("model", "served_model_name") if given.get(key)})
         if plan.get("worker_groups"):
-            worker_groups = [dict(group) for group in plan["worker_groups"]]
+            worker_groups = []
+            for planned in plan["worker_groups"]:
+                group = dict(given_groups.get(planned.get("gpu_class"), {}))
+                group.update(
+                    {key: planned[key] for key in ("gpu_class", "replicas", "gpus_per_worker") if key in planned}
+                )
+                worker_groups.append(group)
+        if plan.get("ray_placement_bundles"):
+            bundles = [dict(bundle) for bundle in plan["ray_placement_bundles"]]
     if not engine.get("model"):
         raise RenderError("engine.model is required (a path under model_volume.mount_path, or a model id)")
     if not worker_groups:
@@ -67,10 +84,37 @@ def plan_placement(spec):
             "engine tensor_parallel_size x pipeline_parallel_size = %d per replica x %d replica(s) needs %d GPUs, "
             "but worker_groups provide %d" % (world, replicas, world * replicas, gpus)
         )
-    return engine, worker_groups
+    if bundles is not None:
+        _check_bundles(bundles, world, replicas, worker_groups)
+    return engine, worker_groups, bundles
 
 
-def app_config(spec, engine, worker_pods=1):
+def _check_bundles(bundles, world, replicas, worker_groups):
+    """Every rank's bundle names a GPU class some worker group advertises, with enough of its GPUs."""
+    if len(bundles) != world:
+        raise RenderError(
+            "fit_plan.ray_placement_bundles has %d bundles but the engine has %d ranks (one bundle per rank)"
+            % (len(bundles), world)
+        )
+    offered = dict((g["gpu_class"], int(g["replicas"]) * int(g.get("gpus_per_worker", 1))) for g in worker_groups)
+    wanted = {}
+    for index, bundle in enumerate(bundles):
+        classes = [name for name in bundle if name not in ("CPU", "GPU", "memory")]
+        if len(classes) != 1 or classes[0] not in offered:
+            raise RenderError(
+                "fit_plan.ray_placement_bundles[%d] = %r must name exactly one GPU class of the worker groups (%s)"
+                % (index, bundle, ", ".join(sorted(offered)))
+            )
+        wanted[classes[0]] = wanted.get(classes[0], 0) + replicas
+    for gpu_class, count in sorted(wanted.items()):
+        if count > offered[gpu_class]:
+            raise RenderError(
+                "fit_plan.ray_placement_bundles ask for %d %s GPUs but its worker group offers %d"
+                % (count, gpu_class, offered[gpu_class])
+            )
+
+
+def app_config(spec, engine, worker_pods=1, bundles=None):
     """The AppConfig mapping (lab_llm.config) the Serve application gets as `args`.
 
     Unless `serving.ingress` is given, the ingress gets one replica on each of the `worker_pods` workers: Ray Serve
@@ -85,16 +129,19 @@ def app_config(spec, engine, worker_pods=1):
     serving = dict(spec.get("serving") or {})
     serving.setdefault("accelerator", "gpu")
     serving.setdefault("ingress", {"num_replicas": worker_pods, "max_replicas_per_node": 1, "num_cpus": 0.1})
+    if bundles is not None:
+        # Each rank's bundle asks for its GPU class, which that class's workers advertise (rayStartParams below).
+        serving["placement_bundles"] = bundles
     return {"engine": engine, "serving": serving, "auth": auth}
 
 
-def serve_config(spec, engine, worker_pods=1):
+def serve_config(spec, engine, worker_pods=1, bundles=None):
     """serveConfigV2: a Ray Serve config file (YAML; JSON is YAML), keys sorted so re-renders are identical."""
     application = {
         "name": spec["app_name"],
         "import_path": IMPORT_PATH,
         "route_prefix": "/",
-        "args": app_config(spec, engine, worker_pods),
+        "args": app_config(spec, engine, worker_pods, bundles),
     }
     return json.dumps({"applications": [application]}, indent=2, sort_keys=True)
 
@@ -252,6 +299,51 @@ def _head_group(spec):
     }
 
 
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def quantity_bytes(value, what):
+    """Bytes of a Kubernetes memory quantity (``32Gi``, ``32768Mi``, ``64G``, ``1073741824``), else RenderError."""
+    text = str(value).strip()
+    for suffixes in (_BINARY, _DECIMAL):
+        for suffix, factor in suffixes.items():
+            if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+                return int(float(text[: -len(suffix)]) * factor)
+    if text.isdigit():
+        return int(text)
+    raise RenderError("%s=%r is not a memory quantity (for example 32Gi)" % (what, value))
+
+
+def worker_memory(spec, group):
+    """Memory request and limit of one worker pod of ``group``.
+
+    ``memory`` when the inventory sets it for the class; else ``node_memory`` (what the class's VM has) minus
+    ``node_reserved_memory`` (kubelet, system daemons and the cluster's DaemonSets on that node); else
+    ``worker_memory``. A pod asking for more than its node has is never scheduled, so that is refused.
+    """
+    where = "worker_groups (%s)" % group["gpu_class"]
+    node = group.get("node_memory")
+    if group.get("memory"):
+        if node and quantity_bytes(group["memory"], where + ".memory") > quantity_bytes(node, where + ".node_memory"):
+            raise RenderError(
+                "%s: memory %s is more than the node has (node_memory %s); the worker could never be scheduled"
+                % (where, group["memory"], node)
+            )
+        return group["memory"]
+    if not node:
+        return spec["worker_memory"]
+    free = quantity_bytes(node, where + ".node_memory") - quantity_bytes(
+        spec["node_reserved_memory"], "node_reserved_memory"
+    )
+    if free <= 0:
+        raise RenderError(
+            "%s: node_memory %s leaves nothing after node_reserved_memory %s"
+            % (where, node, spec["node_reserved_memory"])
+        )
+    return "%dMi" % (free // 2**20)
+
+
 def _worker_group(spec, group):
     gpu_class = group["gpu_class"]
     gpus = int(group.get("gpus_per_worker", 1))
@@ -267,7 +359,7 @@ def _worker_group(spec, group):
             _container(
                 spec,
                 "ray-worker",
-                _resources(group.get("cpu") or spec["worker_cpu"], group.get("memory") or spec["worker_memory"], gpus),
+                _resources(group.get("cpu") or spec["worker_cpu"], worker_memory(spec, group), gpus),
                 [{"name": "metrics", "containerPort": METRICS_PORT}],
             )
         ],
@@ -307,7 +399,7 @@ def _worker_group(spec, group):
 
 def render(spec):
     """The RayService manifest for one model spec (see the rayservice module for the keys)."""
-    engine, worker_groups = plan_placement(spec)
+    engine, worker_groups, bundles = plan_placement(spec)
     head, workers = _head_group(spec), [_worker_group(spec, group) for group in worker_groups]
     if spec.get("engine_change_upgrade") == "new_cluster":
         # A change of the pod templates is a change of the cluster: KubeRay then brings up a new RayCluster and moves
@@ -325,7 +417,9 @@ def render(spec):
         },
         "spec": {
             "upgradeStrategy": {"type": spec["upgrade_strategy"]},
-            "serveConfigV2": serve_config(spec, engine, sum(int(group["replicas"]) for group in worker_groups)),
+            "serveConfigV2": serve_config(
+                spec, engine, sum(int(group["replicas"]) for group in worker_groups), bundles
+            ),
             # KubeRay uses a given serveService for name, labels and annotations, and sets the selector and the
             # `serve` port itself (ray-operator/controllers/ray/common/service.go, BuildServeService).
             "serveService": {
