@@ -128,7 +128,10 @@ def build_app(args: dict[str, Any]) -> Application:
         # it in OpenAI's format (503 + Retry-After), instead of by Serve's proxy (503 as plain text).
         max_ongoing_requests=2 * (serving.max_ongoing_requests * serving.num_replicas + serving.max_queued_requests),
         max_queued_requests=-1,
-        ray_actor_options={"num_cpus": ingress.num_cpus, "resources": dict(ingress.resources)},
+        ray_actor_options={
+            "num_cpus": ingress.num_cpus,
+            **({"resources": dict(ingress.resources)} if ingress.resources else {}),
+        },
     )
     if ingress.max_replicas_per_node is not None:
         ingress_options["max_replicas_per_node"] = ingress.max_replicas_per_node

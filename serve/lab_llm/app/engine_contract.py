@@ -8,6 +8,9 @@ of `lab_llm` imports from here, never from `ray.llm._internal` or `vllm` directl
 from __future__ import annotations
 
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RaySystemError, RayTaskError
+
+# Runs in the engine replica before the engine starts (LLMConfig.callback_config; vllm_engine.py start()).
+from ray.llm._internal.common.callbacks.base import CallbackBase
 from ray.llm._internal.common.utils.lora_utils import get_base_model_id
 from ray.llm._internal.serve.core.configs.openai_api_models import (
     ChatCompletionRequest,
@@ -57,6 +60,7 @@ __all__ = [
     "ENGINE_UNAVAILABLE_ERRORS",
     "INGRESS_METHODS",
     "BackPressureError",
+    "CallbackBase",
     "ChatCompletionRequest",
     "CompletionRequest",
     "DeploymentUnavailableError",

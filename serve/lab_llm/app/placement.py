@@ -23,8 +23,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ray.llm._internal.common.callbacks.base import CallbackBase
-
+from lab_llm.app.engine_contract import CallbackBase
 from lab_llm.config import AppConfig
 
 logger = logging.getLogger(__name__)
