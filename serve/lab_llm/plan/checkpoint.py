@@ -53,6 +53,8 @@ class Checkpoint:
     """The commit the Hub files came from (from the cache's snapshot directory)."""
     source: str = ""
     """Where the files were read, for messages: a path, or ``hub:ORG/NAME@commit``."""
+    caveats: tuple[str, ...] = ()
+    """What could not be read and may make the plan wrong (for the plan's notes)."""
 
 
 def is_hub_id(text: str) -> bool:
@@ -172,7 +174,7 @@ def _hub_error(repo_id: str, revision: str | None, error: Exception) -> PlanInpu
 
 def read_hub(repo_id: str, revision: str | None = None) -> Checkpoint:
     """config.json (and the optional files) of ``repo_id`` at ``revision`` from the Hub or its local cache."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError, HFValidationError
 
     def download(filename: str, optional: bool) -> Path | None:
@@ -199,13 +201,24 @@ def read_hub(repo_id: str, revision: str | None = None) -> Checkpoint:
     config = _read_json(config_path, "model config")
     if not isinstance(config, Mapping):
         raise PlanInputError(f"model {repo_id}: {CONFIG_FILE} is not a JSON object")
-    quant, hint = None, ""
+    quant, hint, caveats = None, "", []
     if not isinstance(config.get("quantization_config"), Mapping):
         for name, method in zip(QUANT_CONFIG_FILES, ("gptq", "awq"), strict=True):
             found = download(name, optional=True)
             if found is not None:
                 quant, hint = _read_json(found, "quantization config"), method
                 break
+        unknown = [
+            name for name in QUANT_CONFIG_FILES if try_to_load_from_cache(repo_id, name, revision=revision) is None
+        ]
+        if quant is None and unknown:
+            # Neither the file nor huggingface_hub's marker for "the Hub has no such file" (.no_exist) is cached:
+            # the Hub was not asked (offline, out of reach), so AutoGPTQ/AutoAWQ quantization may be missed.
+            caveats.append(
+                f"the Hugging Face cache does not say whether {repo_id} has {' or '.join(unknown)} (AutoGPTQ/AutoAWQ "
+                f"keep the quantization there), so the weights are planned as its config.json says; run `hf download "
+                f"{repo_id} --include '*.json'` where the Hub is reachable if that is wrong"
+            )
     index_path = download(SAFETENSORS_INDEX_FILE, optional=True)
     total = _total_size(_read_json(index_path, "safetensors index"), repo_id) if index_path else None
     # The cache keeps files under snapshots/<commit>/ (file_download.py, _get_pointer_path).
@@ -217,6 +230,7 @@ def read_hub(repo_id: str, revision: str | None = None) -> Checkpoint:
         revision=revision,
         commit=commit,
         source=f"hub:{repo_id}@{commit or revision or 'main'}",
+        caveats=tuple(caveats),
     )
 
 

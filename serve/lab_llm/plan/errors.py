@@ -28,6 +28,8 @@ class DoesNotFitError(Exception):
 
     reasons: list[str]
     suggestions: list[FitSuggestion] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the planner could not read or does not model for this model (as in ``FitPlan.notes``)."""
 
     def __str__(self) -> str:
         lines = ["The model does not fit on these GPUs:"]
@@ -41,6 +43,7 @@ class DoesNotFitError(Exception):
         else:
             lines.append("No single change among shorter context, fp8 KV cache, 4-bit weights, CPU offload")
             lines.append("or one more GPU of the largest class makes it fit.")
+        lines += [f"Note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, object]:
@@ -50,4 +53,5 @@ class DoesNotFitError(Exception):
                 {"change": s.change, "description": s.description, "cost_rank": s.cost_rank, "layout": s.layout}
                 for s in self.suggestions
             ],
+            "notes": list(self.notes),
         }

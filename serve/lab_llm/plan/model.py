@@ -199,7 +199,11 @@ def load_model_spec(
         checkpoint = read_checkpoint(source, revision)
         spec = load_model_spec(checkpoint.config, name=name or checkpoint.name)
         return spec.model_copy(
-            update={"checkpoint_bytes": checkpoint.safetensors_total_bytes or 0, "source": checkpoint.source}
+            update={
+                "checkpoint_bytes": checkpoint.safetensors_total_bytes or 0,
+                "source": checkpoint.source,
+                "caveats": spec.caveats + checkpoint.caveats,
+            }
         )
     fields = _flatten_config(source)
     if "checkpoint_weights" not in fields:

@@ -413,5 +413,7 @@ def plan_fit(
     _check_request(request)
     ranked, evaluations, rejected = _search(request)
     if not ranked:
-        raise DoesNotFitError(_reasons(request, evaluations, rejected), _suggestions(request, evaluations))
+        raise DoesNotFitError(
+            _reasons(request, evaluations, rejected), _suggestions(request, evaluations), list(request.model.caveats)
+        )
     return _build_plan(request, ranked, rejected, list(notes))

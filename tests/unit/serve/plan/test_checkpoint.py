@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from lab_llm.plan import PlanInputError, plan_fit
+from lab_llm.plan import DoesNotFitError, PlanInputError, plan_fit
 from lab_llm.plan.checkpoint import is_hub_id, read_checkpoint
 from lab_llm.plan.memory import total_weight_bytes
 from lab_llm.plan.model import WeightFormat, load_model_spec
@@ -306,3 +306,24 @@ def test_class_defaults_match_transformers() -> None:
         assert model_type not in CONFIG_CLASS_DEFAULTS
         config = transformers.CONFIG_MAPPING[model_type]()
         assert not getattr(config, "tie_word_embeddings", config.get_text_config().tie_word_embeddings)
+
+
+def test_offline_cache_that_cannot_tell_the_quantization_says_so(offline_cache: Path) -> None:
+    """A cache holding config.json alone (``hf download ORG/NAME config.json``) cannot tell whether the repo has an
+    AutoAWQ quant_config.json / AutoGPTQ quantize_config.json: the plan says so instead of silently planning 16-bit.
+    A repo the Hub said has none (huggingface_hub's .no_exist marker) plans without the note."""
+    repo = "casperhansen/mixtral-instruct-awq"
+    storage = hub_cache(offline_cache, repo, model_files("llama-2-7b"))
+    spec = load_model_spec(repo)
+    assert any("quant_config.json" in caveat and "--include '*.json'" in caveat for caveat in spec.caveats)
+    # Where it matters most - planned as 16-bit, a 4-bit checkpoint may "not fit" - the refusal carries it too.
+    with pytest.raises(DoesNotFitError) as caught:
+        plan_fit(repo, {"nodes": [{"name": "n", "gpus": [{"class": "rtx-3060"}]}]}, context_length=4096)
+    assert caught.value.notes == list(spec.caveats)
+    assert "Note: the Hugging Face cache does not say" in str(caught.value)
+    # What hf_hub_download leaves for files the Hub answered 404 for (file_download.py, _cache_commit_hash_for_
+    # specific_revision / no_exist_file_path): an empty file under .no_exist/<commit>/.
+    (storage / ".no_exist" / COMMIT).mkdir(parents=True)
+    for name in ("quantize_config.json", "quant_config.json"):
+        (storage / ".no_exist" / COMMIT / name).touch()
+    assert not load_model_spec(repo).caveats
