@@ -10,6 +10,15 @@ fi
 started=$SECONDS
 LAB_LLM_MOLECULE_IMAGE=$(bash molecule/build-image.sh)
 export LAB_LLM_MOLECULE_IMAGE
+# Scenario ray_cluster mounts the project's .venv into its containers; the venv's Python must be there too, at the
+# same path. A Python from /usr is the image's own (Debian 12's 3.11), so then mount something harmless instead.
+export LAB_LLM_MODEL_DIR=${LAB_LLM_MODEL_DIR:-$HOME/.cache/lab-llm/models/tiny-llama}
+python_home=$(.venv/bin/python -c 'import sys; print(sys.base_prefix)' 2>/dev/null || echo /usr)
+if [[ $python_home == /usr ]]; then
+  export LAB_LLM_PYTHON_MOUNT="$PWD/molecule/ray_cluster:/opt/lab-llm-unused"
+else
+  export LAB_LLM_PYTHON_MOUNT="$python_home:$python_home"
+fi
 echo "run-all: image $LAB_LLM_MOLECULE_IMAGE ready after $((SECONDS - started)) s"
 
 scenarios=()
