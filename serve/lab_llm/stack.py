@@ -77,7 +77,9 @@ def _signal_all(pids: dict[int, int | None], signum: int) -> None:
 def _alive(stack: str, known: dict[int, int | None]) -> dict[int, int | None]:
     """The stack's processes: those carrying the marker, and those found before that still run. A process that is
     exiting has no readable environment any more, but it still holds its memory and its core until it is gone."""
-    alive = {pid: started for pid, started in known.items() if started is not None and _start_time(pid) == started}
+    alive: dict[int, int | None] = {
+        pid: started for pid, started in known.items() if started is not None and _start_time(pid) == started
+    }
     for pid in stack_pids(stack):
         alive.setdefault(pid, _start_time(pid))
     return {pid: started for pid, started in alive.items() if started is not None}

@@ -97,7 +97,7 @@ def _check_bundles(bundles, world, replicas, worker_groups):
             % (len(bundles), world)
         )
     offered = dict((g["gpu_class"], int(g["replicas"]) * int(g.get("gpus_per_worker", 1))) for g in worker_groups)
-    wanted = {}
+    wanted: dict[str, int] = {}
     for index, bundle in enumerate(bundles):
         classes = [name for name in bundle if name not in ("CPU", "GPU", "memory")]
         if len(classes) != 1 or classes[0] not in offered:
