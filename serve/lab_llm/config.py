@@ -168,6 +168,13 @@ class EngineConfig(_Strict):
     tool_call_parser: str | None = Field(
         default=None, description="vLLM's parser for the model's tool-call format, e.g. `hermes`, `mistral`."
     )
+    tool_strict_level: Literal["auto", "function", "parameter"] | None = Field(
+        default=None,
+        description="vLLM's floor for constraining tool calls (`--tool-strict-level`): `function` forces the call's "
+        "envelope for every request with tools, `parameter` also pins each call's arguments to the tool's schema as "
+        "if every tool were `strict: true`. Unset: vLLM's default, `auto` (a named `tool_choice` forces the "
+        "envelope; arguments follow the schema only for tools marked `strict`).",
+    )
     reasoning_parser: str | None = Field(
         default=None,
         description="vLLM's parser that returns a reasoning model's thinking as `reasoning_content`, "

@@ -62,6 +62,7 @@ def test_tool_calling_and_reasoning_options_reach_vllms_frontend_and_engine_argu
         "model": "/models/m",
         "enable_auto_tool_choice": True,
         "tool_call_parser": "hermes",
+        "tool_strict_level": "parameter",
         "reasoning_parser": "deepseek_r1",
         "chat_template": "{{ messages[0]['content'] }}",
     }
@@ -70,6 +71,7 @@ def test_tool_calling_and_reasoning_options_reach_vllms_frontend_and_engine_argu
     assert vllm_config.frontend_kwargs == {
         "enable_auto_tool_choice": True,
         "tool_call_parser": "hermes",
+        "tool_strict_level": "parameter",
         "chat_template": "{{ messages[0]['content'] }}",
     }
     assert vllm_config.engine_kwargs["reasoning_parser"] == "deepseek_r1"
