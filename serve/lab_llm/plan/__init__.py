@@ -16,7 +16,7 @@ Entry point, stable for the CLI, the Ansible module ``lab.llm.llm_fit_plan`` and
                                              # None: the checkpoint's quantization_config, else bf16
         group_size=128,                      # AWQ/GPTQ group size
         kv_cache_dtype="auto",               # auto | fp16 | bf16 | fp8
-        context_length=32768,                # None: the longest that fits (at least 4096)
+        context_length=32768,                # None: the longest the chosen layout holds (at least 4096)
         concurrency=1,                       # requests of context_length the KV cache must hold at once
         limits={"gpu_memory_utilization": 0.95, "cpu_offload_gib": 0, "allow_tp_over_network": False},
         model_name="org/model", served_model_name="model",

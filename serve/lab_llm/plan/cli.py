@@ -98,7 +98,13 @@ def plan_command(
     ] = None,
     group_size: Annotated[int | None, typer.Option(help="AWQ/GPTQ group size (default: the checkpoint's).")] = None,
     kv_cache_dtype: Annotated[str | None, typer.Option(help="auto, fp16, bf16 or fp8.")] = None,
-    context: Annotated[int | None, typer.Option(help="Wanted max_model_len (default: the longest that fits).")] = None,
+    context: Annotated[
+        int | None,
+        typer.Option(
+            help="Wanted max_model_len (default: the longest the chosen layout holds at --concurrency, at least "
+            "4096; layouts are ranked by speed, then GPU count, not by context)."
+        ),
+    ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Requests of that length held at once.")] = None,
     gpu_memory_utilization: Annotated[
         float | None, typer.Option(help=f"Ceiling (default {_default('gpu_memory_utilization')}).")

@@ -12,7 +12,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def render_plan(plan: FitPlan, context_length: int | None, concurrency: int) -> str:
-    wanted = f"{context_length} tokens" if context_length else "the longest that fits"
+    wanted = f"{context_length} tokens" if context_length else "the longest the chosen layout holds"
     lines = [
         f"Model {plan.model} ({plan.weights}, KV cache {plan.kv_cache_dtype}): context {wanted} x {concurrency}",
         f"Layout {plan.layout()}",

@@ -10,7 +10,7 @@ lab_llm_model:
   weights: awq                    # optional: fp16 | bf16 | fp8 | awq | gptq (default: checkpoint's, else bf16)
   group_size: 128                 # optional
   kv_cache_dtype: auto            # optional
-  context_length: 32768           # optional: default the longest that fits
+  context_length: 32768           # optional: default the longest the chosen layout holds
   concurrency: 1                  # optional
 
 Defaults are ``plan_fit``'s (model) and ``Limits``' (limits); this module passes on only what is given.

@@ -86,7 +86,11 @@ options:
         type: str
         choices: [auto, fp16, bf16, fp8]
       context_length:
-        description: Wanted C(max_model_len). Default the longest that fits (at least 4096).
+        description:
+          - Wanted C(max_model_len).
+          - Default the longest the chosen layout holds at O(concurrency) (at least 4096). Layouts are ranked by
+            speed and GPU count first, so a larger layout with a longer context is not preferred; ask for a context
+            to get one.
         type: int
       concurrency:
         description: How many requests of O(model.context_length) tokens the KV cache must hold at once (planner
