@@ -184,8 +184,8 @@ def test_the_head_takes_no_work_and_every_worker_gets_a_serve_proxy(rendered: Pa
     application = json.loads(rayservice["spec"]["serveConfigV2"])["applications"][0]
     ingress = parse_config(application["args"]).serving.ingress
     # One ingress replica per worker pod, at most one per node, and a CPU share the head does not have: Ray Serve
-    # then runs a proxy on every worker, so KubeRay's readiness probe passes on the worker that only holds a later
-    # pipeline stage too (Ray docs, "RayService worker Pods aren't ready").
+    # then runs a proxy on every worker, so the readiness probe (the gate's /readyz through that proxy) passes on the
+    # worker that only holds a later pipeline stage too (Ray docs, "RayService worker Pods aren't ready").
     assert (ingress.num_replicas, ingress.max_replicas_per_node) == (workers, 1)
     assert ingress.num_cpus > 0
 
@@ -215,10 +215,11 @@ def test_a_manifest_policy_checker_finds_nothing_lab_llm_has_not_decided(rendere
     rayservice = manifests(rendered)["stage6-RayService-lab-llm-lab-llm.yml"]
     for group, template in pod_templates(rayservice).items():
         annotations = dict(template["metadata"].get("annotations") or {})
-        # KubeRay adds liveness and readiness probes to every Ray container
-        # (ray-operator/controllers/ray/common/pod.go, initLivenessAndReadinessProbe).
+        # KubeRay adds the probes a Ray container lacks (ray-operator/controllers/ray/common/pod.go,
+        # initLivenessAndReadinessProbe): liveness everywhere, readiness on the head (the workers carry their own).
         annotations["checkov.io/skip1"] = "CKV_K8S_8=KubeRay injects the liveness probe"
-        annotations["checkov.io/skip2"] = "CKV_K8S_9=KubeRay injects the readiness probe"
+        if "readinessProbe" not in template["spec"]["containers"][0]:
+            annotations["checkov.io/skip2"] = "CKV_K8S_9=KubeRay injects the readiness probe"
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",

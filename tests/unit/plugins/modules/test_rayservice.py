@@ -93,6 +93,26 @@ def test_render_is_valid_for_the_kuberay_crd_and_the_app_config(shared_reference
     assert anti["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
 
 
+def test_traffic_goes_only_to_pods_whose_engine_is_ready(shared_reference: Any) -> None:
+    manifest = rendered()
+    assert rayservice_schema_problems(shared_reference, manifest) == []
+    spec = manifest["spec"]
+    serve_port = spec["serveService"]["spec"]["ports"][0]["targetPort"]
+    # Workers: Ready only while the gate's readiness route answers 200 through the pod's own Serve proxy. A probe of
+    # our own replaces KubeRay's default one (raylet + proxy `-/healthz`), which stays Ready while the engine is dead.
+    for group in spec["rayClusterConfig"]["workerGroupSpecs"]:
+        (container,) = group["template"]["spec"]["containers"]
+        probe = container["readinessProbe"]
+        assert probe["httpGet"] == {"path": "/readyz", "port": serve_port}, group["groupName"]
+        # The gate waits up to 5 s for the engine's health check before it answers 503.
+        assert probe["timeoutSeconds"] > 5
+        assert "livenessProbe" not in container  # KubeRay's raylet liveness check stays
+    # The head: KubeRay would route to it by the proxy's health alone; it has no ingress replica, so it takes none.
+    assert spec["excludeHeadPodFromServeSvc"] is True
+    head = spec["rayClusterConfig"]["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0"
+
+
 def test_a_fit_plan_overrides_engine_settings_and_worker_groups(shared_reference: Any) -> None:
     plan = {
         "engine_config": {

@@ -229,6 +229,21 @@ def _pod_security_context():
     }
 
 
+# Readiness of a worker pod, which is what the serve Service routes to: the gate's /readyz through the pod's Serve proxy
+# (200 only when the engine answers its health check within 5 s), instead of KubeRay's default for RayService
+# workers, which checks the raylet and the proxy's `-/healthz` and so stays Ready while the engine is dead.
+# KubeRay injects its own probe only when the container has none (ray-operator/controllers/ray/common/pod.go,
+# initLivenessAndReadinessProbe; its liveness probe, the raylet check, is still injected). The timeout exceeds the
+# gate's 5 s engine check; a second failure in a row takes the pod out of the Service.
+READINESS_PROBE = {
+    "httpGet": {"path": "/readyz", "port": SERVE_PORT},
+    "initialDelaySeconds": 10,
+    "periodSeconds": 5,
+    "timeoutSeconds": 10,
+    "successThreshold": 1,
+    "failureThreshold": 2,
+}
+
 # Ray needs no Linux capability and no setuid: the image's user is unprivileged (Pod Security Standards, Restricted).
 CONTAINER_SECURITY_CONTEXT = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
@@ -352,17 +367,17 @@ def _worker_group(spec, group):
     if group.get("node_group"):
         node_selector[DECKHOUSE_GROUP_LABEL] = group["node_group"]
     taint = spec["gpu_taint"]
+    container = _container(
+        spec,
+        "ray-worker",
+        _resources(group.get("cpu") or spec["worker_cpu"], worker_memory(spec, group), gpus),
+        [{"name": "metrics", "containerPort": METRICS_PORT}],
+    )
+    container["readinessProbe"] = dict(READINESS_PROBE)
     pod_spec = {
         "securityContext": _pod_security_context(),
         "automountServiceAccountToken": False,
-        "containers": [
-            _container(
-                spec,
-                "ray-worker",
-                _resources(group.get("cpu") or spec["worker_cpu"], worker_memory(spec, group), gpus),
-                [{"name": "metrics", "containerPort": METRICS_PORT}],
-            )
-        ],
+        "containers": [container],
         "volumes": _volumes(spec),
         "nodeSelector": node_selector,
         "tolerations": [{"key": taint["key"], "operator": "Exists", "effect": taint["effect"]}],
@@ -417,6 +432,11 @@ def render(spec):
         },
         "spec": {
             "upgradeStrategy": {"type": spec["upgrade_strategy"]},
+            # Traffic goes to the workers only, each Ready by the gate's /readyz (READINESS_PROBE). The head has no
+            # such probe: KubeRay puts it in the serve Service by its `ray.io/serve` label, which it sets from the
+            # head proxy's `-/healthz` alone (rayservice_controller.go, updateHeadPodServeLabel), so it would take
+            # traffic while the engine is down. It runs no ingress replica (`num-cpus: 0`) and is not needed there.
+            "excludeHeadPodFromServeSvc": True,
             "serveConfigV2": serve_config(
                 spec, engine, sum(int(group["replicas"]) for group in worker_groups), bundles
             ),
