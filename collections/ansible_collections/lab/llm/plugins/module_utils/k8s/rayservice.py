@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import DECKHOUSE_GROUP_LABEL, GPU_CLASS_LABEL
 
@@ -30,7 +32,9 @@ class RenderError(ValueError):
     """The model spec cannot become a RayService; the message names the option and value."""
 
 
-def plan_placement(spec):
+def plan_placement(
+    spec: Mapping[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]] | None]:
     """Engine settings, worker groups and placement bundles, taking the fit plan's where it is given.
 
     Returns ``(engine, worker_groups, bundles)``; ``bundles`` is the plan's ``ray_placement_bundles`` (one per rank,
@@ -43,7 +47,7 @@ def plan_placement(spec):
         group["gpu_class"]: dict(group) for group in spec.get("worker_groups") or [] if "gpu_class" in group
     }
     worker_groups = [dict(group) for group in spec.get("worker_groups") or []]
-    bundles = None
+    bundles: list[dict[str, Any]] | None = None
     plan = spec.get("fit_plan") or {}
     if plan:
         # The fit planner (lab.llm.llm_fit_plan) calls the engine settings `engine_config`. Its layout wins;
@@ -89,7 +93,9 @@ def plan_placement(spec):
     return engine, worker_groups, bundles
 
 
-def _check_bundles(bundles, world, replicas, worker_groups):
+def _check_bundles(
+    bundles: Sequence[Mapping[str, Any]], world: int, replicas: int, worker_groups: Sequence[Mapping[str, Any]]
+) -> None:
     """Every rank's bundle names a GPU class some worker group advertises, with enough of its GPUs."""
     if len(bundles) != world:
         raise RenderError(
@@ -114,7 +120,12 @@ def _check_bundles(bundles, world, replicas, worker_groups):
             )
 
 
-def app_config(spec, engine, worker_pods=1, bundles=None):
+def app_config(
+    spec: Mapping[str, Any],
+    engine: dict[str, Any],
+    worker_pods: int = 1,
+    bundles: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The AppConfig mapping (lab_llm.config) the Serve application gets as `args`.
 
     Unless `serving.ingress` is given, the ingress gets one replica on each of the `worker_pods` workers: Ray Serve
@@ -135,7 +146,12 @@ def app_config(spec, engine, worker_pods=1, bundles=None):
     return {"engine": engine, "serving": serving, "auth": auth}
 
 
-def serve_config(spec, engine, worker_pods=1, bundles=None):
+def serve_config(
+    spec: Mapping[str, Any],
+    engine: dict[str, Any],
+    worker_pods: int = 1,
+    bundles: list[dict[str, Any]] | None = None,
+) -> str:
     """serveConfigV2: a Ray Serve config file (YAML; JSON is YAML), keys sorted so re-renders are identical."""
     application = {
         "name": spec["app_name"],
@@ -146,7 +162,7 @@ def serve_config(spec, engine, worker_pods=1, bundles=None):
     return json.dumps({"applications": [application]}, indent=2, sort_keys=True)
 
 
-def _volumes(spec):
+def _volumes(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     volumes = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec["shm_size"]}},
         {"name": "signing-keys", "secret": {"secretName": spec["signing_keys"]["secret_name"], "defaultMode": 0o440}},
@@ -170,8 +186,8 @@ def _volumes(spec):
     return volumes
 
 
-def _mounts(spec):
-    mounts = [
+def _mounts(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [
         {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108 (a tmpfs for NCCL/vLLM shared memory)
         {"name": "signing-keys", "mountPath": SIGNING_KEYS_DIR, "readOnly": True},
         {"name": "auth-store", "mountPath": AUTH_STORE_DIR, "readOnly": not spec["auth_store"].get("claim_name")},
@@ -184,7 +200,7 @@ def _mounts(spec):
     return mounts
 
 
-def _env(spec):
+def _env(spec: Mapping[str, Any]) -> list[dict[str, str]]:
     env = [
         {"name": "NCCL_SOCKET_IFNAME", "value": spec["nccl_socket_ifname"]},
         {"name": "NCCL_IB_DISABLE", "value": "1" if spec["nccl_ib_disable"] else "0"},
@@ -193,7 +209,7 @@ def _env(spec):
     return env
 
 
-def _resources(cpu, memory, gpus=0):
+def _resources(cpu: str | int | float, memory: str, gpus: int = 0) -> dict[str, dict[str, str]]:
     requests = {"cpu": str(cpu), "memory": memory}
     limits = {"cpu": str(cpu), "memory": memory}
     if gpus:
@@ -202,14 +218,14 @@ def _resources(cpu, memory, gpus=0):
     return {"requests": requests, "limits": limits}
 
 
-def _pod_metadata(spec):
+def _pod_metadata(spec: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     return {
         "labels": {SCRAPE_LABEL: spec["metrics_target"]},
         "annotations": {"prometheus.deckhouse.io/port": str(METRICS_PORT), "prometheus.deckhouse.io/path": "/metrics"},
     }
 
 
-def _pod_security_context():
+def _pod_security_context() -> dict[str, Any]:
     """The image's user and group for every Ray pod, and that group as `fsGroup`.
 
     Kubernetes gives `fsGroup` ownership of the volumes that support it: Secret files (mounted 0440) become readable by
@@ -248,7 +264,9 @@ READINESS_PROBE = {
 CONTAINER_SECURITY_CONTEXT = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
-def _container(spec, name, resources, ports):
+def _container(
+    spec: Mapping[str, Any], name: str, resources: dict[str, dict[str, str]], ports: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "name": name,
         "image": spec["image"],
@@ -262,7 +280,7 @@ def _container(spec, name, resources, ports):
     }
 
 
-def _head_group(spec):
+def _head_group(spec: Mapping[str, Any]) -> dict[str, Any]:
     head = spec["head"]
     ports = [
         {"name": "gcs", "containerPort": 6379},
@@ -271,7 +289,7 @@ def _head_group(spec):
         {"name": "serve", "containerPort": SERVE_PORT},
         {"name": "metrics", "containerPort": METRICS_PORT},
     ]
-    pod_spec = {
+    pod_spec: dict[str, Any] = {
         "securityContext": _pod_security_context(),
         # Ray does not call the Kubernetes API (no in-tree autoscaler): no service account token in the pods.
         "automountServiceAccountToken": False,
@@ -318,7 +336,7 @@ _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 _DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 
-def quantity_bytes(value, what):
+def quantity_bytes(value: str | int, what: str) -> int:
     """Bytes of a Kubernetes memory quantity (``32Gi``, ``32768Mi``, ``64G``, ``1073741824``), else RenderError."""
     text = str(value).strip()
     for suffixes in (_BINARY, _DECIMAL):
@@ -330,7 +348,7 @@ def quantity_bytes(value, what):
     raise RenderError("%s=%r is not a memory quantity (for example 32Gi)" % (what, value))
 
 
-def worker_memory(spec, group):
+def worker_memory(spec: Mapping[str, Any], group: Mapping[str, Any]) -> str:
     """Memory request and limit of one worker pod of ``group``.
 
     ``memory`` when the inventory sets it for the class; else ``node_memory`` (what the class's VM has) minus
@@ -359,7 +377,7 @@ def worker_memory(spec, group):
     return "%dMi" % (free // 2**20)
 
 
-def _worker_group(spec, group):
+def _worker_group(spec: Mapping[str, Any], group: Mapping[str, Any]) -> dict[str, Any]:
     gpu_class = group["gpu_class"]
     gpus = int(group.get("gpus_per_worker", 1))
     replicas = int(group["replicas"])
@@ -374,7 +392,7 @@ def _worker_group(spec, group):
         [{"name": "metrics", "containerPort": METRICS_PORT}],
     )
     container["readinessProbe"] = dict(READINESS_PROBE)
-    pod_spec = {
+    pod_spec: dict[str, Any] = {
         "securityContext": _pod_security_context(),
         "automountServiceAccountToken": False,
         "containers": [container],
@@ -412,7 +430,7 @@ def _worker_group(spec, group):
     }
 
 
-def render(spec):
+def render(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The RayService manifest for one model spec (see the rayservice module for the keys)."""
     engine, worker_groups, bundles = plan_placement(spec)
     head, workers = _head_group(spec), [_worker_group(spec, group) for group in worker_groups]
@@ -459,6 +477,6 @@ def render(spec):
     }
 
 
-def serve_service_name(name):
+def serve_service_name(name: str) -> str:
     """The Service in front of the Serve application (KubeRay's default name, set explicitly)."""
     return "%s-serve-svc" % name

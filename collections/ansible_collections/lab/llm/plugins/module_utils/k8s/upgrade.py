@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import GPU_CLASS_LABEL
 
@@ -21,10 +23,10 @@ GPU_RESOURCE = "nvidia.com/gpu"
 NEW_CLUSTER_STRATEGIES = ("NewCluster", "NewClusterWithIncrementalUpgrade")
 
 
-def _hashed(cluster_spec):
+def _hashed(cluster_spec: Mapping[str, Any] | None) -> dict[str, Any]:
     """The RayCluster spec as KubeRay hashes it: replicas, min/max, workersToDelete, tolerations, scheduling gates,
     suspend and the cluster's upgradeStrategy muted."""
-    spec = copy.deepcopy(cluster_spec or {})
+    spec = copy.deepcopy(dict(cluster_spec or {}))
     spec.pop("suspend", None)
     spec.pop("upgradeStrategy", None)
     groups = [spec.get("headGroupSpec") or {}, *(spec.get("workerGroupSpecs") or [])]
@@ -39,11 +41,11 @@ def _hashed(cluster_spec):
     return spec
 
 
-def _same(left, right):
+def _same(left: object, right: object) -> bool:
     return json.dumps(left, sort_keys=True) == json.dumps(right, sort_keys=True)
 
 
-def cluster_change(before, after):
+def cluster_change(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     """How KubeRay applies `after` (a RayService spec) over `before`: `none` (the cluster stays as it is, also when
     only replicas change), `in_place` (worker groups appended at the end: the running cluster is updated) or
     `new_cluster` (a second RayCluster is prepared, when the upgrade strategy allows it)."""
@@ -58,7 +60,7 @@ def cluster_change(before, after):
     return "new_cluster"
 
 
-def gpus_by_class(rayservice_spec):
+def gpus_by_class(rayservice_spec: Mapping[str, Any]) -> dict[str, int]:
     """GPUs a RayService's cluster asks for, per GPU class (the worker's `lab-llm.io/gpu-class` node selector, else
     its group name): replicas x the container's `nvidia.com/gpu` limit."""
     found: dict[str, int] = {}
@@ -75,20 +77,20 @@ def gpus_by_class(rayservice_spec):
     return found
 
 
-def budget_problems(before, after, budget):
+def budget_problems(before: Mapping[str, Any] | None, after: Mapping[str, Any], budget: Mapping[str, int]) -> list[str]:
     """Why the cluster cannot run `after` (a RayService spec) with `budget` GPUs per class, [] when it can.
 
     `before` is the stored RayService spec (None on create). When KubeRay would prepare a second RayCluster, the GPUs
     of the running one count too, until traffic has moved.
     """
     needed = gpus_by_class(after)
-    running = {}
+    running: dict[str, int] = {}
     if before:
         change = cluster_change(before, after)
         strategy = ((after.get("upgradeStrategy") or {}).get("type")) or "NewCluster"
         if change == "new_cluster" and strategy in NEW_CLUSTER_STRATEGIES:
             running = gpus_by_class(before)
-    problems = []
+    problems: list[str] = []
     for gpu_class in sorted(set(needed) | set(running)):
         total = needed.get(gpu_class, 0) + running.get(gpu_class, 0)
         have = int(budget.get(gpu_class, 0))
