@@ -80,9 +80,9 @@ def tp_groups(inventory: GpuInventory, tp: int, allow_network: bool) -> list[TpG
             key=lambda g: (-g.gpu.total_gib, g.node, g.index),
         )
         for i in range(0, len(every) - tp + 1, tp):
-            cards = tuple(every[i : i + tp])
-            if len({g.node for g in cards}) > 1:
-                groups.append(TpGroup(cards, inventory.network))
+            spanning = tuple(every[i : i + tp])
+            if len({g.node for g in spanning}) > 1:
+                groups.append(TpGroup(spanning, inventory.network))
     return groups
 
 

@@ -227,10 +227,10 @@ def load_model_spec(
 def _compressed_tensors_format(quant: Mapping[str, Any]) -> WeightFormat | None:
     """llm-compressor's ``compressed-tensors`` config: one weight scheme for the Linear layers (config_groups)."""
     groups = quant.get("config_groups")
-    schemes = (
+    weights = (
         [g.get("weights") for g in groups.values() if isinstance(g, Mapping)] if isinstance(groups, Mapping) else []
     )
-    schemes = [scheme for scheme in schemes if isinstance(scheme, Mapping)]
+    schemes = [scheme for scheme in weights if isinstance(scheme, Mapping)]
     if len(schemes) != 1:
         return None
     scheme = schemes[0]
@@ -251,6 +251,7 @@ def checkpoint_quantization(config: Mapping[str, Any]) -> tuple[WeightFormat | N
     if not isinstance(quant, Mapping):
         return None, ""
     method = str(quant.get("quant_method", "")).lower()
+    found: WeightFormat | None
     if method in ("awq", "gptq"):
         found = WeightFormat(
             dtype=method,  # type: ignore[arg-type]

@@ -294,14 +294,14 @@ def evaluate_grub_files(files: list[tuple[str, str]]) -> GrubDefaults:
     GRUB_CMDLINE_LINUX_DEFAULT is not a simple assignment, or uses a variable that could not be evaluated.
     """
     result = GrubDefaults(variables={})
-    unknown: set = set()
+    unknown: set[str] = set()
     for path, text in files:
         for number, line in enumerate(text.splitlines()):
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
                 continue
             match = _ANY_ASSIGNMENT.match(line)
-            tracked = bool(match) and match.group("name") in GRUB_CMDLINE_VARIABLES
+            tracked = match is not None and match.group("name") in GRUB_CMDLINE_VARIABLES
             if not tracked and (not _MENTIONS.search(line) or _BARE_EXPORT.match(line)):
                 if match:  # another variable: evaluate it if it is simple, it may be used below
                     try:
@@ -312,7 +312,7 @@ def evaluate_grub_files(files: list[tuple[str, str]]) -> GrubDefaults:
                         unknown.add(match.group("name"))
                 continue
             where = "%s line %d" % (path, number + 1)
-            if not tracked:
+            if match is None or not tracked:
                 raise CmdlineError(
                     "cannot tell what update-grub makes of %s: %r is not a simple assignment; "
                     'set the kernel command line with plain NAME="..." lines' % (where, stripped)

@@ -331,13 +331,15 @@ suggestions:
 """
 
 import traceback
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 # The oldest lab-llm whose planner takes what this module sends (Hub ids, discovered GPUs, revision).
 LAB_LLM_MIN_VERSION = "0.1.0"
 
-LAB_LLM_IMPORT_ERROR = None
+LAB_LLM_IMPORT_ERROR: str | None = None
+LAB_LLM_VERSION: str | None
 try:
     from lab_llm import __version__ as LAB_LLM_VERSION
     from lab_llm.plan import DoesNotFitError, PlanInputError
@@ -348,7 +350,7 @@ except ImportError:
     LAB_LLM_IMPORT_ERROR = traceback.format_exc()
 
 
-def argument_spec():
+def argument_spec() -> dict[str, Any]:
     link = dict(type="raw")
     return dict(
         model=dict(
@@ -410,7 +412,7 @@ def argument_spec():
     )
 
 
-def without_none(value):
+def without_none(value: Any) -> Any:
     """Ansible fills unset suboptions with None; the planner applies its own defaults to keys that are absent."""
     if isinstance(value, dict):
         return dict((key, without_none(item)) for key, item in value.items() if item is not None)
@@ -419,9 +421,9 @@ def without_none(value):
     return value
 
 
-def version_tuple(version):
+def version_tuple(version: object) -> tuple[int, ...]:
     """'0.1.0' -> (0, 1, 0); pre-release and local parts ('0.2.0rc1', '0.1.0+g1') count as their release."""
-    parts = []
+    parts: list[int] = []
     for part in str(version).split("+", maxsplit=1)[0].split("."):
         digits = ""
         for character in part:
@@ -432,7 +434,7 @@ def version_tuple(version):
     return tuple(parts)
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if LAB_LLM_IMPORT_ERROR is not None:
         module.fail_json(

@@ -257,6 +257,8 @@ application_status:
   sample: RUNNING
 """
 
+from typing import Any
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s import rayservice, upgrade, waiter
@@ -267,7 +269,7 @@ from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sServ
 API_VERSION = "ray.io/v1"
 
 
-def _spec(params):
+def _spec(params: dict[str, Any]) -> dict[str, Any]:
     spec = dict(params)
     spec["auth_store"] = dict({"file": "store.yaml"}, **params["auth_store"])
     spec["signing_keys"] = dict({"file": "signing-keys.yaml"}, **params["signing_keys"])
@@ -275,8 +277,8 @@ def _spec(params):
     return spec
 
 
-def _check(params):
-    problems = []
+def _check(params: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
     if params["state"] == "present":
         if not params["image"]:
             problems.append("image is required with state=present")
@@ -295,7 +297,7 @@ def _check(params):
     return problems
 
 
-def _check_gpu_budget(module, dry_run, manifest, ref):
+def _check_gpu_budget(module: AnsibleModule, dry_run: K8sService, manifest: dict[str, Any], ref: str) -> None:
     """Refuse (or warn about) a RayService the GPU budget cannot run, before anything is written.
 
     The stored object and the dry-run result both carry the server's defaults, so comparing them tells what KubeRay
@@ -324,7 +326,7 @@ def _check_gpu_budget(module, dry_run, manifest, ref):
     module.warn(message)
 
 
-def main():
+def main() -> None:
     argument_spec = dict(
         name=dict(type="str", default="lab-llm"),
         namespace=dict(type="str", default="lab-llm"),
@@ -381,7 +383,7 @@ def main():
     if problems:
         module.fail_json(msg="%s: %s" % (ref, "; ".join(problems)))
     serve_service = rayservice.serve_service_name(params["name"])
-    manifest = None
+    manifest: dict[str, Any] | None = None
     if params["state"] == "present":
         if params["fit_plan"] is not None:
             params["fit_plan"] = {
@@ -403,6 +405,8 @@ def main():
             result["changed"] = service.delete(API_VERSION, "RayService", params["name"], params["namespace"])
             result["diff"] = {"before": before or {}, "after": {}}
             module.exit_json(**result)
+        if manifest is None:  # state=present rendered it above; render_only and state=absent have exited
+            raise AssertionError("no manifest rendered for state=present")
         if params["gpu_budget"] is not None:
             _check_gpu_budget(module, K8sService(service.client, check_mode=True), manifest, ref)
         changed, before, after = service.apply(manifest)
@@ -417,6 +421,8 @@ def main():
                 waiter.rayservice_running(params["app_name"]),
                 params["wait_timeout"],
             )
+            if obj is None:  # rayservice_running is done only on a RayService that exists
+                raise AssertionError("the wait ended without a RayService")
             active = obj["status"]["activeServiceStatus"]
             result.update(
                 ray_cluster=active.get("rayClusterName"),
