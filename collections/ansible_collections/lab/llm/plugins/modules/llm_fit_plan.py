@@ -88,7 +88,7 @@ options:
       context_length:
         description:
           - Wanted C(max_model_len).
-          - Default the longest the chosen layout holds at O(concurrency) (at least 4096). Layouts are ranked by
+          - Default the longest the chosen layout holds at O(model.concurrency) (at least 4096). Layouts are ranked by
             speed and GPU count first, so a larger layout with a longer context is not preferred; ask for a context
             to get one.
         type: int
