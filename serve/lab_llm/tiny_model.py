@@ -25,9 +25,13 @@ RECIPE: dict[str, Any] = {
     "num_key_value_heads": 2,
     # Long enough for what OpenWebUI sends (its title task asks max_tokens 1000 after a prompt of several hundred).
     "max_position_embeddings": 8192,
+    # The default output length of a request without max_tokens (generation_config.json, which vLLM reads with its
+    # default --generation-config auto; a request's own max_tokens still wins). Random weights rarely emit EOS (about
+    # once in 1800 tokens), so without it every such request would run to the end of the context.
+    "max_new_tokens": 256,
     "seed": 1234,
     "corpus_sentences": 4000,
-    "recipe_version": 2,
+    "recipe_version": 3,
 }
 RECIPE_FILE = "lab_llm_recipe.json"
 SPECIAL_TOKENS = ["<|pad|>", "<|begin_of_text|>", "<|end_of_text|>", "<|user|>", "<|assistant|>", "<|system|>"]
@@ -175,6 +179,7 @@ def build(model_dir: Path, *, force: bool = False) -> bool:
     )
     model = LlamaForCausalLM(config)
     model.generation_config.do_sample = False
+    model.generation_config.max_new_tokens = RECIPE["max_new_tokens"]
 
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and swap in whole, so a reader never sees half a model.

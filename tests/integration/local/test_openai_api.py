@@ -14,6 +14,7 @@ import openai
 import pytest
 import yaml
 
+from lab_llm import tiny_model
 from tests.integration.local.conftest import LocalDeployment
 
 pytestmark = pytest.mark.stack
@@ -70,6 +71,28 @@ def test_chat_completion_with_an_api_key(local_deployment: LocalDeployment) -> N
     assert answer.choices[0].finish_reason == "length"
     assert answer.usage.completion_tokens == 8 and answer.usage.prompt_tokens > 0
     assert answer.usage.total_tokens == answer.usage.prompt_tokens + 8
+
+
+def test_a_request_without_max_tokens_stops_at_the_models_default(local_deployment: LocalDeployment) -> None:
+    # The tiny model's generation_config.json says max_new_tokens (lab_llm.tiny_model); vLLM takes it as the default
+    # max_tokens. Without it the random weights, which rarely emit EOS, would run to the end of the context (8192).
+    limit = tiny_model.RECIPE["max_new_tokens"]
+    assert limit < 8192
+    answer = client(local_deployment, local_deployment.api_key).chat.completions.create(
+        model=local_deployment.model, messages=[{"role": "user", "content": "Tell me everything"}]
+    )
+    if answer.choices[0].finish_reason == "length":
+        assert answer.usage.completion_tokens == limit
+    else:  # the model's own EOS came first
+        assert answer.choices[0].finish_reason == "stop" and answer.usage.completion_tokens < limit
+    # A request's own max_tokens still wins, above the default too.
+    longer = client(local_deployment, local_deployment.api_key).chat.completions.create(
+        model=local_deployment.model,
+        messages=[{"role": "user", "content": "Tell me everything"}],
+        max_tokens=limit + 8,
+        seed=0,
+    )
+    assert longer.usage.completion_tokens > limit or longer.choices[0].finish_reason == "stop"
 
 
 def test_chat_completion_streams_chunks(local_deployment: LocalDeployment, admin_token: str) -> None:

@@ -31,6 +31,9 @@ def test_model_matches_the_recipe_and_chats(tmp_path: Path) -> None:
     assert config["vocab_size"] == tiny_model.RECIPE["vocab_size"]
     assert config["num_key_value_heads"] == 2
     assert config["num_hidden_layers"] == 4
+    # A request without max_tokens stops here (vLLM reads generation_config.json; tested against the real engine in
+    # tests/integration/local/test_openai_api.py).
+    assert json.loads((tmp_path / "m" / "generation_config.json").read_text())["max_new_tokens"] == 256
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m")
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
