@@ -7,7 +7,8 @@ lab-llm with the demo's user API key through a relay that records what it sent a
 sent as OpenWebUI 0.12's browser sends it (`src/lib/components/chat/Chat.svelte`, `sendMessageSocket`): a new
 chat with `parent_id: null`, the user message and the id of the answer to come, the socket.io session id (which
 is what makes OpenWebUI attach its built-in tools, `utils/middleware.py`), and `background_tasks` for title,
-tags and follow-ups; the answer comes back as socket.io `events`.
+tags and follow-ups; the answer comes back as socket.io `events` (0.12.4 streams Responses-style
+`response:completion` pieces, then one `chat:completion` marked done) and is stored with the chat.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from tests.integration.local.openwebui import (
 pytestmark = pytest.mark.stack
 
 PROMPT = "Which card runs the model fastest?"
-CHAT_TIMEOUT = 600  # seconds for the chat and its background tasks; about N s on an idle 2-core machine
+CHAT_TIMEOUT = 600  # seconds for the chat and its background tasks; 8 to 12 s on a 2-core machine
 # What OpenWebUI's task prompts ask the model to answer with (the JSON keys it parses), per task.
 TASK_MARKERS = {"title": '{ "title":', "tags": '{ "tags":', "follow-ups": '{ "follow_ups":'}
 # OpenWebUI's log lines (loguru: `time | LEVEL | where - message`) that say a call failed: every error, and the
@@ -101,19 +102,80 @@ def openwebui(local_deployment: LocalDeployment, tmp_path_factory: pytest.TempPa
         yield OpenWebUI(process, relay, answer.json()["token"])
 
 
-def _finished(events: list[dict[str, Any]]) -> bool:
-    kinds = [(event["data"].get("type"), event["data"].get("data")) for event in events]
-    chat_over = any(kind == "chat:active" and not (data or {}).get("active") for kind, data in kinds)
-    return chat_over and any(kind == "chat:title" for kind, _ in kinds)
+def _message_text(message: dict[str, Any]) -> str:
+    """The answer's text as OpenWebUI 0.12 stores it: Responses-style `output` items (`utils/misc.py`,
+    get_output_text), with the older `content` string as a fallback."""
+    texts = []
+    for item in message.get("output") or []:
+        if isinstance(item, dict) and item.get("type") == "message":
+            text = "".join(str(part["text"]) for part in item.get("content") or [] if part.get("text") is not None)
+            if text.strip():
+                texts.append(text)
+    return "\n".join(texts) if texts else message.get("content") or ""
+
+
+def _wait_for_chat(
+    openwebui: OpenWebUI, chat_id: str, message_id: str, received: queue.Queue[dict[str, Any]], before: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Collect this chat's socket.io events until the chat and its background tasks are over; return them with the
+    stored chat.
+
+    Over means either of what OpenWebUI 0.12.4 does at the end (main.py, process_chat; utils/middleware.py,
+    background_tasks_handler): the stored answer is `done` and the relay saw each task's request answered (the tasks
+    run after the answer, in the order follow-ups, title, tags, so title and follow-ups are stored and sent by
+    then), or the stored answer carries an error (no tasks follow), or `chat:active` went false (sent when the chat's
+    last task ends, tasks included).
+    """
+    events: list[dict[str, Any]] = []
+    deadline = time.monotonic() + CHAT_TIMEOUT
+    while True:
+        while True:
+            try:
+                event = received.get(timeout=2)
+            except queue.Empty:
+                break
+            if event.get("chat_id") == chat_id:
+                events.append(event)
+        stored = openwebui.api("GET", f"/api/v1/chats/{chat_id}").json()
+        message = stored.get("chat", {}).get("history", {}).get("messages", {}).get(message_id) or {}
+        exchanges = openwebui.relay.snapshot()[before:]
+        tasks_answered = all(
+            any(e.finished for e in _task_requests(exchanges, marker)) for marker in TASK_MARKERS.values()
+        )
+        chat_over = any(
+            event["data"].get("type") == "chat:active" and not (event["data"].get("data") or {}).get("active")
+            for event in events
+        )
+        if chat_over or message.get("error") or (message.get("done") and tasks_answered):
+            time.sleep(1)  # what OpenWebUI sends right after the last task's answer
+            while not received.empty():
+                event = received.get_nowait()
+                if event.get("chat_id") == chat_id:
+                    events.append(event)
+            return events, openwebui.api("GET", f"/api/v1/chats/{chat_id}").json()
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the chat and its tasks did not finish within {CHAT_TIMEOUT} s; stored answer done: "
+                f"{message.get('done')}; upstream requests: {[(e.path, e.status, e.finished) for e in exchanges]}; "
+                f"events: {[event['data'].get('type') for event in events]}\n{openwebui.process.log()[-3000:]}"
+            )
+
+
+def _task_requests(exchanges: list[Exchange], marker: str) -> list[Exchange]:
+    """The non-streamed chat completions whose last message is the task prompt holding `marker`."""
+    return [
+        e
+        for e in exchanges
+        if e.method == "POST"
+        and e.path == "/v1/chat/completions"
+        and isinstance(e.request, dict)
+        and not e.request.get("stream")
+        and marker in str(e.request["messages"][-1]["content"])
+    ]
 
 
 @pytest.fixture(scope="module")
 def browser_chat(openwebui: OpenWebUI, local_deployment: LocalDeployment) -> BrowserChat:
-    # Not yet green, so not run: against main with the tool-calling fixes the chat answered 200 with no upstream
-    # error, but the wait below listens for `chat:completion` and `chat:active`, and OpenWebUI 0.12.4 streams
-    # `response:completion` events instead (the wait timed out at 600 s). Next: wait on the stored chat
-    # (GET /api/v1/chats/{id}, message done) and on the relay's record of the tag and follow-up requests.
-    pytest.skip("OpenWebUI 0.12.4 browser-chat test: its completion wait is not yet right (see the comment above)")
     received: queue.Queue[dict[str, Any]] = queue.Queue()
     client = socketio.Client(reconnection=False)
     client.on("events", received.put)
@@ -160,22 +222,7 @@ def browser_chat(openwebui: OpenWebUI, local_deployment: LocalDeployment) -> Bro
         assert answer.status_code == 200, answer.text
         assert answer.json()["status"] is True and len(answer.json()["task_ids"]) == 1, answer.text
         chat_id = answer.json()["chat_id"]
-
-        events: list[dict[str, Any]] = []
-        deadline = time.monotonic() + CHAT_TIMEOUT
-        while not _finished(events):
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"the chat and its tasks did not finish within {CHAT_TIMEOUT} s; events so far: "
-                    f"{[event['data'].get('type') for event in events]}\n{openwebui.process.log()[-3000:]}"
-                )
-            try:
-                event = received.get(timeout=2)
-            except queue.Empty:
-                continue
-            if event.get("chat_id") == chat_id:
-                events.append(event)
-        stored = openwebui.api("GET", f"/api/v1/chats/{chat_id}").json()
+        events, stored = _wait_for_chat(openwebui, chat_id, message_id, received, before)
         return BrowserChat(chat_id, message_id, events, openwebui.relay.snapshot()[before:], stored)
     finally:
         client.disconnect()
@@ -215,23 +262,23 @@ def test_browser_chat_attaches_the_built_in_tools_and_streams_the_answer(browser
     )
     assert streamed.strip()
 
-    # What the browser sees: the answer in pieces over socket.io, then done, and no error.
+    # What the browser sees (utils/middleware.py, 0.12.4): the answer in pieces as Responses-style
+    # `response:completion` events, then one `chat:completion` marked done, and no error.
     assert browser_chat.of_type("chat:message:error") == []
-    completions = browser_chat.of_type("chat:completion")
-    assert len(completions) > 1 and any(c.get("done") for c in completions), completions[-3:]
+    pieces = [p for p in browser_chat.of_type("response:completion") if p.get("type", "").endswith(".delta")]
+    assert pieces and "".join(p.get("delta") or "" for p in pieces).strip(), browser_chat.of_type("response:completion")
+    finals = [c for c in browser_chat.of_type("chat:completion") if c.get("done")]
+    assert len(finals) == 1 and _message_text({"output": finals[0]["output"]}).strip() == streamed.strip()
+    # What OpenWebUI stored: the same answer, done, without an error.
     message = browser_chat.stored["chat"]["history"]["messages"][browser_chat.message_id]
     assert not message.get("error"), message.get("error")
     assert message["done"] is True
-    assert message["content"].strip() == streamed.strip()
+    assert _message_text(message).strip() == streamed.strip()
 
 
 @pytest.mark.parametrize("task", sorted(TASK_MARKERS))
 def test_background_task_is_answered(browser_chat: BrowserChat, task: str) -> None:
-    asked = [
-        e
-        for e in browser_chat.completions()
-        if not e.request.get("stream") and TASK_MARKERS[task] in e.request["messages"][-1]["content"]
-    ]
+    asked = _task_requests(browser_chat.exchanges, TASK_MARKERS[task])
     assert len(asked) == 1, f"OpenWebUI asked for the {task} {len(asked)} times"
     exchange = asked[0]
     sent = {key: value for key, value in exchange.request.items() if key != "messages"}
@@ -245,7 +292,10 @@ def test_background_tasks_reach_the_browser(browser_chat: BrowserChat) -> None:
     # model answered.
     follow_ups = browser_chat.of_type("chat:message:follow_ups")
     assert len(follow_ups) == 1 and isinstance(follow_ups[0]["follow_ups"], list), follow_ups
+    # ... and stores them: the title on the chat, the follow-ups on the answer.
     assert browser_chat.stored["title"] not in ("", "New Chat")
+    message = browser_chat.stored["chat"]["history"]["messages"][browser_chat.message_id]
+    assert message["followUps"] == follow_ups[0]["follow_ups"]
 
 
 @pytest.mark.parametrize("task", ["title", "tags", "follow_up"])
