@@ -7,7 +7,7 @@
 set -euo pipefail
 
 image_name=localhost/lab-llm-molecule-debian12
-packages=python3,python3-packaging,systemd,systemd-sysv,kmod,initramfs-tools,sudo,ca-certificates,iproute2,procps,libnuma1
+packages=python3,python3-packaging,python3-apt,g++,systemd,systemd-sysv,kmod,initramfs-tools,sudo,ca-certificates,iproute2,procps,libnuma1
 recipe_hash=$( (cat "$0"; echo "$packages") | sha256sum | cut -c1-12)
 image="$image_name:$recipe_hash"
 
