@@ -68,7 +68,7 @@ unit: setup model unit-deps
 collection-units: setup
 	cd $(COLLECTION) && $(BIN)/ansible-test units --local --python 3.11 --color no
 
-molecule: setup system-deps
+molecule: setup model system-deps
 	bash molecule/run-all.sh
 
 test: lint unit collection-units molecule
