@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-from unittest import mock
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from tests.conftest import REPO_ROOT
 from tests.standins.k8s.server import KubeApiStandIn
@@ -33,21 +29,6 @@ def kube_api(shared_reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
         yield api
     finally:
         api.stop()
-
-
-def run_module(main: Callable[[], None], args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
-    """Run a module's main() in-process; return its JSON result (with `failed` when it failed)."""
-    printed: list[str] = []
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    args = dict(args, _ansible_diff=True)
-    with (
-        patch_module_args(args),
-        mock.patch("ansible.module_utils.basic.print", create=True, side_effect=lambda text: printed.append(text)),
-        pytest.raises(SystemExit),
-    ):
-        main()
-    return json.loads(printed[-1])
 
 
 def later(delay: float, action: Callable[[], None]) -> threading.Timer:

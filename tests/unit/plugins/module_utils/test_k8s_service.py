@@ -13,8 +13,9 @@ import pytest
 from ansible_collections.lab.llm.plugins.module_utils.k8s import client, service, waiter
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, WaitFailed, WaitTimeout
 from ansible_collections.lab.llm.plugins.modules import k8s_apply
+from tests.module_runner import run_module
 from tests.standins.k8s import fixtures
-from tests.standins.k8s.fixtures import later, run_module
+from tests.standins.k8s.fixtures import later
 from tests.standins.k8s.server import KubeApiStandIn
 
 kube_api = fixtures.kube_api

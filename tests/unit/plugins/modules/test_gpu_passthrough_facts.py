@@ -9,8 +9,8 @@ import pytest
 
 from ansible_collections.lab.llm.plugins.modules import gpu_passthrough_facts
 from tests.fixtures.sysfs.sysfs_tree import PRESETS, HostSpec, PciFunction, after_boot, build_tree
-from tests.unit.plugins.modules.module_runner import ModuleExit
-from tests.unit.plugins.modules.module_runner import run_module as run_module_main
+from tests.module_runner import ModuleExit
+from tests.module_runner import run_module_result as run_module_main
 
 
 def run_module(monkeypatch: pytest.MonkeyPatch, args: dict) -> ModuleExit:

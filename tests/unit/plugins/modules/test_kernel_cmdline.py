@@ -9,8 +9,8 @@ import pytest
 
 from ansible_collections.lab.llm.plugins.modules import kernel_cmdline
 from tests.fixtures.sysfs.sysfs_tree import PRESETS, after_boot, build_tree
-from tests.unit.plugins.modules.module_runner import ModuleExit
-from tests.unit.plugins.modules.module_runner import run_module as run_module_main
+from tests.module_runner import ModuleExit
+from tests.module_runner import run_module_result as run_module_main
 
 PROXMOX_GRUB = 'GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n'
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from ansible_collections.lab.llm.plugins.modules import llm_fit_plan
-from tests.unit.plugins.modules.module_runner import ModuleExit
-from tests.unit.plugins.modules.module_runner import run_module as run_module_main
+from tests.module_runner import ModuleExit
+from tests.module_runner import run_module_result as run_module_main
 from tests.unit.serve.plan.plan_inputs import model_path, reference_lab_vars
 
 

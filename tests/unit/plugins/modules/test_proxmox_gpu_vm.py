@@ -12,6 +12,8 @@ import pytest
 from ansible_collections.lab.llm.plugins.module_utils.pve.client import PveClient
 from ansible_collections.lab.llm.plugins.module_utils.pve.vm import CLONE_MARKER
 from ansible_collections.lab.llm.plugins.modules import proxmox_gpu_vm
+from tests.module_runner import ModuleExit
+from tests.module_runner import run_module_result as run_module_main
 from tests.standins.pve.scenario import (
     TEMPLATE_NAME,
     TEMPLATE_VMID,
@@ -20,8 +22,6 @@ from tests.standins.pve.scenario import (
     root_connection_args,
     running_standin,
 )
-from tests.unit.plugins.modules.module_runner import ModuleExit
-from tests.unit.plugins.modules.module_runner import run_module as run_module_main
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINYDR9JYyyug5eZrmtUx/hWRntaWghRo5xo+3YWnD3+Q admin@lab"
 RTX3090_MAP = [mapping_entry(node) for node in ("pve2", "pve3", "pve4")]

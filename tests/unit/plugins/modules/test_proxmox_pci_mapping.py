@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.lab.llm.plugins.modules import proxmox_pci_mapping
+from tests.module_runner import ModuleExit
+from tests.module_runner import run_module_result as run_module_main
 from tests.standins.pve.scenario import GPUS, connection_args, gpu_functions, mapping_entry, running_standin
-from tests.unit.plugins.modules.module_runner import ModuleExit
-from tests.unit.plugins.modules.module_runner import run_module as run_module_main
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 
 from ansible_collections.lab.llm.plugins.modules import rayservice
 from lab_llm.config import parse_config
+from tests.module_runner import run_module
 from tests.standins.k8s import fixtures, schemas
 from tests.standins.k8s.controllers import play_kuberay
-from tests.standins.k8s.fixtures import run_module
 from tests.standins.k8s.server import KubeApiStandIn
 
 kube_api = fixtures.kube_api

@@ -13,7 +13,7 @@ from ansible_collections.lab.llm.plugins.modules import rayservice
 from lab_llm.app.builder import to_llm_config
 from lab_llm.config import parse_config
 from lab_llm.plan import plan_fit
-from tests.standins.k8s.fixtures import run_module
+from tests.module_runner import run_module
 from tests.unit.plugins.modules.test_rayservice import args, rayservice_schema_problems, rendered
 from tests.unit.serve.plan.plan_inputs import model_path, reference_lab_inventory
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from ansible_collections.lab.llm.plugins.modules import deckhouse_static_node
+from tests.module_runner import run_module
 from tests.standins.k8s import fixtures
 from tests.standins.k8s.controllers import play_caps
-from tests.standins.k8s.fixtures import run_module
 from tests.standins.k8s.server import KubeApiStandIn
 
 kube_api = fixtures.kube_api

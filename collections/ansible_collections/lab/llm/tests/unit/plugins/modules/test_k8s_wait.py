@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ansible_collections.lab.llm.plugins.modules import k8s_wait
+from tests.module_runner import run_module
 from tests.standins.k8s import fixtures
-from tests.standins.k8s.fixtures import later, run_module
+from tests.standins.k8s.fixtures import later
 from tests.standins.k8s.server import KubeApiStandIn
 
 kube_api = fixtures.kube_api

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from ansible_collections.lab.llm.plugins.modules import serve_api_key
+from tests.module_runner import run_module
 from tests.standins.k8s import fixtures
-from tests.standins.k8s.fixtures import run_module
 from tests.standins.k8s.lab_llm_app import FakeLabLlm, running_app
 from tests.standins.k8s.server import KubeApiStandIn
 

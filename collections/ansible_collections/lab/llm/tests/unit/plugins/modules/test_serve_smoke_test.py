@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ansible_collections.lab.llm.plugins.modules import serve_smoke_test
-from tests.standins.k8s.fixtures import run_module
+from tests.module_runner import run_module
 from tests.standins.k8s.lab_llm_app import FakeLabLlm, running_app
 
 app = running_app
