@@ -56,9 +56,12 @@ def test_stage4_adds_one_vm_with_limit_then_all_and_reruns_change_nothing(kube_a
 
 
 def test_stage6_applies_the_rayservice_waits_smoke_tests_and_reruns_change_nothing(
-    kube_api: KubeApiStandIn, app: FakeLabLlm, tmp_path: Path
+    kube_api: KubeApiStandIn, app: FakeLabLlm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     play_kuberay(kube_api)
+    # The cluster from the inventory (lab_llm_kubeconfig), not the environment: the role's module_defaults for the
+    # lab.llm.k8s action group must carry it to every Kubernetes task (Stage 4 above runs with the environment's).
+    monkeypatch.delenv("K8S_AUTH_KUBECONFIG")
     signing_keys = tmp_path / "signing-keys.yaml"
     signing_keys.write_text("active_kid: k1\nkeys:\n  - {kid: k1, secret: test-only}\n")
     extra = {
@@ -71,6 +74,7 @@ def test_stage6_applies_the_rayservice_waits_smoke_tests_and_reruns_change_nothi
         "rayservice_smoke_username": "admin",
         "rayservice_smoke_password": "s3cret",
         "rayservice_wait_timeout": 20,
+        "lab_llm_kubeconfig": str(tmp_path / "kubeconfig"),
     }
     args = ["playbooks/rayservice.yml", "-i", "inventory/local", "-e", json.dumps(extra)]
     stdout, recap = run(*args)
