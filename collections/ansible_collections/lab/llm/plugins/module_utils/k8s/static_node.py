@@ -17,6 +17,12 @@ from ansible_collections.lab.llm.plugins.module_utils.k8s.secrets import redacte
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
 
 STATIC_INSTANCE = "static_instance"
+# The field manager that lowers a NodeGroup's staticInstances.count when a node leaves. Server-side apply removes the
+# fields a manager applied before and leaves out of its next apply (Kubernetes docs, "Server-Side Apply", field
+# management), so the count alone, applied as lab-llm (which applied the whole NodeGroup when nodes joined), would
+# strip the node template, taints and GPU settings from the nodes that stay. A manager of its own owns only what it
+# sets; lab-llm's next full apply of the group takes the count back (forced, as every apply here).
+COUNT_FIELD_MANAGER = "lab-llm-node-count"
 
 
 def input_problems(params: dict[str, Any]) -> list[str]:
@@ -96,8 +102,9 @@ class StaticNodeRunner:
         )
         return [credentials, instance, group]
 
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
-        changed, before, after = self.api.apply(manifest)
+    def apply(self, manifest: dict[str, Any], service: K8sService | None = None) -> dict[str, Any] | None:
+        """Server-side apply ``manifest`` (as lab-llm, or through ``service``); record change, diff and manifest."""
+        changed, before, after = (service or self.api).apply(manifest)
         label = "%s/%s" % (manifest["kind"], manifest["metadata"]["name"])
         if changed:
             self.changed = True
@@ -226,4 +233,6 @@ class StaticNodeRunner:
         group = self.api.get(deckhouse.NODE_GROUP_API, "NodeGroup", params["node_group"])
         if group is not None and "staticInstances" in group.get("spec", {}):
             count = self.group_count(excluding=params["name"])
-            self.apply(deckhouse.node_group_count(params["node_group"], group["spec"], count))
+            counter = K8sService(self.api.client, check_mode=self.check_mode, field_manager=COUNT_FIELD_MANAGER)
+            self.apply(deckhouse.node_group_count(params["node_group"], group["spec"], count), counter)
+            self.api.warnings.extend(counter.warnings)

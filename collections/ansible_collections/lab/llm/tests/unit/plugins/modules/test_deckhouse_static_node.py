@@ -156,6 +156,27 @@ def test_absent_drains_and_releases_the_vm_then_deletes_its_objects(kube_api: Ku
     assert again["changed"] is False
 
 
+def test_absent_lowers_the_count_and_keeps_what_the_other_nodes_of_the_group_need(kube_api: KubeApiStandIn) -> None:
+    """Lowering staticInstances.count is a server-side apply by the manager that applied the whole NodeGroup: a field
+    that apply leaves out is removed (Kubernetes server-side apply, "Field management"), so it must carry them all."""
+    play_caps(kube_api)
+    for name, address in (("gpu-3090-1", "192.0.2.21"), ("gpu-3090-2", "192.0.2.22")):
+        assert not run_module(deckhouse_static_node.main, args(name, address)).get("failed")
+    joined = kube_api.get("deckhouse.io/v1", "NodeGroup", "gpu-rtx-3090")["spec"]
+    assert joined["staticInstances"]["count"] == 2
+
+    result = run_module(
+        deckhouse_static_node.main, dict(name="gpu-3090-1", node_group="gpu-rtx-3090", state="absent", wait_timeout=10)
+    )
+    assert not result.get("failed"), result
+    left = kube_api.get("deckhouse.io/v1", "NodeGroup", "gpu-rtx-3090")["spec"]
+    assert left["staticInstances"]["count"] == 1
+    assert left == dict(joined, staticInstances=dict(joined["staticInstances"], count=1))
+    assert kube_api.names(CAPS, "StaticInstance") == ["gpu-3090-2"]
+    # The remaining node's next run changes nothing: the group is as present() renders it for one node.
+    assert run_module(deckhouse_static_node.main, args("gpu-3090-2", "192.0.2.22"))["changed"] is False
+
+
 def test_script_flow_returns_the_groups_bootstrap_script(kube_api: KubeApiStandIn) -> None:
     kube_api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "d8-cloud-instance-manager"}})
     script = "#!/bin/bash\necho join\n"
