@@ -18,15 +18,12 @@ API key).
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import http.client
 import json
 import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -38,50 +35,21 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from tests import pinned_venv
+
 REQUIREMENTS = Path(__file__).with_name("openwebui-requirements.txt")
-CACHE_ROOT = Path.home() / ".cache" / "lab-llm" / "openwebui"
-INSTALL_TIMEOUT = 1800  # seconds; about 4 minutes on these machines, mostly downloads
+CACHE_ROOT = pinned_venv.CACHE_ROOT / "openwebui"  # the install: about 4 minutes on these machines, mostly downloads
 START_TIMEOUT = 600  # seconds; about 50 s on an idle 2-core machine (database migrations, imports)
 
 
 def pinned_version(requirements: Path = REQUIREMENTS) -> str:
     """The `open-webui==VERSION` pin of `requirements`. Raises ValueError when there is none."""
-    for line in requirements.read_text().splitlines():
-        name, sep, version = line.split("#", 1)[0].partition("==")
-        if sep and name.strip().lower() == "open-webui":
-            return version.strip()
-    raise ValueError(f"no open-webui==VERSION line in {requirements}")
+    return pinned_venv.pinned_version(requirements, "open-webui")
 
 
 def ensure_venv(requirements: Path = REQUIREMENTS, cache_root: Path = CACHE_ROOT) -> Path:
-    """The venv holding the pinned OpenWebUI, installed from PyPI on first use and then reused.
-
-    A file lock serialises concurrent test sessions; a stamp written last marks a finished install, so an
-    interrupted one is thrown away and redone. Raises RuntimeError with pip's output when the install fails.
-    """
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    digest = hashlib.sha256(requirements.read_bytes() + python.encode()).hexdigest()[:12]
-    venv = cache_root / f"{pinned_version(requirements)}-{digest}"
-    stamp = venv / ".installed"
-    cache_root.mkdir(parents=True, exist_ok=True)
-    with (cache_root / ".install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.is_file():
-            return venv
-        if venv.exists():
-            subprocess.run(["rm", "-rf", str(venv)], check=True)
-        steps = [
-            [sys.executable, "-m", "venv", str(venv)],
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r", str(requirements)],
-        ]
-        started = time.monotonic()
-        for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"installing OpenWebUI failed at {step[2:]}:\n{(done.stdout + done.stderr)[-4000:]}")
-        stamp.write_text(f"installed in {time.monotonic() - started:.0f} s\n")
-    return venv
+    """The venv holding the pinned OpenWebUI (tests/pinned_venv.py); RuntimeError with pip's output on failure."""
+    return pinned_venv.ensure_venv(requirements, "open-webui", cache_root, upgrade_pip=True)
 
 
 @dataclass
