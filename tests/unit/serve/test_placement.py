@@ -16,9 +16,8 @@ from ray.llm._internal.serve.engines.vllm.vllm_models import VLLMEngineConfig
 from lab_llm.app.builder import check_model_layout, to_llm_config
 from lab_llm.app.placement import CpuThreadBinding, omp_threads_bind
 from lab_llm.config import ConfigError, EngineConfig, model_layout_problems, parse_config
-from lab_llm.plan import plan_fit
 from tests.conftest import REPO_ROOT
-from tests.unit.serve.plan.plan_inputs import model_path, reference_lab_inventory
+from tests.unit.serve.plan.plan_inputs import MIXED_CARD_PARTITIONS, mixed_card_plan
 
 AUTH = {"store_path": "/a", "signing_keys_path": "/b"}
 TINY_CONFIG = REPO_ROOT / "tests" / "fixtures" / "models" / "tiny-llama.json"
@@ -186,36 +185,9 @@ def plan_config(plan: Any) -> dict[str, Any]:
     }
 
 
-MIXED_PLANS = {
-    # issue 17: the seed's model at 32k x 10 users, and the README's Qwen2.5-32B bf16 row.
-    "seed-32k-x10": (
-        lambda: plan_fit(
-            model_path("dolphin3-r1-mistral-24b-awq"),
-            reference_lab_inventory(),
-            weights="awq",
-            context_length=32768,
-            concurrency=10,
-            limits={"gpu_memory_utilization": 0.97},
-        ),
-        (5, 12, 12, 11),
-    ),
-    "qwen2.5-32b-bf16": (
-        lambda: plan_fit(
-            model_path("qwen2.5-32b"),
-            reference_lab_inventory(),
-            weights="bf16",
-            context_length=32768,
-            limits={"gpu_memory_utilization": 0.97},
-        ),
-        (7, 20, 19, 18),
-    ),
-}
-
-
-@pytest.mark.parametrize("name", sorted(MIXED_PLANS))
+@pytest.mark.parametrize("name", sorted(MIXED_CARD_PARTITIONS))
 def test_every_stage_of_a_mixed_card_plan_asks_ray_for_the_card_it_was_sized_for(name: str) -> None:
-    make_plan, partition = MIXED_PLANS[name]
-    plan = make_plan()
+    plan, partition = mixed_card_plan(name), MIXED_CARD_PARTITIONS[name]
     assert (plan.tensor_parallel_size, plan.pipeline_parallel_size, plan.layer_partition) == (1, 4, partition)
     llm = to_llm_config(parse_config(plan_config(plan)))
     bundles = llm.placement_group_config["bundles"]

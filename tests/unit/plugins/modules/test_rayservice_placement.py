@@ -12,10 +12,9 @@ import pytest
 from ansible_collections.lab.llm.plugins.modules import rayservice
 from lab_llm.app.builder import to_llm_config
 from lab_llm.config import parse_config
-from lab_llm.plan import plan_fit
 from tests.module_runner import run_module
 from tests.unit.plugins.modules.test_rayservice import args, rayservice_schema_problems, rendered
-from tests.unit.serve.plan.plan_inputs import model_path, reference_lab_inventory
+from tests.unit.serve.plan.plan_inputs import MIXED_CARD_PARTITIONS, mixed_card_plan
 
 # The reference lab's VMs (inventory/reference-lab/group_vars/gpu_nodes.yml: gpu_vm_memory_mb).
 INVENTORY_GROUPS = [
@@ -25,32 +24,17 @@ INVENTORY_GROUPS = [
 
 
 def mixed_plan(name: str) -> dict[str, Any]:
-    if name == "seed-32k-x10":
-        plan = plan_fit(
-            model_path("dolphin3-r1-mistral-24b-awq"),
-            reference_lab_inventory(),
-            weights="awq",
-            context_length=32768,
-            concurrency=10,
-            limits={"gpu_memory_utilization": 0.97},
-        )
-    else:
-        plan = plan_fit(
-            model_path("qwen2.5-32b"),
-            reference_lab_inventory(),
-            weights="bf16",
-            context_length=32768,
-            limits={"gpu_memory_utilization": 0.97},
-        )
-    return plan.model_dump(mode="json")
+    """The plan as the module takes it (the fit plan's JSON)."""
+    return mixed_card_plan(name).model_dump(mode="json")
 
 
-@pytest.mark.parametrize(("name", "partition"), [("seed-32k-x10", [5, 12, 12, 11]), ("qwen-bf16", [7, 20, 19, 18])])
+@pytest.mark.parametrize("name", sorted(MIXED_CARD_PARTITIONS))
 def test_each_stage_of_a_mixed_card_plan_asks_for_the_class_its_worker_group_advertises(
-    shared_reference: Any, name: str, partition: list[int]
+    shared_reference: Any, name: str
 ) -> None:
     plan = mixed_plan(name)
-    assert plan["layer_partition"] == partition
+    partition = MIXED_CARD_PARTITIONS[name]
+    assert plan["layer_partition"] == list(partition)
     manifest = rendered(fit_plan=plan, worker_groups=INVENTORY_GROUPS)
     assert rayservice_schema_problems(shared_reference, manifest) == []
     app = json.loads(manifest["spec"]["serveConfigV2"])["applications"][0]["args"]
@@ -76,7 +60,7 @@ def test_each_stage_of_a_mixed_card_plan_asks_for_the_class_its_worker_group_adv
 
 
 def test_plan_worker_groups_keep_the_inventorys_per_class_settings_and_fit_their_nodes() -> None:
-    manifest = rendered(fit_plan=mixed_plan("qwen-bf16"), worker_groups=INVENTORY_GROUPS)
+    manifest = rendered(fit_plan=mixed_plan("qwen2.5-32b-bf16"), worker_groups=INVENTORY_GROUPS)
     groups = {g["groupName"]: g for g in manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
     memory = {
         name: g["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] for name, g in groups.items()
@@ -85,7 +69,7 @@ def test_plan_worker_groups_keep_the_inventorys_per_class_settings_and_fit_their
     assert memory == {"rtx-3060": "28672Mi", "rtx-3090": "61440Mi"}
     assert groups["rtx-3060"]["template"]["spec"]["nodeSelector"]["node.deckhouse.io/group"] == "gpu-rtx-3060"
     explicit = [dict(INVENTORY_GROUPS[0]), {**INVENTORY_GROUPS[1], "memory": "24Gi"}]
-    manifest = rendered(fit_plan=mixed_plan("qwen-bf16"), worker_groups=explicit)
+    manifest = rendered(fit_plan=mixed_plan("qwen2.5-32b-bf16"), worker_groups=explicit)
     groups = {g["groupName"]: g for g in manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
     assert groups["rtx-3060"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "24Gi"
 
@@ -104,13 +88,13 @@ def test_plan_worker_groups_keep_the_inventorys_per_class_settings_and_fit_their
     ],
 )
 def test_worker_groups_that_cannot_be_scheduled_are_refused(change: dict[str, Any], message: str) -> None:
-    result = run_module(rayservice.main, args(render_only=True, fit_plan=mixed_plan("qwen-bf16"), **change))
+    result = run_module(rayservice.main, args(render_only=True, fit_plan=mixed_plan("qwen2.5-32b-bf16"), **change))
     assert result["failed"] is True
     assert message in result["msg"]
 
 
 def test_plan_bundles_naming_a_class_no_worker_group_offers_are_refused() -> None:
-    plan = mixed_plan("qwen-bf16")
+    plan = mixed_plan("qwen2.5-32b-bf16")
     plan["worker_groups"] = [{"gpu_class": "rtx-3090", "replicas": 4, "gpus_per_worker": 1}]
     result = run_module(rayservice.main, args(render_only=True, fit_plan=plan, worker_groups=INVENTORY_GROUPS))
     assert result["failed"] is True
