@@ -1,11 +1,15 @@
 """Runs a module's main() in-process, as Ansible runs it in a process of its own, and returns what it answered.
 
-Ansible starts every module run in a fresh Python process, so module-global state starts empty each time. In one
-test process it does not: ansible.module_utils keeps the warnings and deprecations of a run in module globals
-(`ansible.module_utils.common.warnings`) and the parsed arguments in `basic._PARSED_MODULE_ARGS`, and exit_json
-sends whatever is there. `fresh_module_process` gives each run that empty state and puts back what was there
-afterwards, so a run neither sees an earlier run's warnings nor leaves its own for a later one, whatever the order
-of the tests.
+Ansible starts every module run in a fresh Python process on the target, so module-global state starts as a
+module process has it each time. In one test process it does not:
+- ansible.module_utils keeps the warnings and deprecations of a run in module globals
+  (`ansible.module_utils.common.warnings`) and the parsed arguments in `basic._PARSED_MODULE_ARGS`, and exit_json
+  sends whatever is there;
+- importing any controller code (`ansible.template`, `ansible.parsing`, ... through `ansible._internal`) sets
+  `ansible.module_utils._internal.is_controller` for the whole process, and from then on a module's warnings go to
+  the controller's display instead of its result, and its JSON is encoded the controller's way.
+`fresh_module_process` gives each run a module process's state and puts back what was there afterwards, so a run
+neither sees an earlier run's warnings nor leaves its own for a later one, whatever ran before it in the session.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from ansible.module_utils import _internal as module_internal
 from ansible.module_utils import basic
 from ansible.module_utils.common import warnings as module_warnings
 from ansible.module_utils.testing import patch_module_args
@@ -24,9 +29,11 @@ from ansible.module_utils.testing import patch_module_args
 
 @contextlib.contextmanager
 def fresh_module_process(args: dict[str, Any]) -> Iterator[None]:
-    """The module-global state of a new module process: these arguments, no warnings, no deprecations."""
+    """The module-global state of a new module process: these arguments, no warnings, no deprecations, not the
+    controller."""
     with (
         patch_module_args(args),
+        mock.patch.object(module_internal, "is_controller", False),
         mock.patch.object(basic, "_PARSED_MODULE_ARGS", None),
         mock.patch.dict(module_warnings._global_warnings, clear=True),
         mock.patch.dict(module_warnings._global_deprecations, clear=True),

@@ -31,6 +31,13 @@ def test_a_run_reports_only_its_own_warnings_and_deprecations() -> None:
     assert "deprecations" not in second, second
 
 
+def test_a_run_after_controller_code_was_imported_still_reports_its_warnings() -> None:
+    """Importing Ansible's controller side (here its templating) marks the whole process as the controller."""
+    import ansible.template  # noqa: F401  # pylint: disable=unused-import
+
+    assert messages(run_module(warn_then_exit, {"message": "still mine"})) == ["still mine"]
+
+
 def test_a_run_whose_exit_is_caught_leaves_nothing_for_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
     """Warnings given in a run whose exit_json a test replaced were never sent; they must not reach a later run."""
     assert not run_module_result(monkeypatch, warn_then_exit, {"message": "unsent"}).failed
