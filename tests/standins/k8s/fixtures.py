@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,25 @@ from tests.standins.k8s.server import KubeApiStandIn
 
 CRD_DIR = Path(__file__).parent / "crds"
 KUBERAY_CRDS = ("ray.io_rayservices.yaml", "ray.io_rayclusters.yaml")
+
+# Sample objects for the tests that talk to the stand-in.
+NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lab-llm"}}
+
+
+def deployment(replicas: int = 1, **labels: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "lab-llm", "labels": dict(labels)},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+            },
+        },
+    }
 
 
 @pytest.fixture

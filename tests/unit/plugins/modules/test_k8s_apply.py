@@ -1,0 +1,78 @@
+"""lab.llm.k8s_apply against the Kubernetes API stand-in: apply, idempotence, render mode, Secret data kept out of
+diffs, check mode on a fresh cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ansible_collections.lab.llm.plugins.modules import k8s_apply
+from tests.module_runner import run_module
+from tests.standins.k8s import fixtures
+from tests.standins.k8s.fixtures import NAMESPACE, deployment
+from tests.standins.k8s.server import KubeApiStandIn
+
+kube_api = fixtures.kube_api
+
+
+def test_k8s_apply_is_idempotent_and_keeps_secret_data_out_of_the_diff(kube_api: KubeApiStandIn) -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": "keys", "namespace": "lab-llm"},
+        "data": {"k": "c2VjcmV0LXZhbHVl"},
+    }
+    first = run_module(k8s_apply.main, {"manifests": [NAMESPACE, secret, deployment()]})
+    assert not first.get("failed"), first
+    assert [o["changed"] for o in first["objects"]] == [True, True, True]
+    assert "c2VjcmV0LXZhbHVl" not in json.dumps(first)
+    assert first["diff"]["after"]["Secret lab-llm/keys"]["data"] == {"k": "<redacted>"}
+    second = run_module(k8s_apply.main, {"manifests": [NAMESPACE, secret, deployment()]})
+    assert second["changed"] is False, second["objects"]
+
+
+def test_k8s_apply_render_mode_writes_files_and_calls_nothing(kube_api: KubeApiStandIn, tmp_path: Path) -> None:
+    tmp_path = tmp_path / "render"
+    result = run_module(
+        k8s_apply.main,
+        {"manifests": [NAMESPACE, deployment()], "render_dir": str(tmp_path), "render_prefix": "stage9-"},
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "stage9-Deployment-lab-llm-web.yml",
+        "stage9-Namespace-cluster-lab-llm.yml",
+    ]
+    assert json.loads((tmp_path / "stage9-Namespace-cluster-lab-llm.yml").read_text()) == NAMESPACE
+    assert result["changed"] is False
+    assert kube_api.requests == []
+
+
+def test_k8s_apply_rejects_a_manifest_without_a_name(kube_api: KubeApiStandIn) -> None:
+    result = run_module(k8s_apply.main, {"manifests": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {}}]})
+    assert result["failed"] is True
+    assert result["msg"] == "manifests[0] (Namespace) lacks metadata.name"
+    assert kube_api.requests == []
+
+
+def test_check_mode_on_a_fresh_cluster_predicts_instead_of_failing(kube_api: KubeApiStandIn) -> None:
+    """Earlier tasks only pretend in check mode: the namespace (or an operator's CRD) may not exist yet."""
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "lab-llm"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    issuer = {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "letsencrypt"}}
+    result = run_module(k8s_apply.main, {"manifests": [NAMESPACE, pvc, issuer]}, check_mode=True)
+    assert not result.get("failed"), result
+    assert [o["changed"] for o in result["objects"]] == [True, True, True]
+    # ansible-core 2.19 returns warnings as summaries with the message in event.msg.
+    warnings = [w["event"]["msg"] if isinstance(w, dict) else w for w in result["warnings"]]
+    assert warnings[0].startswith(
+        "check mode: PersistentVolumeClaim lab-llm/data would be created; the server could not check it ("
+    )
+    assert "does not serve kind ClusterIssuer" in warnings[1]
+    assert kube_api.names("v1", "Namespace") == []
+    # Outside check mode the same missing namespace is an error.
+    failed = run_module(k8s_apply.main, {"manifests": [pvc]})
+    assert failed["msg"] == 'PersistentVolumeClaim lab-llm/data: not found (HTTP 404): namespaces "lab-llm" not found'
