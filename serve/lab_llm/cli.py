@@ -238,8 +238,16 @@ def serve_command(
     host: str = "127.0.0.1",
     port: int = 8000,
 ) -> None:
-    """Run the app on Ray until interrupted."""
+    """Run the app on Ray until interrupted.
+
+    A local Ray starts with the one-hop environment (`lab_llm.serve_env`: HAProxy in front of the engine's replica),
+    HAProxy's files in a directory of its own and its side ports (stats, metrics, fallback proxy) on free ports, so
+    it stands beside another Ray on this host; a variable already set in the environment wins. With --address the
+    cluster's own environment applies (set where that Ray started).
+    """
     settings = _config(config)
+    if address is None:
+        _set_one_hop_environment()
     import ray
     from ray import serve
 
@@ -249,6 +257,24 @@ def serve_command(
     ray.init(address=address or "local", num_cpus=num_cpus if address is None else None)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(settings.model_dump(mode="json")), name="lab-llm", route_prefix="/", blocking=True)
+
+
+def _set_one_hop_environment() -> None:
+    """Before Ray is imported: the one-hop variables, unless the environment sets them already."""
+    import os
+    import socket
+    import tempfile
+
+    from lab_llm.serve_env import HAPROXY_PORTS, haproxy_env
+
+    def free_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("", 0))
+            return int(probe.getsockname()[1])
+
+    directory = Path(tempfile.mkdtemp(prefix="lab-llm-", dir="/tmp"))  # short: HAProxy limits socket paths
+    for name, value in haproxy_env(directory, {name: free_port() for name in HAPROXY_PORTS}).items():
+        os.environ.setdefault(name, value)
 
 
 @app.command("stop-stack")

@@ -257,30 +257,8 @@ class EngineConfig(_Strict):
         return self.tensor_parallel_size * self.pipeline_parallel_size
 
 
-class IngressConfig(_Strict):
-    """Where Ray Serve runs the gated ingress (Ray Serve deployment options of the same names).
-
-    Ray Serve starts its HTTP proxy only on nodes that hold a replica (and the head), and KubeRay's readiness probe
-    of a RayService worker checks that proxy, so a worker with no replica is never Ready (Ray docs, "RayService worker
-    Pods aren't ready"). One ingress replica per worker node (`num_replicas` = workers, `max_replicas_per_node` 1)
-    gives every worker a proxy, as that guide does; `num_cpus` above 0 keeps the replicas off a head that advertises
-    no CPUs.
-    """
-
-    num_replicas: Annotated[int, Field(ge=1)] = 1
-    max_replicas_per_node: Annotated[int, Field(ge=1)] | None = None
-    num_cpus: Annotated[float, Field(ge=0)] = 0.0
-    resources: dict[str, Annotated[float, Field(gt=0)]] = Field(
-        default_factory=dict,
-        description=(
-            "Custom Ray resources each ingress replica asks for, to keep the gate on the nodes that hold the auth "
-            "store and signing keys: plain Ray's head advertises `lab-llm-gate` and llm_app asks for it. Empty: any."
-        ),
-    )
-
-
 class ServingConfig(_Strict):
-    """How Ray Serve runs the engine and the ingress in front of it."""
+    """How Ray Serve runs the engine, whose replica is also the HTTP entry point (the gate runs inside it)."""
 
     accelerator: Literal["gpu", "cpu"] = Field(
         default="gpu",
@@ -289,12 +267,24 @@ class ServingConfig(_Strict):
     cpus_per_worker: Annotated[float, Field(gt=0)] = 1.0
     num_replicas: Annotated[int, Field(ge=1)] = 1
     max_ongoing_requests: Annotated[int, Field(ge=1)] = Field(
-        default=64, description="Requests one engine replica works on at once; more wait in the queue."
+        default=64, description="Requests one engine replica works on at once; more wait in the engine's queue."
+    )
+    proxy_replicas: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description=(
+            "Placeholder replicas, at most one per node, each on a node with a CPU share to give (never a head that "
+            "advertises none): Ray Serve runs its proxy (HAProxy) only on the head and on nodes holding a replica, "
+            "and a RayService worker's readiness probe reaches the gate through its node's proxy. The RayService "
+            "sets it to its worker count, so a worker that only holds a later pipeline stage is Ready too."
+        ),
     )
     max_queued_requests: Annotated[int, Field(ge=1)] = Field(
-        default=256, description="Requests allowed to wait; beyond that the endpoint answers 503 at once."
+        default=256,
+        description=(
+            "Requests allowed to wait per replica; beyond `max_ongoing_requests` + this the gate answers 503 (OpenAI "
+            "error body, Retry-After) at once."
+        ),
     )
-    ingress: IngressConfig = Field(default_factory=IngressConfig)
     placement_bundles: tuple[dict[str, Annotated[float, Field(gt=0)]], ...] | None = Field(
         default=None,
         description=(

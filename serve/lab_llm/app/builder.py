@@ -1,4 +1,9 @@
-"""Builds the Ray Serve application from one `AppConfig`: the vLLM deployment and the gated ingress."""
+"""Builds the Ray Serve application from one `AppConfig`: the engine's replica, which is also the HTTP entry point.
+
+One deployment, `LLMServer:<model>`: `server.GatedLLMServer`, vLLM's own OpenAI app behind the gate. Serve runs it
+as an ingress deployment (`serve.ingress()`), so with `RAY_SERVE_ENABLE_HA_PROXY=1` HAProxy forwards client
+connections straight to the replica's own HTTP port (see README, "The request path").
+"""
 
 from __future__ import annotations
 
@@ -6,34 +11,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from ray import serve
 from ray.serve.deployment import Application
-from starlette.exceptions import HTTPException
 
-from lab_llm.app.engine_contract import (
-    LLMConfig,
-    add_http_metrics_middleware,
-    build_llm_deployment,
-    make_fastapi_ingress,
-    metrics_lifespan,
-    to_model_metadata,
-)
-from lab_llm.app.errors import (
-    ApiError,
-    RequestIdMiddleware,
-    handle_api_error,
-    handle_http_exception,
-    handle_validation_error,
-)
-from lab_llm.app.ingress import GatedIngress, gated_endpoints
-from lab_llm.app.openapi import describe_api
+from lab_llm.app.engine_contract import LLMConfig, build_llm_deployment
 from lab_llm.app.placement import CpuThreadBinding, placement_group_config
-from lab_llm.app.routes import gate_router
-from lab_llm.app.security import Gate
+from lab_llm.app.server import GatedLLMServer, in_flight_limit
 from lab_llm.config import AppConfig, ConfigError, model_layout_problems, parse_config
+
+# Headroom of Serve's own per-replica bound over the gate's: the gate's routes (models, health, login) also count.
+GATE_ROUTES_HEADROOM = 64
+# A CPU share, so that no proxy anchor lands on a head that advertises no CPUs (KubeRay's LLM samples: num-cpus 0).
+PROXY_ANCHOR_CPUS = 0.1
 
 # Every EngineConfig field but these is a vLLM engine argument of the same name; these are placed elsewhere.
 _NOT_ENGINE_ARGUMENTS = {"model", "served_model_name", "env"}
@@ -48,17 +37,21 @@ def to_llm_config(config: AppConfig) -> LLMConfig:
     }
     # Several CPU ranks need their own cores; the binding is derived on the node that runs them (placement.py).
     sharded_on_cpu = serving.accelerator == "cpu" and engine.world_size > 1
+    callbacks: dict[str, Any] = {"callback_config": {"callback_class": CpuThreadBinding}} if sharded_on_cpu else {}
     return LLMConfig(
         model_loading_config={"model_id": engine.model_id, "model_source": engine.model},
         engine_kwargs=engine_kwargs,
         placement_group_config=placement_group_config(config),
         runtime_env={"env_vars": dict(engine.env)} if engine.env else None,
-        **({"callback_config": {"callback_class": CpuThreadBinding}} if sharded_on_cpu else {}),
+        **callbacks,
         deployment_config={
             "num_replicas": serving.num_replicas,
             "max_ongoing_requests": serving.max_ongoing_requests,
             "max_queued_requests": serving.max_queued_requests,
         },
+        # vLLM's own handlers stream straight to the client; Ray's chunk batching (50 ms by default, applied on the
+        # handle path only, which nothing here calls) stays off so a handle caller could not delay a first token.
+        experimental_configs={"stream_batching_interval_ms": 0},
     )
 
 
@@ -84,30 +77,11 @@ def model_created(model: str) -> int:
         return int(time.time())
 
 
-def build_fastapi_app(gate: Gate) -> FastAPI:
-    """The app in front of the engine: the gate's own routes, OpenAI errors for everything, a request id on every
-    answer. The engine routes are added by `make_fastapi_ingress` (see `gated_ingress`)."""
-    app = FastAPI(title="lab-llm", version="1", docs_url=None, redoc_url=None, lifespan=metrics_lifespan)
-    add_http_metrics_middleware(app)
-    # As ray.serve.llm's own app: browsers (OpenWebUI's direct connections) may call from any origin.
-    app.add_middleware(
-        CORSMiddleware, allow_origins=["*"], allow_credentials=True, allow_methods=["*"], allow_headers=["*"]
-    )
-    app.add_middleware(RequestIdMiddleware)  # added last, so it is outermost and sees every exception
-    app.add_exception_handler(ApiError, handle_api_error)
-    app.add_exception_handler(HTTPException, handle_http_exception)
-    app.add_exception_handler(RequestValidationError, handle_validation_error)
-    app.include_router(gate_router(gate))
-    describe_api(app)
-    return app
+class ProxyAnchor:
+    """Serves nothing: its replicas, one per node, make Ray Serve run its proxy on those nodes (`proxy_replicas`)."""
 
-
-def gated_ingress(config: AppConfig) -> tuple[type[GatedIngress], FastAPI, Gate]:
-    """The ingress deployment class bound to its FastAPI app (also what the in-process tests drive)."""
-    gate = Gate(config.auth, served_models=[config.engine.model_id])
-    fastapi_app = build_fastapi_app(gate)
-    ingress_cls = make_fastapi_ingress(GatedIngress, endpoint_map=gated_endpoints(gate), app=fastapi_app)
-    return ingress_cls, fastapi_app, gate
+    def ping(self) -> str:
+        return "ok"
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -115,29 +89,27 @@ def build_app(args: dict[str, Any]) -> Application:
     config = parse_config(args, source="the lab-llm application args")
     check_model_layout(config)
     llm_config = to_llm_config(config)
-    ingress_cls, _fastapi_app, _gate = gated_ingress(config)
-
-    ingress_options = GatedIngress.get_deployment_options([llm_config])
-    ingress_options.pop("autoscaling_config", None)
-    ingress = config.serving.ingress
-    serving = config.serving
-    ingress_options.update(
-        num_replicas=ingress.num_replicas,
-        # The ingress only relays streams. It takes every request that may be running or waiting at the engine and
-        # as many again, so overload is refused by the engine deployment's queue bound, where the ingress answers
-        # it in OpenAI's format (503 + Retry-After), instead of by Serve's proxy (503 as plain text).
-        max_ongoing_requests=2 * (serving.max_ongoing_requests * serving.num_replicas + serving.max_queued_requests),
-        max_queued_requests=-1,
-        ray_actor_options={
-            "num_cpus": ingress.num_cpus,
-            **({"resources": dict(ingress.resources)} if ingress.resources else {}),
+    bind_kwargs: dict[str, Any] = {
+        "app_config": config.model_dump(mode="json"),
+        "created": model_created(config.engine.model),
+    }
+    if config.serving.proxy_replicas:
+        anchor = serve.deployment(
+            name="ProxyAnchor",
+            num_replicas=config.serving.proxy_replicas,
+            max_replicas_per_node=1,
+            ray_actor_options={"num_cpus": PROXY_ANCHOR_CPUS},
+        )(ProxyAnchor)
+        bind_kwargs["proxy_anchor"] = anchor.bind()
+    return build_llm_deployment(
+        llm_config,
+        name_prefix="LLMServer:",
+        deployment_cls=serve.ingress()(GatedLLMServer),
+        bind_kwargs=bind_kwargs,
+        # The gate bounds the engine requests in flight and answers overload in OpenAI's format (503 + Retry-After);
+        # Serve's own bound must never be the one that refuses (its answer is plain text) or queues before the gate.
+        override_serve_options={
+            "max_ongoing_requests": in_flight_limit(config) + GATE_ROUTES_HEADROOM,
+            "max_queued_requests": -1,
         },
-    )
-    if ingress.max_replicas_per_node is not None:
-        ingress_options["max_replicas_per_node"] = ingress.max_replicas_per_node
-    model_id = config.engine.model_id
-    return serve.deployment(ingress_cls, name="LabLLMIngress", **ingress_options).bind(
-        llm_deployments={model_id: build_llm_deployment(llm_config)},
-        model_cards={model_id: to_model_metadata(model_id, llm_config)},
-        created=model_created(config.engine.model),
     )

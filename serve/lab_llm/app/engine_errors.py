@@ -1,20 +1,19 @@
-"""What a client is told when Ray or the engine fails a request: OpenAI's error body, the right status, no internals.
+"""What a client is told when the engine fails a request: OpenAI's error body, the right status, no internals.
 
-Kinds, in the order they are told apart (a remote exception arrives as a `RayTaskError` that is also an instance
-of its cause's class, so `isinstance` sees through Ray's wrapping):
+The engine is vLLM's own OpenAI app, running in the same replica behind the gate. It answers failures itself, as
+JSON `{"error": {"message", "type", "param", "code": <HTTP status>}}` (vLLM's `ErrorResponse`, built by
+`vllm/entrypoints/serve/exception_handling/error_response.py`), or, mid-stream, as an SSE `data:` event carrying
+that object. The gate rewrites every such answer (`engine_answer`):
 
-- the engine's own error answer (vLLM's `ErrorResponse`, raised by Ray as `OpenAIHTTPException`): its status
-  and its message, once; 422 and 501 become 400, 408 (Ray's router timed out) a 503; a 5xx a generic 500;
-- Serve's queue is full (`BackPressureError`) or vLLM's admission control refuses (`GracefulHTTPError`):
-  503 with `Retry-After`;
-- the engine or its replica is down or restarting (`EngineDeadError`, actor died or unavailable, ...):
-  503 with `Retry-After`;
-- vLLM says the request is at fault (`VLLMClientError`): 400 (404 for not found) with vLLM's message;
-- anything else the engine raised while handling the request (TypeError, KeyError, ...): 400, generic message;
-- anything else raised in this process: 500, generic message with the request id.
+- the engine's own 4xx: its status and its message, once; 422 and 501 become 400;
+- 503 (vLLM's admission control, a retryable generation error): 503 with `Retry-After`;
+- any other 5xx while the engine is alive: the request made the engine fail (a KeyError inside vLLM on a
+  malformed tool, an out-of-vocabulary token id, ...): 400 with a generic message;
+- any 5xx while the engine is dead or restarting (`EngineDeadError`): 503 with `Retry-After`.
 
-Every exception is logged with the request id; a message that still looks like it carries internals (a
-traceback, a path, a process or actor id, an address) is replaced by the generic one.
+An exception that escapes the engine's app (`classify`) is answered the same way, and one raised in the gate itself
+is a 500 carrying the request id. Every failure is logged with the request id; a message that still looks like it
+carries internals (a traceback, a path, a process or actor id, an address) is replaced by the generic one.
 """
 
 from __future__ import annotations
@@ -22,22 +21,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
 
-from fastapi import Request
-from fastapi.responses import JSONResponse
-
-from lab_llm.app.engine_contract import (
-    ENGINE_UNAVAILABLE_ERRORS,
-    BackPressureError,
-    GracefulHTTPError,
-    OpenAIHTTPException,
-    RayTaskError,
-    VLLMClientError,
-    VLLMNotFoundError,
-)
-from lab_llm.app.errors import ApiError, error_body, error_response, internal_error_message, request_id_of
+from lab_llm.app.engine_contract import EngineDeadError, VLLMClientError, VLLMNotFoundError
+from lab_llm.app.errors import ApiError, error_body, internal_error_message
 
 logger = logging.getLogger("lab_llm.app")
 
@@ -68,106 +54,85 @@ def _safe(message: str, fallback: str) -> str:
     return fallback if not message or _INTERNALS.search(message) else message
 
 
-def _cause(error: BaseException) -> BaseException:
-    cause = getattr(error, "cause", None) if isinstance(error, RayTaskError) else None
-    return cause if isinstance(cause, BaseException) else error
+def engine_down(request_id: str) -> ApiError:
+    return ApiError(
+        503,
+        f"the engine is not available right now (restarting); retry later (request id {request_id})",
+        headers={"Retry-After": str(ENGINE_DOWN_RETRY_AFTER_S)},
+    )
 
 
-def _engine_answer(status: int, message: str, request_id: str) -> ApiError:
+def engine_answer(status: int, message: str, request_id: str, *, engine_dead: bool = False) -> ApiError:
     """The engine's own error answer (vLLM's status and message), as a client may see it."""
     generic = f"the engine could not process this request (request id {request_id})"
-    if status == 408:
-        # Ray's router gave up waiting for the engine (a replica restarting or swamped): retryable, like 503.
-        logger.warning("request %s: the engine did not answer in time: %s", request_id, message)
-        return ApiError(
-            503, "the engine did not answer in time; retry later", headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)}
-        )
-    if status == 503:
-        logger.warning("request %s: the engine answered 503: %s", request_id, message)
+    if status >= 500 and engine_dead:
+        logger.error("request %s: the engine is dead (%s: %s)", request_id, status, message)
+        return engine_down(request_id)
+    if status in (408, 503):
+        # vLLM's admission control or a retryable generation error (503); a timeout (408): retry later.
+        logger.warning("request %s: the engine answered %s: %s", request_id, status, message)
+        busy = _safe(message, "the engine is busy; retry later")
         return ApiError(
             503,
-            _safe(message, "the engine is busy; retry later"),
+            busy if status == 503 else "the engine did not answer in time; retry later",
             headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)},
         )
     if status >= 500 and status != 501:
-        logger.error("request %s: the engine answered %s: %s", request_id, status, message)
-        return ApiError(500, internal_error_message(request_id))
+        # vLLM turns an exception its handler did not expect into a 500; on a live engine it was this request's.
+        logger.warning("request %s: the engine failed on the request (%s): %s", request_id, status, message)
+        return ApiError(400, generic)
     # 422 (vLLM's unprocessable entity) and 501 (a feature this engine lacks) are the request's fault: 400.
+    logger.info("request %s refused by the engine (%s): %s", request_id, status, message)
     status = status if 400 <= status < 500 and status != 422 else 400
     message = _safe(message, generic)
     return ApiError(status, message, code=client_code(status, message))
 
 
-def classify(error: BaseException, request_id: str) -> ApiError:
-    """The answer for an exception raised while Ray or the engine handled a request."""
-    cause = _cause(error)
-    if isinstance(cause, ApiError):
-        return cause
-    if isinstance(cause, OpenAIHTTPException):
-        return _engine_answer(int(cause.status_code), cause.message, request_id)
-    if isinstance(cause, BackPressureError | GracefulHTTPError):
-        logger.warning("request %s refused: %s", request_id, cause)
-        status = int(getattr(cause, "http_status", 503))
-        return ApiError(
-            status if status in (429, 503) else 503,
-            "the server is at capacity; retry later",
-            code="rate_limit_exceeded" if status == 429 else None,
-            headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)},
-        )
-    if isinstance(error, ENGINE_UNAVAILABLE_ERRORS) or isinstance(cause, ENGINE_UNAVAILABLE_ERRORS):
+def engine_error_of(status: int, raw: bytes) -> tuple[int, str]:
+    """(status, message) of an engine error body; vLLM puts the HTTP status in `error.code`."""
+    try:
+        error = json.loads(raw)["error"]
+        message = str(error.get("message", ""))
+        code = error.get("code")
+        if isinstance(code, int) and 400 <= code < 600:
+            status = code
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message = ""
+    return status, message
+
+
+def classify(error: BaseException, request_id: str, *, engine_dead: bool = False) -> ApiError:
+    """The answer for an exception that escaped the engine's app while it handled a request."""
+    if isinstance(error, ApiError):
+        return error
+    if engine_dead or isinstance(error, EngineDeadError):
         logger.error("request %s: the engine is not available", request_id, exc_info=error)
-        return ApiError(
-            503,
-            f"the engine is not available right now (restarting); retry later (request id {request_id})",
-            headers={"Retry-After": str(ENGINE_DOWN_RETRY_AFTER_S)},
-        )
+        return engine_down(request_id)
     generic = f"the engine could not process this request (request id {request_id})"
-    if isinstance(cause, VLLMClientError):
-        logger.info("request %s refused by the engine: %s", request_id, cause)
-        status = 404 if isinstance(cause, VLLMNotFoundError) else 400
-        message = _safe(str(cause), generic)
+    if isinstance(error, VLLMClientError):
+        logger.info("request %s refused by the engine: %s", request_id, error)
+        status = 404 if isinstance(error, VLLMNotFoundError) else 400
+        message = _safe(str(error), generic)
         return ApiError(status, message, code=client_code(status, message))
-    if isinstance(error, RayTaskError) or isinstance(cause, ValueError | TypeError | KeyError | IndexError):
-        # Raised by the engine (or Ray's handling of this body) on this request's input.
+    if isinstance(error, ValueError | TypeError | KeyError | IndexError):
         logger.warning("request %s: the engine failed on the request", request_id, exc_info=error)
         return ApiError(400, generic)
     logger.error("request %s failed", request_id, exc_info=error)
     return ApiError(500, internal_error_message(request_id))
 
 
-def answer_for_engine_error(request: Request, error: BaseException) -> JSONResponse:
-    answer = classify(error, request_id_of(request))
-    return error_response(
-        request, answer.status_code, answer.message, param=answer.param, code=answer.code, headers=answer.headers
-    )
-
-
-def _rewrite_event(line: str, request_id: str) -> str:
-    """An SSE `data:` line carrying an error object, rewritten to OpenAI's error body."""
-    try:
-        payload: Any = json.loads(line[len("data: ") :])
-        error = payload["error"]
-        status = int(error.get("code") or 500) if str(error.get("code") or "").isdigit() else 400
-        message = str(error.get("message", ""))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return line
-    answer = _engine_answer(status, message, request_id)
+def error_event(answer: ApiError) -> str:
     return "data: " + json.dumps(error_body(answer.status_code, answer.message, code=answer.code))
 
 
-async def rewrite_stream_errors(chunks: AsyncIterable[Any], request_id: str) -> AsyncIterator[str | bytes]:
-    """Relay a stream of SSE chunks; error events are rewritten to OpenAI's body, and an exception mid-stream ends
-    the stream with an error event and `[DONE]` instead of a broken connection."""
-    try:
-        async for chunk in chunks:
-            text = chunk.decode() if isinstance(chunk, bytes) else str(chunk)
-            if 'data: {"error"' in text:
-                text = "\n".join(
-                    _rewrite_event(line, request_id) if line.startswith('data: {"error"') else line
-                    for line in text.split("\n")
-                )
-            yield text
-    except Exception as error:
-        answer = classify(error, request_id)
-        body = error_body(answer.status_code, answer.message, code=answer.code)
-        yield f"data: {json.dumps(body)}\n\ndata: [DONE]\n\n"
+def rewrite_error_events(text: str, request_id: str, *, engine_dead: bool = False) -> str:
+    """SSE text whose `data:` error events are rewritten to OpenAI's body; other lines pass unchanged."""
+    if 'data: {"error"' not in text:
+        return text
+    lines = []
+    for line in text.split("\n"):
+        if line.startswith('data: {"error"'):
+            status, message = engine_error_of(400, line[len("data: ") :].encode())
+            line = error_event(engine_answer(status, message, request_id, engine_dead=engine_dead))
+        lines.append(line)
+    return "\n".join(lines)

@@ -106,7 +106,19 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """An error answer with the request's id in the `x-request-id` header and, for a 5xx, in the message."""
-    request_id = request_id_of(request)
+    return error_json(request_id_of(request), status_code, message, param=param, code=code, headers=headers)
+
+
+def error_json(
+    request_id: str,
+    status_code: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """`error_response` for a request known by its id (the gate's pure-ASGI path has no `Request`)."""
     if status_code >= 500 and request_id not in message:
         message = f"{message} (request id {request_id})"
     return JSONResponse(
@@ -116,11 +128,15 @@ def error_response(
     )
 
 
+def api_error_json(request_id: str, error: ApiError) -> JSONResponse:
+    return error_json(
+        request_id, error.status_code, error.message, param=error.param, code=error.code, headers=error.headers
+    )
+
+
 async def handle_api_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
-    return error_response(
-        request, error.status_code, error.message, param=error.param, code=error.code, headers=error.headers
-    )
+    return api_error_json(request_id_of(request), error)
 
 
 # FastAPI and Starlette raise HTTPException with texts of their own; these are the ones a client may see.
@@ -156,12 +172,18 @@ def internal_error_message(request_id: str) -> str:
 
 
 class RequestIdMiddleware:
-    """Gives every request an id (the `x-request-id` Ray's proxy or the client set, else a new one), puts it on the
+    """Gives every request an id (the `x-request-id` HAProxy, Serve or the client set, else a new one), puts it on the
     response, and turns any exception that escapes the app into a 500 in the OpenAI format with that id, logging
-    the exception with it. Pure ASGI, so it wraps streaming responses without buffering them."""
+    the exception with it. Pure ASGI, so it wraps streaming responses without buffering them.
 
-    def __init__(self, app: ASGIApp) -> None:
+    `answer_header=False` where an outer layer answers the header itself: Serve's direct-ingress server wraps every
+    replica app in its own request-id middleware, which appends `x-request-id` (the same id, read from the same
+    request header) to every response (`ray/serve/_private/http_util.py`, `RequestIdMiddleware`); a second copy would
+    reach clients as `id, id`."""
+
+    def __init__(self, app: ASGIApp, *, answer_header: bool = True) -> None:
         self.app = app
+        self.answer_header = answer_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -171,14 +193,15 @@ class RequestIdMiddleware:
         request_id = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")[:128] or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = False
+        header = REQUEST_ID_HEADER.encode()
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                response_headers = list(message.get("headers") or [])
-                if not any(name.lower() == REQUEST_ID_HEADER.encode() for name, _ in response_headers):
-                    response_headers.append((REQUEST_ID_HEADER.encode(), request_id.encode("latin-1")))
+                response_headers = [(k, v) for k, v in message.get("headers") or [] if k.lower() != header]
+                if self.answer_header:
+                    response_headers.append((header, request_id.encode("latin-1")))
                 message = {**message, "headers": response_headers}
             await send(message)
 
@@ -193,7 +216,7 @@ class RequestIdMiddleware:
                 content=error_body(500, internal_error_message(request_id)),
                 headers={REQUEST_ID_HEADER: request_id},
             )
-            await response(scope, receive, send)
+            await response(scope, receive, send_with_id)
 
 
 _STATUS_DESCRIPTIONS = {

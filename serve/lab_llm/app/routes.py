@@ -1,22 +1,56 @@
-"""Routes of the gate itself: login (OAuth2 password flow), API-key administration, liveness, metrics.
-
-Readiness (`/readyz`, whether the engine can serve) is a route of the ingress, which holds the engine handles."""
+"""Routes of the gate itself: models by role, login (OAuth2 password flow), API-key administration, liveness,
+readiness, metrics; and the two engine routes, described here for the OpenAPI document and answered by
+`gate.GateMiddleware`, which hands them to vLLM's app once the gate let them through."""
 
 # No `from __future__ import annotations`: FastAPI must evaluate the Annotated[..., Security(closure)] hints.
 
-from typing import Annotated
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from lab_llm.app.errors import ApiError, error_responses, unauthorized
+from lab_llm.app.engine_contract import ChatCompletionRequest, CompletionRequest, model_path_id
+from lab_llm.app.engine_errors import ENGINE_DOWN_RETRY_AFTER_S
+from lab_llm.app.errors import (
+    ApiError,
+    error_response,
+    error_responses,
+    internal_error_message,
+    request_id_of,
+    unauthorized,
+)
 from lab_llm.app.metrics import API_KEY_CHANGES, LOGINS
-from lab_llm.app.security import Gate, require
+from lab_llm.app.security import Gate, check_model_allowed, require
 from lab_llm.auth import Principal, StoreError
 from lab_llm.auth.store import ConflictError
+
+logger = logging.getLogger("lab_llm.app")
+
+# How long readiness waits for the engine's own health check before it calls the engine not ready.
+READINESS_TIMEOUT_S = 5.0
+
+
+class ModelObject(BaseModel):
+    """OpenAI's Model object (`components.schemas.Model`)."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(description="Unix time (seconds) at which this deployment of the model was built.")
+    owned_by: str
+
+
+class ModelListResponse(BaseModel):
+    """OpenAI's `ListModelsResponse`."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelObject]
 
 
 class TokenResponse(BaseModel):
@@ -41,9 +75,90 @@ class CreatedApiKey(ApiKeyInfo):
     key: str = Field(description="Shown once; only its SHA-256 is stored.")
 
 
-def gate_router(gate: Gate) -> APIRouter:
+def _json_request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` describing a JSON body whose schema lives in components under the model's name."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
+
+
+def gate_router(
+    gate: Gate,
+    *,
+    engine_health: Callable[[], Awaitable[Any]],
+    created: int,
+    owned_by: str = "lab-llm",
+) -> APIRouter:
+    """The gate's routes. `engine_health()` raises when the engine cannot serve (readiness); `created` is the model
+    objects' `created` (Unix seconds)."""
     router = APIRouter()
     caller = require(gate)
+
+    def model_object(model_id: str) -> ModelObject:
+        return ModelObject(id=model_id, created=created, owned_by=owned_by)
+
+    @router.get(
+        "/v1/models",
+        response_model=ModelListResponse,
+        responses=error_responses(401, 403, 500),
+        summary="List the models the caller may use",
+    )
+    async def visible_models(
+        principal: Annotated[Principal, Security(caller, scopes=["models"])],
+    ) -> ModelListResponse:
+        return ModelListResponse(
+            data=[model_object(model) for model in gate.served_models if principal.may_use_model(model)]
+        )
+
+    @router.get(
+        "/v1/models/{model:path}",
+        response_model=ModelObject,
+        responses=error_responses(401, 403, 404, 500),
+        summary="Retrieve a model",
+    )
+    async def retrieve_model(
+        model: str, principal: Annotated[Principal, Security(caller, scopes=["models"])]
+    ) -> ModelObject:
+        # Clients name an id holding `/` with `--` in the path (Ray's convention); check the id that is meant.
+        served = gate.model_to_serve(model_path_id(model))
+        check_model_allowed(principal, served)
+        return model_object(served)
+
+    statuses = (400, 401, 403, 404, 429, 500, 503)
+    for path, request_class, summary in (
+        ("/v1/completions", CompletionRequest, "Create a completion"),
+        ("/v1/chat/completions", ChatCompletionRequest, "Create a chat completion"),
+    ):
+        router.add_api_route(
+            path,
+            _answered_by_the_gate_middleware,
+            methods=["POST"],
+            responses=error_responses(*statuses),
+            openapi_extra=_json_request_body(request_class),
+            summary=f"{summary} (streamed as server-sent events when `stream` is true)",
+        )
+
+    @router.get(
+        "/readyz",
+        responses=error_responses(503),
+        summary="Readiness: 200 when the engine can serve, 503 otherwise (no credential needed)",
+    )
+    async def ready(request: Request) -> Response:
+        try:
+            async with asyncio.timeout(READINESS_TIMEOUT_S):
+                await engine_health()
+        except Exception as error:
+            logger.warning("readiness: engine not ready (request %s): %r", request_id_of(request), error)
+            return error_response(
+                request,
+                503,
+                "the engine is not ready to serve",
+                headers={"Retry-After": str(ENGINE_DOWN_RETRY_AFTER_S)},
+            )
+        return JSONResponse({"status": "ready"})
 
     @router.get("/healthz", summary="Liveness: the gate answers (says nothing about the engine; see /readyz)")
     async def healthz() -> dict[str, str]:
@@ -124,3 +239,8 @@ def gate_router(gate: Gate) -> APIRouter:
         return Response(status_code=204)
 
     return router
+
+
+async def _answered_by_the_gate_middleware(request: Request) -> Response:
+    """Never reached: `GateMiddleware` answers POSTs to the engine routes before the gate's app sees them."""
+    raise ApiError(500, internal_error_message(request_id_of(request)))

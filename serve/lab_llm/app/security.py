@@ -15,7 +15,7 @@ from collections.abc import Collection
 from functools import cached_property
 from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 
 from lab_llm.app.errors import ApiError, model_not_found, unauthorized
@@ -105,6 +105,19 @@ class Gate:
             raise unauthorized(str(error)) from None
         return self.principal_for_role(subject.name, subject.role, "access_token")
 
+    def authorize(self, credential: str | None, scopes: Collection[str]) -> Principal:
+        """The caller behind `credential`, who must hold every one of `scopes`: else a 401 or 403 `ApiError`."""
+        if not credential:
+            AUTH_DECISIONS.labels("none", "missing").inc()
+            raise unauthorized("missing bearer token or API key")
+        principal = self.authenticate(credential)
+        missing = [scope for scope in scopes if scope not in principal.scopes]
+        if missing:
+            AUTH_DECISIONS.labels(principal.credential, "forbidden").inc()
+            raise ApiError(403, f"role {principal.role!r} may not use this endpoint (needs scope {missing[0]!r})")
+        AUTH_DECISIONS.labels(principal.credential, "allowed").inc()
+        return principal
+
     def model_to_serve(self, requested: str | None) -> str:
         """The model that will serve a request naming `requested` (None: the body named none), or a 404.
 
@@ -126,18 +139,18 @@ def require(gate: Gate):
     async def current_principal(
         security_scopes: SecurityScopes, credential: str | None = Depends(bearer_credential)
     ) -> Principal:
-        if not credential:
-            AUTH_DECISIONS.labels("none", "missing").inc()
-            raise unauthorized("missing bearer token or API key")
-        principal = gate.authenticate(credential)
-        missing = [scope for scope in security_scopes.scopes if scope not in principal.scopes]
-        if missing:
-            AUTH_DECISIONS.labels(principal.credential, "forbidden").inc()
-            raise ApiError(403, f"role {principal.role!r} may not use this endpoint (needs scope {missing[0]!r})")
-        AUTH_DECISIONS.labels(principal.credential, "allowed").inc()
-        return principal
+        return gate.authorize(credential, security_scopes.scopes)
 
     return current_principal
+
+
+def bearer_of(authorization: bytes | None) -> str | None:
+    """The credential of an `Authorization: Bearer …` header value, as `OAuth2PasswordBearer` reads it (scheme
+    case-insensitive); None when the header is absent or names another scheme."""
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.decode("latin-1").partition(" ")
+    return credential if scheme.lower() == "bearer" and credential else None
 
 
 def _depth_within(value: Any, limit: int) -> bool:
@@ -153,12 +166,9 @@ def _depth_within(value: Any, limit: int) -> bool:
     return True
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object, or a 400 saying why it is not one. Cached on the request for later readers."""
-    cached = getattr(request.state, "json_body", None)
-    if cached is not None:
-        return cached
-    raw = await request.body()
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or a 400 `ApiError` saying why it is not one (bad JSON or UTF-8, not an
+    object, nested deeper than `MAX_JSON_DEPTH`)."""
     try:
         body = json.loads(raw)
     except RecursionError:
@@ -169,13 +179,12 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise ApiError(400, "the request body must be a JSON object")
     if not _depth_within(body, MAX_JSON_DEPTH):
         raise ApiError(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
-    request.state.json_body = body
     return body
 
 
-async def requested_model(request: Request) -> str | None:
+def model_of(body: dict[str, Any]) -> str | None:
     """The `model` of a JSON request body: None when absent, a 400 when it is not a string."""
-    model = (await json_body(request)).get("model")
+    model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise ApiError(400, "`model` must be a string", param="model")
     return model

@@ -94,6 +94,16 @@ def local_deployment(model_dir: Path) -> Iterator[LocalDeployment]:
         "LAB_LLM_HTTP_PORT": str(http_port),
         "LAB_LLM_RAY_PORT": str(free_port()),
         "LAB_LLM_DASHBOARD_PORT": str(free_port()),
+        # HAProxy's side ports (stats, Prometheus, the fallback proxy): per stack, as every other port here.
+        **{
+            name: str(free_port())
+            for name in (
+                "LAB_LLM_HAPROXY_STATS_PORT",
+                "LAB_LLM_HAPROXY_METRICS_PORT",
+                "LAB_LLM_FALLBACK_HTTP_PORT",
+                "LAB_LLM_FALLBACK_GRPC_PORT",
+            )
+        },
     }
     try:
         check_run = run_site(env, "--check")

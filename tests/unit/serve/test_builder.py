@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from ray.serve.deployment import Application
+
 from lab_llm.app.builder import build_app, to_llm_config
+from lab_llm.app.server import GatedLLMServer
 from lab_llm.config import parse_config
 
 AUTH = {"store_path": "/a", "signing_keys_path": "/b"}
@@ -41,16 +44,18 @@ def test_engine_settings_become_vllm_arguments_and_placement() -> None:
     assert llm.model_id == "m"
 
 
-def test_the_ingress_can_run_once_per_worker_node() -> None:
-    """Ray Serve runs its proxy only on nodes with a replica; one ingress replica per worker node, and none on a head
-    that advertises no CPUs, gives every RayService worker the proxy KubeRay's readiness probe checks."""
-    serving = {"ingress": {"num_replicas": 3, "max_replicas_per_node": 1, "num_cpus": 0.1}}
-    ingress = build_app({"engine": {"model": "/m"}, "serving": serving, "auth": AUTH})._bound_deployment
-    assert (ingress.name, ingress.num_replicas, ingress.ray_actor_options) == ("LabLLMIngress", 3, {"num_cpus": 0.1})
-    assert ingress._replica_config.max_replicas_per_node == 1
-    default = build_app({"engine": {"model": "/m"}, "auth": AUTH})._bound_deployment
-    assert (default.num_replicas, default.ray_actor_options) == (1, {"num_cpus": 0.0})
-    assert default._replica_config.max_replicas_per_node is None
+def test_the_engine_replica_is_the_ingress_and_the_only_deployment() -> None:
+    """One hop: the app is one deployment, the engine's replica, which serves HTTP itself (vLLM's app behind the
+    gate); its name stays `LLMServer:<model>`, which plan verification and the bench look for."""
+    app = build_app({"engine": {"model": "/m", "served_model_name": "m"}, "auth": AUTH})
+    deployment = app._bound_deployment
+    assert deployment.name == "LLMServer:m"
+    assert issubclass(deployment.func_or_class, GatedLLMServer)
+    assert hasattr(deployment.func_or_class, "_asgi_app") or hasattr(
+        deployment.func_or_class, "__serve_build_asgi_app__"
+    )
+    assert not [arg for arg in app._bound_deployment.init_kwargs.values() if isinstance(arg, Application)]
+    assert parse_config(deployment.init_kwargs["app_config"]).engine.model_id == "m"
 
 
 def test_tool_calling_and_reasoning_options_reach_vllms_frontend_and_engine_arguments() -> None:
@@ -77,10 +82,22 @@ def test_tool_calling_and_reasoning_options_reach_vllms_frontend_and_engine_argu
     assert vllm_config.engine_kwargs["reasoning_parser"] == "deepseek_r1"
 
 
-def test_overload_is_refused_by_the_engines_queue_where_the_ingress_answers_it() -> None:
-    """The ingress never queues (Serve's proxy would answer 503 as plain text) and takes every request the engine
-    deployment may run or queue, so the engine handle's BackPressureError reaches the ingress as JSON + Retry-After."""
+def test_proxy_anchors_put_a_serve_proxy_on_that_many_nodes() -> None:
+    """Ray Serve runs its proxy only on the head and where a replica runs; `proxy_replicas` placeholder replicas, one
+    per node at most, each with a CPU share (never on a head that advertises none), give those nodes one."""
+    from lab_llm.app.builder import PROXY_ANCHOR_CPUS
+
+    app = build_app({"engine": {"model": "/m"}, "serving": {"proxy_replicas": 3}, "auth": AUTH})
+    anchor = app._bound_deployment.init_kwargs["proxy_anchor"]._bound_deployment
+    assert (anchor.name, anchor.num_replicas, anchor._replica_config.max_replicas_per_node) == ("ProxyAnchor", 3, 1)
+    assert anchor.ray_actor_options["num_cpus"] == PROXY_ANCHOR_CPUS > 0
+
+
+def test_overload_is_refused_by_the_gate_never_by_serve() -> None:
+    """Serve's own bound answers in plain text (or queues before the gate): it must never bind before the gate's,
+    which refuses beyond max_ongoing + max_queued per replica with OpenAI's body and Retry-After."""
     serving = {"num_replicas": 2, "max_ongoing_requests": 16, "max_queued_requests": 64}
-    ingress = build_app({"engine": {"model": "/m"}, "serving": serving, "auth": AUTH})._bound_deployment
-    assert ingress.max_queued_requests == -1
-    assert ingress.max_ongoing_requests >= 2 * 16 + 64
+    deployment = build_app({"engine": {"model": "/m"}, "serving": serving, "auth": AUTH})._bound_deployment
+    assert deployment.max_queued_requests == -1
+    assert deployment.max_ongoing_requests > 16 + 64
+    assert deployment.num_replicas == 2

@@ -206,12 +206,3 @@ def test_every_stage_of_a_mixed_card_plan_asks_ray_for_the_card_it_was_sized_for
     # ray.serve.llm puts the engine replica into bundle 0, beside the 3060's stage, and keeps the class resource.
     engine_config = VLLMEngineConfig.from_llm_config(llm)
     assert [b.get("rtx-3060", 0) for b in engine_config.placement_bundles] == [1.0, 0, 0, 0]
-
-
-def test_the_gate_can_be_pinned_to_the_nodes_that_hold_its_files() -> None:
-    """Plain Ray writes the auth store and signing keys on the head only; the head advertises `lab-llm-gate`."""
-    from lab_llm.app.builder import build_app
-
-    serving = {"ingress": {"resources": {"lab-llm-gate": 0.01}}}
-    ingress = build_app({"engine": {"model": "/m"}, "serving": serving, "auth": AUTH})._bound_deployment
-    assert ingress.ray_actor_options == {"num_cpus": 0.0, "resources": {"lab-llm-gate": 0.01}}

@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.lab.llm.plugins.modules import rayservice
 from lab_llm.config import parse_config
+from lab_llm.serve_env import ONE_HOP_ENV
 from tests.module_runner import run_module
 from tests.standins.k8s import fixtures, schemas
 from tests.standins.k8s.controllers import play_kuberay
@@ -86,6 +87,11 @@ def test_render_is_valid_for_the_kuberay_crd_and_the_app_config(shared_reference
     env = {item["name"]: item["value"] for item in container["env"]}
     assert env["NCCL_SOCKET_IFNAME"] == "eth0"
     assert env["NCCL_IB_DISABLE"] == "1"
+    # One hop: Ray starts with HAProxy in front of the engine's replica, on the head and on every worker.
+    head_env = {item["name"]: item["value"] for item in head_container["env"]}
+    for one_hop in (env, head_env):
+        assert {name: one_hop.get(name) for name in ONE_HOP_ENV} == ONE_HOP_ENV
+    assert manifest["spec"]["serveService"]["spec"]["ports"] == [{"name": "serve", "port": 8000, "targetPort": 8000}]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod["volumes"]
     assert g3090["template"]["metadata"]["labels"]["prometheus.deckhouse.io/custom-target"] == "lab-llm"

@@ -13,8 +13,8 @@ from tests.unit.serve.app.gated_app import CONTRACT_FILE, GatedApp, build_gated_
 
 
 @pytest.fixture
-def gated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GatedApp]:
-    return build_gated_app(tmp_path, monkeypatch)
+def gated(tmp_path: Path) -> Iterator[GatedApp]:
+    return build_gated_app(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -66,39 +66,52 @@ def test_every_contract_name_resolves() -> None:
     assert missing == [], f"missing from the engine contract with {_versions()}: {missing}"
 
 
-def test_the_ingress_still_has_what_lab_llm_overrides_or_calls() -> None:
+def test_the_engine_replica_still_serves_vllms_app_and_takes_a_deployment_class() -> None:
+    """`GatedLLMServer` overrides `LLMServer.__serve_build_asgi_app__` (vLLM's app) and calls `check_health`;
+    `build_app` passes `deployment_cls`, `bind_kwargs`, `name_prefix` and `override_serve_options`."""
     module = contract()
-    missing = [name for name in module.INGRESS_METHODS if not callable(getattr(module.OpenAiIngress, name, None))]
-    assert missing == [], f"OpenAiIngress lost {missing} ({_versions()}); lab_llm/app/ingress.py relies on them"
-    parameters = list(inspect.signature(module.OpenAiIngress._process_llm_request).parameters)
-    assert parameters[:4] == ["self", "body", "call_method", "raw_request"], (
-        f"OpenAiIngress._process_llm_request takes {parameters} now ({_versions()})"
+    for name in ("__serve_build_asgi_app__", "check_health"):
+        assert callable(getattr(module.LLMServer, name, None)), f"LLMServer lost {name} ({_versions()})"
+    parameters = set(inspect.signature(module.build_llm_deployment).parameters)
+    assert {"deployment_cls", "bind_kwargs", "name_prefix", "override_serve_options"} <= parameters, (
+        f"build_llm_deployment takes {sorted(parameters)} now ({_versions()})"
     )
-    instance = module.OpenAiIngress(llm_deployments={"m": object()}, model_cards={"m": object()})
-    assert set(instance._default_serve_handles) == {"m"}, "readiness reads OpenAiIngress._default_serve_handles"
+
+
+def test_a_dead_engine_is_read_where_vllm_keeps_it() -> None:
+    """`engine_errored` reads `LLMServer.engine._engine_client.errored` (Ray's VLLMEngine, vLLM's AsyncLLM)."""
+    from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    module = contract()
+    assert "_engine_client" in inspect.getsource(VLLMEngine.__init__), (
+        f"VLLMEngine moved _engine_client ({_versions()})"
+    )
+    assert isinstance(inspect.getattr_static(AsyncLLM, "errored"), property)
+
+    class Client:
+        errored = True
+
+    class Server:
+        engine = type("Engine", (), {"_engine_client": Client()})()
+
+    assert module.engine_errored(Server()) is True
+    assert module.engine_errored(object()) is False  # a server whose engine has not started
 
 
 def test_model_ids_are_read_as_ray_reads_them() -> None:
     module = contract()
-    assert module.served_model_id("base:adapter") == "base", "Ray no longer reads `base:suffix` as a LoRA id"
     assert module.model_path_id("org--model") == "org/model", "Ray no longer reads `--` in a model path as `/`"
 
 
-def test_remote_exceptions_still_see_through_to_their_cause() -> None:
-    module = contract()
-    wrapped = module.RayTaskError("fn", "Traceback ... pid=1", KeyError("function"), "p", 1, "10.0.0.1")
-    dual = wrapped.as_instanceof_cause()
-    assert isinstance(dual, KeyError) and isinstance(dual, module.RayTaskError)
-    assert isinstance(dual.cause, KeyError), "lab_llm.app.engine_errors reads RayTaskError.cause"
-    dead = module.RayTaskError("fn", "tb", module.EngineDeadError(), "p", 1, "ip").as_instanceof_cause()
-    assert isinstance(dead, module.ENGINE_UNAVAILABLE_ERRORS)
+def test_vllm_error_answers_carry_the_http_status_in_code() -> None:
+    """The gate reads a vLLM error body's status from `error.code` (`create_error_response`)."""
+    from vllm.entrypoints.serve.exception_handling.error_response import create_error_response
 
-
-def test_error_classes_carry_what_the_answers_read() -> None:
     module = contract()
-    raised = module.OpenAIHTTPException(status_code=400, message="m", type="BadRequestError")
-    assert (raised.status_code, raised.message) == (400, "m")
-    assert "backpressure" in str(module.BackPressureError(num_queued_requests=3, max_queued_requests=2))
+    answer = create_error_response(module.VLLMNotFoundError("no such thing"))
+    assert (answer.error.code, answer.error.message) == (404, "no such thing")
+    assert create_error_response(KeyError("x")).error.code == 500
     assert issubclass(module.VLLMNotFoundError, module.VLLMClientError)
 
 

@@ -6,6 +6,7 @@ bodies are refused early and cleanly."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from pathlib import Path
 
@@ -35,7 +36,7 @@ EXPECTED_ROUTES = {
 def walk(gated: GatedApp) -> list[tuple[str, str, int]]:
     """(method, path, status) of every route of the app, called without a credential."""
     answers = []
-    for route in gated.app.routes:
+    for route in gated.routes_app.routes:
         if not isinstance(route, APIRoute | Route):
             continue
         url = route.path.replace("{model:path}", "x").replace("{key_id}", "x")
@@ -55,12 +56,97 @@ def test_every_route_outside_the_public_list_needs_a_credential(gated: GatedApp)
     assert ("GET", "/metrics", 200) in answers  # metrics_public is the default
 
 
-def test_metrics_need_a_credential_when_not_public(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    gated = build_gated_app(tmp_path, monkeypatch, metrics_public=False)
+def test_metrics_need_a_credential_when_not_public(tmp_path: Path) -> None:
+    gated = build_gated_app(tmp_path, metrics_public=False)
     answers = walk(gated)
     assert [(m, p, s) for m, p, s in answers if s != 401 and p not in PUBLIC_ROUTES] == []
     assert gated.client.get("/metrics", headers=gated.headers("alice")).status_code == 200
     assert gated.client.get("/metrics", headers=gated.headers("bob")).status_code == 403
+
+
+@functools.cache
+def vllm_routes() -> list[tuple[str, str]]:
+    """(method, path) of every route of vLLM's real OpenAI app, as vLLM 0.32's `build_app` mounts them."""
+    from vllm.entrypoints.launchers.app import build_app
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    args = make_arg_parser(FlexibleArgumentParser()).parse_args(["--model", "/m"])
+    app = build_app(args, supported_tasks=("generate",))
+    return sorted(
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, Route)
+        for method in (route.methods or {"GET"})
+        if method != "HEAD"
+    )
+
+
+def test_only_the_published_routes_of_vllms_app_answer(tmp_path: Path) -> None:
+    """Default-deny: around vLLM's real app, with an admin's credential, every vLLM route but the two published
+    engine routes is refused in the OpenAI format (404, or 405 for a published path), and vLLM never sees it."""
+    from vllm.entrypoints.launchers.app import build_app
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    reached: list[str] = []
+    vllm_app = build_app(make_arg_parser(FlexibleArgumentParser()).parse_args(["--model", "/m"]))
+
+    async def recording(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            reached.append(f"{scope['method']} {scope['path']}")
+            await send({"type": "http.response.start", "status": 299, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await vllm_app(scope, receive, send)
+
+    gated = build_gated_app(tmp_path, engine_app=recording)
+    published = {("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("GET", "/v1/models")}
+    published |= {("GET", "/openapi.json"), ("GET", "/metrics")}
+    routes = vllm_routes()
+    assert {("POST", "/tokenize"), ("POST", "/v1/responses"), ("GET", "/metrics"), ("POST", "/v1/messages")} <= set(
+        routes
+    )
+    answers = {}
+    for method, path in routes:
+        url = path.replace("{response_id}", "x")
+        answer = gated.client.request(
+            method, url, headers=gated.headers("alice"), json={} if method == "POST" else None
+        )
+        answers[(method, path)] = answer.status_code
+        if (method, path) not in published:
+            assert answer.status_code in (404, 405), (method, path, answer.text)
+            assert set(answer.json()["error"]) == {"message", "type", "param", "code"}
+    assert reached == [], "requests the gate should have refused reached vLLM's app"
+    assert answers[("GET", "/v1/models")] == 200 and answers[("GET", "/metrics")] == 200
+    assert answers[("POST", "/v1/chat/completions")] == 400  # the gate read the empty body: not a valid request
+    chat = {"model": SERVED_MODEL, **CHAT}
+    assert gated.client.post("/v1/chat/completions", json=chat, headers=gated.headers("alice")).status_code == 299
+    assert reached == ["POST /v1/chat/completions"]
+
+
+def test_websockets_are_refused(gated: GatedApp) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect), gated.client.websocket_connect("/v1/chat/completions"):
+        pass
+    assert gated.engine.received == []
+
+
+def test_overload_is_a_503_in_openai_format_at_once(tmp_path: Path) -> None:
+    """Beyond the requests one replica may run plus those allowed to wait, the gate refuses at once: 503, OpenAI's
+    body, Retry-After (Serve's own bound would answer in plain text)."""
+    gated = build_gated_app(tmp_path, serving={"max_ongoing_requests": 2, "max_queued_requests": 1})
+    assert gated.middleware.max_in_flight == 3
+    gated.middleware.in_flight = 3  # three requests are being served
+    chat = {"model": SERVED_MODEL, **CHAT}
+    answer = gated.client.post("/v1/chat/completions", json=chat, headers=gated.headers("bob"))
+    assert_error(answer, 503, "capacity")
+    assert int(answer.headers["retry-after"]) >= 1
+    assert gated.engine.received == []
+    gated.middleware.in_flight = 2
+    assert gated.client.post("/v1/chat/completions", json=chat, headers=gated.headers("bob")).status_code == 200
+    assert gated.middleware.in_flight == 2  # the served request gave its slot back
 
 
 def assert_error(answer: httpx.Response, status: int, message_part: str = "") -> dict:
@@ -118,10 +204,8 @@ def test_a_token_acts_with_the_role_the_store_gives_now(gated: GatedApp) -> None
 
 
 # 3. Login throttling stays bounded, also for the requests it refuses ---------------------------------------
-def test_refused_logins_with_long_usernames_keep_memory_bounded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    gated = build_gated_app(tmp_path, monkeypatch, login_attempts_per_client=5)
+def test_refused_logins_with_long_usernames_keep_memory_bounded(tmp_path: Path) -> None:
+    gated = build_gated_app(tmp_path, login_attempts_per_client=5)
     statuses = [
         gated.client.post(
             "/auth/token", data={"username": f"{n}" + "u" * 200_000, "password": "wrong-pass"}
@@ -160,7 +244,7 @@ def test_a_slow_login_does_not_hold_up_other_requests(gated: GatedApp) -> None:
     gated.gate.store.verify_password = slow_verify  # type: ignore[method-assign]
 
     async def scenario() -> None:
-        transport = httpx.ASGITransport(app=gated.app)
+        transport = httpx.ASGITransport(app=gated.app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://gate") as http:
 
             async def login() -> None:

@@ -28,6 +28,15 @@ RAY_UID = 1000
 RAY_GID = 100
 
 
+# The one-hop request path (lab_llm.serve_env.ONE_HOP_ENV; a unit test keeps the two equal): HAProxy in front of the
+# engine's replica, which serves HTTP itself. Ray Serve reads these at import in every Ray process, so they are set
+# on the head and every worker container, where Ray starts (not in the Serve application's runtime_env). HAProxy
+# listens on the serve port (8000), the only port the serve Service exposes; its side ports (stats 8404, metrics
+# 9101, fallback proxy 8500/9500) and the replicas' own ports (30000-31000) are container ports that no Service or
+# Ingress exposes, reachable only from inside the cluster network.
+ONE_HOP_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
 class RenderError(ValueError):
     """The model spec cannot become a RayService; the message names the option and value."""
 
@@ -128,18 +137,17 @@ def app_config(
 ) -> dict[str, Any]:
     """The AppConfig mapping (lab_llm.config) the Serve application gets as `args`.
 
-    Unless `serving.ingress` is given, the ingress gets one replica on each of the `worker_pods` workers: Ray Serve
-    runs its proxy only where a replica runs, KubeRay's readiness probe of a RayService worker checks that proxy, and
-    a worker that only holds a later pipeline stage would otherwise never be Ready (and never scraped). This is the
-    remedy of Ray's guide "RayService worker Pods aren't ready" (num_replicas per worker, max_replicas_per_node 1);
-    a small CPU share keeps the replicas off the head, which advertises `num-cpus: 0`.
+    Unless `serving.proxy_replicas` is given, one placeholder replica runs on each of the `worker_pods` workers: Ray
+    Serve runs its proxy (HAProxy) only on the head and where a replica runs, each worker's readiness probe reaches the
+    gate through its node's proxy, and a worker that only holds a later pipeline stage would otherwise never be
+    Ready (Ray's guide "RayService worker Pods aren't ready": a replica per worker node).
     """
     auth = dict(spec.get("auth") or {})
     auth["store_path"] = "%s/%s" % (AUTH_STORE_DIR, spec["auth_store"]["file"])
     auth["signing_keys_path"] = "%s/%s" % (SIGNING_KEYS_DIR, spec["signing_keys"]["file"])
     serving = dict(spec.get("serving") or {})
     serving.setdefault("accelerator", "gpu")
-    serving.setdefault("ingress", {"num_replicas": worker_pods, "max_replicas_per_node": 1, "num_cpus": 0.1})
+    serving.setdefault("proxy_replicas", worker_pods)
     if bundles is not None:
         # Each rank's bundle asks for its GPU class, which that class's workers advertise (rayStartParams below).
         serving["placement_bundles"] = bundles
@@ -201,10 +209,12 @@ def _mounts(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _env(spec: Mapping[str, Any]) -> list[dict[str, str]]:
+    given = spec.get("env") or {}
     env = [
         {"name": "NCCL_SOCKET_IFNAME", "value": spec["nccl_socket_ifname"]},
         {"name": "NCCL_IB_DISABLE", "value": "1" if spec["nccl_ib_disable"] else "0"},
     ]
+    env.extend({"name": name, "value": value} for name, value in sorted(ONE_HOP_ENV.items()) if name not in given)
     env.extend({"name": name, "value": str(value)} for name, value in sorted((spec.get("env") or {}).items()))
     return env
 

@@ -1,0 +1,221 @@
+"""The gate as pure ASGI middleware around vLLM's own OpenAI app, in the engine's replica (one hop: HAProxy → here).
+
+Default-deny: the engine's app is called for exactly two routes, `POST /v1/chat/completions` and
+`POST /v1/completions`, and only after the gate let the request through. Every other request goes to the gate's
+own FastAPI app (`routes.gate_router`: models filtered by role, login, API keys, liveness, readiness, metrics,
+the OpenAPI document), which answers 404 in OpenAI's format for any path it does not publish. So vLLM's other
+routes (tokenize, embeddings, responses, pooling, its unauthenticated /metrics, ...) are never reached.
+
+For a chat or completion request, in this order, each refusal an OpenAI error body:
+credential (401) and scope (403); the replica's bound on requests in flight (503 + Retry-After, at once); the body
+read once as a JSON object of at most 64 levels (400); the model that will serve it (404 not served, 403 not the
+role's); the body validated with the engine's own request class (400). Then the body is replayed to vLLM's app,
+and its answer relayed: a non-2xx answer is rewritten (`engine_errors.engine_answer`), as is every error event of
+a stream; the stream itself passes through chunk by chunk, unbuffered. Pure ASGI, not `BaseHTTPMiddleware`, so a
+stream costs no extra task and no memory channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lab_llm.app.engine_contract import ChatCompletionRequest, CompletionRequest, VLLMClientError
+from lab_llm.app.engine_errors import (
+    OVERLOAD_RETRY_AFTER_S,
+    classify,
+    engine_answer,
+    engine_error_of,
+    error_event,
+    rewrite_error_events,
+)
+from lab_llm.app.errors import ApiError, api_error_json, internal_error_message
+from lab_llm.app.security import Gate, bearer_of, check_model_allowed, model_of, parse_json_object
+
+logger = logging.getLogger("lab_llm.app")
+
+# The engine routes lab-llm publishes: path -> (scope the caller needs, the engine's request class).
+ENGINE_ROUTES: dict[str, tuple[str, type[BaseModel]]] = {
+    "/v1/chat/completions": ("chat", ChatCompletionRequest),
+    "/v1/completions": ("completions", CompletionRequest),
+}
+
+
+def validated(model: type[BaseModel], body: dict[str, Any]) -> None:
+    """Check the body with the engine's request class, or a 400 naming the first bad field; never an exception."""
+    try:
+        model.model_validate(body)
+    except ValidationError as error:
+        problems = error.errors(include_url=False, include_input=False)
+        first = problems[0] if problems else {"loc": (), "msg": "invalid value"}
+        param = ".".join(str(part) for part in first.get("loc", ())) or None
+        message = f"invalid request: {first.get('msg', 'invalid value')}" + (f" at {param}" if param else "")
+        raise ApiError(400, message, param=param) from None
+    except VLLMClientError as error:
+        # vLLM's own validators say what is wrong, and which parameter, in words meant for the client.
+        raise ApiError(400, f"invalid request: {error}", param=getattr(error, "parameter", None)) from None
+    except Exception:
+        # A validator of the engine's class that raised something else on this body (TypeError, KeyError, ...).
+        logger.info("request body refused by the engine's request class", exc_info=True)
+        raise ApiError(400, f"invalid request: the body is not a valid {model.__name__}") from None
+
+
+class GateMiddleware:
+    """ASGI app: the gate in front of vLLM's app (`engine_app`); everything but the engine routes to `gate_app`.
+
+    `max_in_flight` bounds the engine requests this replica holds (running plus waiting in the engine); beyond it a
+    request is refused at once with 503 and `Retry-After`. `engine_dead()` says whether the engine has died (its
+    5xx answers are then a 503 with `Retry-After`, not the request's fault).
+    """
+
+    def __init__(
+        self,
+        engine_app: ASGIApp,
+        gate_app: ASGIApp,
+        gate: Gate,
+        *,
+        max_in_flight: int,
+        engine_dead: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.engine_app = engine_app
+        self.gate_app = gate_app
+        self.gate = gate
+        self.max_in_flight = max_in_flight
+        self.engine_dead = engine_dead
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.engine_app(scope, receive, send)  # vLLM's app starts and stops its own background tasks
+            return
+        route = ENGINE_ROUTES.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if route is None or scope.get("method") != "POST":
+            await self.gate_app(scope, receive, send)
+            return
+        request_id = str(scope.get("state", {}).get("request_id", ""))
+        try:
+            body = await self._admit(scope, receive, *route)
+        except ApiError as error:
+            await api_error_json(request_id, error)(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self._relay(scope, receive, send, body, request_id)
+        finally:
+            self.in_flight -= 1
+
+    async def _admit(self, scope: Scope, receive: Receive, needed_scope: str, request_class: type[BaseModel]) -> bytes:
+        """The raw body of a request the gate lets through; else the ApiError that refuses it."""
+        authorization = next((value for name, value in scope["headers"] if name == b"authorization"), None)
+        principal = self.gate.authorize(bearer_of(authorization), (needed_scope,))
+        if self.in_flight >= self.max_in_flight:
+            raise ApiError(
+                503, "the server is at capacity; retry later", headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)}
+            )
+        raw = await read_body(receive)
+        body = parse_json_object(raw)
+        check_model_allowed(principal, self.gate.model_to_serve(model_of(body)))
+        validated(request_class, body)
+        return raw
+
+    async def _relay(self, scope: Scope, receive: Receive, send: Send, body: bytes, request_id: str) -> None:
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # the client's disconnect, for vLLM to abort the request
+
+        relay = _Relay(send, request_id, self.engine_dead)
+        try:
+            await self.engine_app(scope, replay, relay.send)
+        except Exception as error:
+            await relay.failed(error, scope, receive)
+
+
+class _Relay:
+    """The engine's answer on its way out: a 2xx passes unchanged (streams chunk by chunk, error events rewritten);
+    a non-2xx is collected and answered in OpenAI's format."""
+
+    def __init__(self, send: Send, request_id: str, engine_dead: Callable[[], bool]) -> None:
+        self._send = send
+        self.request_id = request_id
+        self.engine_dead = engine_dead
+        self.start: Message | None = None
+        self.error_chunks: list[bytes] | None = None
+        self.streaming = False
+        self.finished = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+            if message["status"] >= 400:
+                self.error_chunks = []
+                return
+            headers = dict(message.get("headers") or [])
+            self.streaming = headers.get(b"content-type", b"").startswith(b"text/event-stream")
+            await self._send(message)
+            return
+        if message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        more = message.get("more_body", False)
+        if self.error_chunks is not None:
+            self.error_chunks.append(message.get("body", b""))
+            if not more:
+                await self._answer_error(b"".join(self.error_chunks))
+            return
+        if self.streaming and message.get("body"):
+            text = message["body"].decode("utf-8", "replace")
+            rewritten = rewrite_error_events(text, self.request_id, engine_dead=self.engine_dead())
+            if rewritten is not text:
+                message = {**message, "body": rewritten.encode()}
+        self.finished = not more
+        await self._send(message)
+
+    async def _answer_error(self, raw: bytes) -> None:
+        assert self.start is not None
+        status, message = engine_error_of(self.start["status"], raw)
+        answer = engine_answer(status, message, self.request_id, engine_dead=self.engine_dead())
+        response = api_error_json(self.request_id, answer)
+        self.finished = True
+        await response({"type": "http"}, _no_receive, self._send)
+
+    async def failed(self, error: Exception, scope: Scope, receive: Receive) -> None:
+        """An exception escaped vLLM's app (its error middleware re-raises after answering)."""
+        if self.finished:
+            logger.warning("request %s: the engine raised after answering", self.request_id, exc_info=error)
+            return
+        answer = classify(error, self.request_id, engine_dead=self.engine_dead())
+        if self.start is None:
+            await api_error_json(self.request_id, answer)(scope, receive, self._send)
+        elif self.streaming:
+            event = f"{error_event(answer)}\n\ndata: [DONE]\n\n"
+            await self._send({"type": "http.response.body", "body": event.encode(), "more_body": False})
+        elif self.error_chunks is not None:
+            await self._answer_error(b"".join(self.error_chunks))
+        else:
+            logger.error("request %s: %s", self.request_id, internal_error_message(self.request_id), exc_info=error)
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (every `http.request` message until `more_body` is false)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "the client went away before the request body was read")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
