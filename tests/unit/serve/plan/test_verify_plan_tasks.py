@@ -66,7 +66,7 @@ def run_tasks(tmp_path: Path, planned_tokens: int | None) -> tuple[dict[str, dic
                 "status": "RUNNING",
                 "deployments": {
                     "LLMServer:dolphin3": {"replicas": [replica("engine", "a1"), replica("old", "a0", "STOPPING")]},
-                    "LabLLMIngress": {"replicas": [replica("ingress", "b1")]},
+                    "ProxyAnchor": {"replicas": [replica("anchor", "b1")]},
                 },
             }
         }
@@ -95,7 +95,7 @@ def run_tasks(tmp_path: Path, planned_tokens: int | None) -> tuple[dict[str, dic
 
 def test_allocation_beside_the_plan_and_a_warning_beyond_five_percent(tmp_path: Path) -> None:
     tasks, requested = run_tasks(tmp_path, 200000)
-    # Only the running engine replica's output is read, not the ingress's or a stopping replica's.
+    # Only the running engine replica's output is read, not another deployment's or a stopping replica's.
     assert [path for path in requested if path.startswith("/api/v0/logs")] == [
         "/api/v0/logs/file?actor_id=a1&suffix=out&lines=100000"
     ]
