@@ -71,6 +71,7 @@ files:
 
 import json
 import os
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -80,8 +81,8 @@ from ansible_collections.lab.llm.plugins.module_utils.k8s.secrets import redacte
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
 
 
-def _check(manifests):
-    problems = []
+def _check(manifests: list[dict[str, Any]]) -> list[str]:
+    problems: list[str] = []
     for index, manifest in enumerate(manifests):
         metadata = manifest.get("metadata") or {}
         missing = [key for key in ("apiVersion", "kind") if not manifest.get(key)]
@@ -92,11 +93,11 @@ def _check(manifests):
     return problems
 
 
-def _render(module, manifests):
+def _render(module: AnsibleModule, manifests: list[dict[str, Any]]) -> list[str]:
     directory, prefix = module.params["render_dir"], module.params["render_prefix"]
     if not os.path.isdir(directory):
         os.makedirs(directory)
-    files = []
+    files: list[str] = []
     for manifest in manifests:
         metadata = manifest["metadata"]
         path = os.path.join(
@@ -109,7 +110,7 @@ def _render(module, manifests):
     return files
 
 
-def main():
+def main() -> None:
     argument_spec = dict(
         manifests=dict(type="list", elements="dict", required=True),
         state=dict(type="str", choices=["present", "absent"], default="present"),

@@ -88,7 +88,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lab.llm.plugins.module_utils.serve.client import ServeApi, ServeApiError
 
 
-def main():
+def main() -> None:
     argument_spec = dict(
         url=dict(type="str", required=True),
         validate_certs=dict(type="bool", default=True),
