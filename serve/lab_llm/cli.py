@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -246,8 +247,7 @@ def serve_command(
     cluster's own environment applies (set where that Ray started).
     """
     settings = _config(config)
-    if address is None:
-        _set_one_hop_environment()
+    haproxy_dir = _set_one_hop_environment() if address is None else None
     import ray
     from ray import serve
 
@@ -256,11 +256,16 @@ def serve_command(
     # "local" starts a Ray of our own; address=None would join whatever RAY_ADDRESS or `ray start` left behind.
     ray.init(address=address or "local", num_cpus=num_cpus if address is None else None)
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(settings.model_dump(mode="json")), name="lab-llm", route_prefix="/", blocking=True)
+    try:
+        serve.run(build_app(settings.model_dump(mode="json")), name="lab-llm", route_prefix="/", blocking=True)
+    finally:
+        if haproxy_dir is not None:
+            shutil.rmtree(haproxy_dir, ignore_errors=True)
 
 
-def _set_one_hop_environment() -> None:
-    """Before Ray is imported: the one-hop variables, unless the environment sets them already."""
+def _set_one_hop_environment() -> Path:
+    """Before Ray is imported: the one-hop variables, unless the environment sets them already. Returns the directory
+    made for HAProxy's files (removed when `lab-llm serve` ends)."""
     import os
     import socket
     import tempfile
@@ -275,6 +280,7 @@ def _set_one_hop_environment() -> None:
     directory = Path(tempfile.mkdtemp(prefix="lab-llm-", dir="/tmp"))  # short: HAProxy limits socket paths
     for name, value in haproxy_env(directory, {name: free_port() for name in HAPROXY_PORTS}).items():
         os.environ.setdefault(name, value)
+    return directory
 
 
 @app.command("stop-stack")
