@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -30,6 +31,7 @@ _TYPE_BY_STATUS = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
@@ -157,14 +159,55 @@ async def handle_http_exception(request: Request, error: Exception) -> JSONRespo
 
 
 async def handle_validation_error(request: Request, error: Exception) -> JSONResponse:
-    """A request body that is not JSON or not a valid request: 400, naming the first bad field."""
+    """A request body that is not JSON or not a valid request: 400, naming the bad field (`validation_problem`)."""
     assert isinstance(error, RequestValidationError)
-    problems = error.errors()
-    first: dict[str, Any] = dict(problems[0]) if problems else {"msg": "invalid request", "loc": ()}
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
-    param = ".".join(location) or None
-    message = f"invalid request: {first.get('msg', 'invalid value')}" + (f" at {param}" if param else "")
+    problems = [{**problem, "loc": tuple(problem.get("loc", ()))[1:]} for problem in error.errors()]
+    message, param = validation_problem(problems, error.body)
     return error_response(request, 400, message, param=param)
+
+
+def validation_problem(problems: Sequence[Mapping[str, Any]], body: Any) -> tuple[str, str | None]:
+    """The one problem worth telling the client, as `("invalid request: <what> at <param>", param)`.
+
+    `problems` are pydantic's `errors()` (with `loc` relative to the body). For a union pydantic reports every
+    member's failure, with the member's name in `loc` (`ChatCompletionDeveloperMessageParam`, `str`,
+    `function-wrap[...]`), so the first problem often names a member the client never meant. The problem told is one
+    of a member the body does not rule out (no wrong literal such as `role`), preferring a broken rule (too many
+    items, a value out of range) over a wrong type; `param` is the path in the body's own keys and indexes.
+    """
+    if not problems:
+        return "invalid request", None
+    walked = [(problem, *_walk(problem, body)) for problem in problems]
+    ruled_out = {members[-1] for problem, _, members in walked if problem.get("type") == "literal_error" and members}
+    candidates = [entry for entry in walked if not ruled_out.intersection(entry[2])] or walked
+    problem, path, _ = min(candidates, key=lambda entry: _is_type_problem(entry[0]))
+    param = ".".join(path) or None
+    message = f"invalid request: {problem.get('msg', 'invalid value')}" + (f" at {param}" if param else "")
+    return message, param
+
+
+def _is_type_problem(problem: Mapping[str, Any]) -> bool:
+    kind = str(problem.get("type", ""))
+    return kind.endswith(("_type", "_parsing")) or kind == "missing"
+
+
+def _walk(problem: Mapping[str, Any], body: Any) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """(`loc` in the body's own keys and indexes, the union members on the way, each as its `loc` prefix)."""
+    location = tuple(problem.get("loc", ()))
+    path: list[str] = []
+    members: list[tuple[str, ...]] = []
+    node = body
+    for position, part in enumerate(location):
+        in_body = (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        )
+        if in_body:
+            node = node[part]
+        elif not (problem.get("type") == "missing" and position == len(location) - 1):
+            members.append(tuple(str(step) for step in location[: position + 1]))
+            continue
+        path.append(str(part))
+    return tuple(path), tuple(members)
 
 
 def internal_error_message(request_id: str) -> str:

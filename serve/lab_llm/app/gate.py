@@ -33,7 +33,7 @@ from lab_llm.app.engine_errors import (
     error_event,
     rewrite_error_events,
 )
-from lab_llm.app.errors import ApiError, api_error_json, internal_error_message
+from lab_llm.app.errors import ApiError, api_error_json, internal_error_message, validation_problem
 from lab_llm.app.security import Gate, bearer_of, check_model_allowed, model_of, parse_json_object
 
 logger = logging.getLogger("lab_llm.app")
@@ -46,14 +46,11 @@ ENGINE_ROUTES: dict[str, tuple[str, type[BaseModel]]] = {
 
 
 def validated(model: type[BaseModel], body: dict[str, Any]) -> None:
-    """Check the body with the engine's request class, or a 400 naming the first bad field; never an exception."""
+    """Check the body with the engine's request class, or a 400 naming the bad field; never an exception."""
     try:
         model.model_validate(body)
     except ValidationError as error:
-        problems = error.errors(include_url=False, include_input=False)
-        first = problems[0] if problems else {"loc": (), "msg": "invalid value"}
-        param = ".".join(str(part) for part in first.get("loc", ())) or None
-        message = f"invalid request: {first.get('msg', 'invalid value')}" + (f" at {param}" if param else "")
+        message, param = validation_problem(error.errors(include_url=False, include_input=False), body)
         raise ApiError(400, message, param=param) from None
     except VLLMClientError as error:
         # vLLM's own validators say what is wrong, and which parameter, in words meant for the client.

@@ -161,7 +161,38 @@ def test_gate_errors_use_openai_codes(gated: GatedApp, openai_contract: dict) ->
     unknown_route = gated.client.get("/v1/nothing-here", headers=gated.headers("bob"))
     assert_clean_error(unknown_route, 404, openai_contract)
     wrong_method = gated.client.delete("/v1/chat/completions", headers=gated.headers("bob"))
-    assert_clean_error(wrong_method, 405, openai_contract)
+    assert assert_clean_error(wrong_method, 405, openai_contract)["type"] == "invalid_request_error"
+
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "says"),
+    [
+        # A union (`stop`: a string or up to 4 strings): the rule the value breaks, not the member it is not.
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4 items"),
+        # A user message: told as the user message it is, not as the developer message (the union's first member).
+        ({"messages": [{"role": "user", "content": None}]}, "messages.0.content", "valid string"),
+        ({"messages": [{"role": "system", "content": 5}]}, "messages.0.content", "valid string"),
+        ({"messages": ["hi"]}, "messages.0", "valid dictionary"),
+        # A validator's wrapper (`function-wrap[...]`) is no part of the body's path.
+        ({"response_format": {"type": "xml"}}, "response_format.type", "'json_schema'"),
+        ({"messages": USER, "tools": [{"type": "function"}]}, "tools.0.function", "Field required"),
+        ({"messages": USER, "temperature": "hot"}, "temperature", "valid number"),
+    ],
+)
+def test_a_refused_body_names_the_field_the_client_wrote(
+    gated: GatedApp, openai_contract: dict, fields: dict, param: str, says: str
+) -> None:
+    body = {**CHAT, **fields}
+    answer = gated.client.post("/v1/chat/completions", json=body, headers=gated.headers("bob"))
+    error = assert_clean_error(answer, 400, openai_contract)
+    assert error["param"] == param
+    assert says in error["message"]
+    assert error["message"].endswith(f" at {param}")
+    assert "Param" not in error["message"] and "[" not in error["param"]
+    assert gated.engine.received == []
 
 
 def test_model_objects_follow_openais_contract(gated: GatedApp, openai_contract: dict) -> None:
