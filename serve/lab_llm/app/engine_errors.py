@@ -62,8 +62,11 @@ def engine_down(request_id: str) -> ApiError:
     )
 
 
-def engine_answer(status: int, message: str, request_id: str, *, engine_dead: bool = False) -> ApiError:
-    """The engine's own error answer (vLLM's status and message), as a client may see it."""
+def engine_answer(
+    status: int, message: str, request_id: str, *, engine_dead: bool = False, param: str | None = None
+) -> ApiError:
+    """The engine's own error answer (vLLM's status, message and `param`, the request field at fault), as a client
+    may see it."""
     generic = f"the engine could not process this request (request id {request_id})"
     if status >= 500 and engine_dead:
         logger.error("request %s: the engine is dead (%s: %s)", request_id, status, message)
@@ -85,20 +88,22 @@ def engine_answer(status: int, message: str, request_id: str, *, engine_dead: bo
     logger.info("request %s refused by the engine (%s): %s", request_id, status, message)
     status = status if 400 <= status < 500 and status != 422 else 400
     message = _safe(message, generic)
-    return ApiError(status, message, code=client_code(status, message))
+    return ApiError(status, message, param=param, code=client_code(status, message))
 
 
-def engine_error_of(status: int, raw: bytes) -> tuple[int, str]:
-    """(status, message) of an engine error body; vLLM puts the HTTP status in `error.code`."""
+def engine_error_of(status: int, raw: bytes) -> tuple[int, str, str | None]:
+    """(status, message, param) of an engine error body; vLLM puts the HTTP status in `error.code`."""
+    param = None
     try:
         error = json.loads(raw)["error"]
         message = str(error.get("message", ""))
+        param = error.get("param") if isinstance(error.get("param"), str) else None
         code = error.get("code")
         if isinstance(code, int) and 400 <= code < 600:
             status = code
     except (ValueError, KeyError, TypeError, AttributeError):
         message = ""
-    return status, message
+    return status, message, param
 
 
 def classify(error: BaseException, request_id: str, *, engine_dead: bool = False) -> ApiError:
@@ -113,7 +118,9 @@ def classify(error: BaseException, request_id: str, *, engine_dead: bool = False
         logger.info("request %s refused by the engine: %s", request_id, error)
         status = 404 if isinstance(error, VLLMNotFoundError) else 400
         message = _safe(str(error), generic)
-        return ApiError(status, message, code=client_code(status, message))
+        parameter = getattr(error, "parameter", None)
+        param = parameter if isinstance(parameter, str) else None
+        return ApiError(status, message, param=param, code=client_code(status, message))
     if isinstance(error, ValueError | TypeError | KeyError | IndexError):
         logger.warning("request %s: the engine failed on the request", request_id, exc_info=error)
         return ApiError(400, generic)
@@ -122,7 +129,7 @@ def classify(error: BaseException, request_id: str, *, engine_dead: bool = False
 
 
 def error_event(answer: ApiError) -> str:
-    return "data: " + json.dumps(error_body(answer.status_code, answer.message, code=answer.code))
+    return "data: " + json.dumps(error_body(answer.status_code, answer.message, param=answer.param, code=answer.code))
 
 
 def rewrite_error_events(text: str, request_id: str, *, engine_dead: bool = False) -> str:
@@ -132,7 +139,7 @@ def rewrite_error_events(text: str, request_id: str, *, engine_dead: bool = Fals
     lines = []
     for line in text.split("\n"):
         if line.startswith('data: {"error"'):
-            status, message = engine_error_of(400, line[len("data: ") :].encode())
-            line = error_event(engine_answer(status, message, request_id, engine_dead=engine_dead))
+            status, message, param = engine_error_of(400, line[len("data: ") :].encode())
+            line = error_event(engine_answer(status, message, request_id, engine_dead=engine_dead, param=param))
         lines.append(line)
     return "\n".join(lines)

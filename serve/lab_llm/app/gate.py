@@ -178,8 +178,8 @@ class _Relay:
 
     async def _answer_error(self, raw: bytes) -> None:
         assert self.start is not None
-        status, message = engine_error_of(self.start["status"], raw)
-        answer = engine_answer(status, message, self.request_id, engine_dead=self.engine_dead())
+        status, message, param = engine_error_of(self.start["status"], raw)
+        answer = engine_answer(status, message, self.request_id, engine_dead=self.engine_dead(), param=param)
         response = api_error_json(self.request_id, answer)
         self.finished = True
         await response({"type": "http"}, _no_receive, self._send)

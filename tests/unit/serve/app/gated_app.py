@@ -48,18 +48,21 @@ def chat_response(model: str = SERVED_MODEL) -> dict[str, Any]:
     }
 
 
-def vllm_error(status: int, message: str, error_type: str = "BadRequestError") -> dict[str, Any]:
-    """vLLM's `ErrorResponse` body (`create_error_response`): the HTTP status in `error.code`."""
-    return {"error": {"message": message, "type": error_type, "param": None, "code": status}}
+def vllm_error(
+    status: int, message: str, param: str | None = None, error_type: str = "BadRequestError"
+) -> dict[str, Any]:
+    """vLLM's `ErrorResponse` body (`create_error_response`): the HTTP status in `error.code`, the request field at
+    fault in `param` (a `VLLMValidationError`'s `parameter`)."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": status}}
 
 
 @dataclass
 class FakeVLLM:
-    """Stands in for vLLM's OpenAI app. `failure` answers the next request: `(status, message)` as vLLM's JSON error,
-    or an exception raised in the route (vLLM's error middleware answers 500, then re-raises). `stream` items are
-    SSE texts or exceptions raised mid-stream. `dead` is the engine's `errored` flag."""
+    """Stands in for vLLM's OpenAI app. `failure` answers the next request: `(status, message[, param])` as vLLM's
+    JSON error, or an exception raised in the route (vLLM's error middleware answers 500, then re-raises). `stream`
+    items are SSE texts or exceptions raised mid-stream. `dead` is the engine's `errored` flag."""
 
-    failure: tuple[int, str] | BaseException | None = None
+    failure: tuple[int, str] | tuple[int, str, str] | BaseException | None = None
     health_failure: BaseException | None = None
     stream: list[Any] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
@@ -90,7 +93,8 @@ class FakeVLLM:
         api.add_api_route("/v1/completions", answer, methods=["POST"])
 
         async def vllm_500(_request: Request, _error: Exception) -> JSONResponse:
-            return JSONResponse(vllm_error(500, "internal at /home/lab pid=1", "InternalServerError"), status_code=500)
+            body = vllm_error(500, "internal at /home/lab pid=1", error_type="InternalServerError")
+            return JSONResponse(body, status_code=500)
 
         # As vLLM registers its `Exception` handler: Starlette runs it in ServerErrorMiddleware, which re-raises.
         return ServerErrorMiddleware(api, handler=vllm_500)

@@ -4,6 +4,7 @@ request id that the client's error carries."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import httpx
@@ -84,6 +85,30 @@ def test_the_engines_own_message_reaches_the_client_once(gated: GatedApp, openai
         gated.client.post("/v1/chat/completions", json=CHAT, headers=gated.headers("bob")), 400, openai_contract
     )
     assert error["message"] == "'max_tokens' is too large: 1000."
+
+
+def test_the_engines_param_names_the_field_at_fault(gated: GatedApp, openai_contract: dict) -> None:
+    # vLLM answers a VLLMValidationError with its `parameter` as `param` (error_response.py), also mid-stream.
+    gated.engine.failure = (400, "max_tokens must be at least 1, got 0.", "max_tokens")
+    answered = gated.client.post("/v1/chat/completions", json=CHAT, headers=gated.headers("bob"))
+    assert assert_clean_error(answered, 400, openai_contract)["param"] == "max_tokens"
+    gated.engine.failure = None
+    gated.engine.stream = [
+        'data: {"id": "1", "choices": []}\n\n',
+        'data: {"error": '
+        + json.dumps(
+            {
+                "message": "top_logprobs must be at most 20",
+                "type": "BadRequestError",
+                "param": "top_logprobs",
+                "code": 400,
+            }
+        )
+        + "}\n\n",
+    ]
+    streamed = gated.client.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=gated.headers("bob"))
+    events = [json.loads(line[6:]) for line in streamed.text.split("\n") if line.startswith('data: {"error"')]
+    assert [event["error"]["param"] for event in events] == ["top_logprobs"]
 
 
 def test_a_failure_mid_stream_ends_the_stream_with_an_openai_error_event(gated: GatedApp) -> None:
