@@ -118,9 +118,7 @@ def classify(error: BaseException, request_id: str, *, engine_dead: bool = False
         logger.info("request %s refused by the engine: %s", request_id, error)
         status = 404 if isinstance(error, VLLMNotFoundError) else 400
         message = _safe(str(error), generic)
-        parameter = getattr(error, "parameter", None)
-        param = parameter if isinstance(parameter, str) else None
-        return ApiError(status, message, param=param, code=client_code(status, message))
+        return ApiError(status, message, code=client_code(status, message))
     if isinstance(error, ValueError | TypeError | KeyError | IndexError):
         logger.warning("request %s: the engine failed on the request", request_id, exc_info=error)
         return ApiError(400, generic)
