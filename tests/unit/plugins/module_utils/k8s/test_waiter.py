@@ -14,21 +14,18 @@ from tests.standins.k8s.fixtures import NAMESPACE, deployment, later
 from tests.standins.k8s.server import KubeApiStandIn
 
 
+def deployment_becomes_available(kube_api: KubeApiStandIn, after_s: float) -> None:
+    """The stand-in reports the `web` Deployment available `after_s` seconds from now."""
+    status = {"observedGeneration": 1, "availableReplicas": 1, "updatedReplicas": 1}
+    later(after_s, lambda: kube_api.set_status("apps/v1", "Deployment", "web", status, "lab-llm"))
+
+
 def test_waiter_follows_the_watch_and_reports_deletion_as_state(
     kube_api: KubeApiStandIn, k8s: service.K8sService
 ) -> None:
     k8s.apply(NAMESPACE)
     k8s.apply(deployment())
-    later(
-        0.2,
-        lambda: kube_api.set_status(
-            "apps/v1",
-            "Deployment",
-            "web",
-            {"observedGeneration": 1, "availableReplicas": 1, "updatedReplicas": 1},
-            "lab-llm",
-        ),
-    )
+    deployment_becomes_available(kube_api, after_s=0.2)
     started = time.monotonic()
     waiter.wait_for(k8s, "apps/v1", "Deployment", "web", "lab-llm", waiter.deployment_available, 5)
     assert time.monotonic() - started < 3  # woken by the watch event, not by the deadline
@@ -47,16 +44,7 @@ def test_waiter_survives_an_expired_resource_version(kube_api: KubeApiStandIn, k
     k8s.apply(NAMESPACE)
     k8s.apply(deployment())
     kube_api.compacted_rv = 10**6  # every watch from the object's resourceVersion answers 410 Gone
-    later(
-        0.8,
-        lambda: kube_api.set_status(
-            "apps/v1",
-            "Deployment",
-            "web",
-            {"observedGeneration": 1, "availableReplicas": 1, "updatedReplicas": 1},
-            "lab-llm",
-        ),
-    )
+    deployment_becomes_available(kube_api, after_s=0.8)
     obj = waiter.wait_for(k8s, "apps/v1", "Deployment", "web", "lab-llm", waiter.deployment_available, 5)
     assert obj["status"]["availableReplicas"] == 1
     watches = [path for method, path in kube_api.requests if "watch=" in path]
