@@ -109,13 +109,25 @@ def keys_create(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an API key and print it once (only its SHA-256 is stored)."""
+    """Create an API key and print it once (only its SHA-256 is stored).
+
+    A given key that was revoked is refused with exit status 3 (with --json: `{"changed": false, "revoked": true,
+    "name", "revoked_at"}` on standard output): a revoked key is never accepted again.
+    """
     from lab_llm.auth import StoreError
+    from lab_llm.auth.store import RevokedKeyError
 
     settings = _config(config)
     given = _secret("API key", True) if key_stdin else None
     try:
         record, key, created = _store(settings).add_api_key(name, role, given)
+    except RevokedKeyError as error:
+        if as_json:
+            typer.echo(
+                json.dumps({"changed": False, "revoked": True, "name": name, "revoked_at": error.revoked.revoked_at})
+            )
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=3) from None
     except StoreError as error:
         raise _fail(str(error)) from None
     payload = {"changed": created, "id": record.id, "name": record.name, "role": record.role}
@@ -129,6 +141,36 @@ def keys_revoke(id_or_name: str, config: ConfigOption, as_json: JsonOption = Fal
     """Revoke an API key by id or name."""
     changed = _store(_config(config)).revoke_api_key(id_or_name)
     _report(as_json, {"changed": changed}, f"API key {id_or_name}: {'revoked' if changed else 'not present'}")
+
+
+@keys_app.command("merge")
+def keys_merge(
+    config: ConfigOption,
+    dry_run: Annotated[bool, typer.Option(help="Say whether the store would change; write nothing.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Merge other copies of the store into this one: a JSON list of their YAML texts on standard input.
+
+    For a store kept on several nodes (the gate's copy, changed by the admin API, and the copy the CLI writes): a key
+    any copy holds is kept unless a copy revoked it; revocations are all kept; users stay as they are in this
+    copy. Nothing is written when a copy is not a valid store.
+    """
+    from lab_llm.auth import StoreError
+
+    settings = _config(config)
+    try:
+        texts = json.loads(sys.stdin.read() or "[]")
+        if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+            raise ValueError("expected a JSON list of strings")
+        copies = [yaml.safe_load(text) for text in texts]
+    except (ValueError, yaml.YAMLError) as error:
+        raise _fail(f"standard input: not a JSON list of store texts ({type(error).__name__})") from None
+    try:
+        changed = _store(settings).merge_api_keys_from(copies, dry_run=dry_run)
+    except StoreError as error:
+        raise _fail(str(error)) from None
+    verb = "would change" if dry_run else "changed"
+    _report(as_json, {"changed": changed}, f"{settings.auth.store_path}: {verb if changed else 'unchanged'}")
 
 
 @keys_app.command("list")

@@ -333,6 +333,15 @@ class AuthConfig(_Strict):
     metrics_public: bool = Field(
         default=True, description="Serve /metrics without a token (Prometheus scrapes); else scope `metrics`."
     )
+    admin_key_changes: bool = Field(
+        default=True,
+        description=(
+            "Whether `POST /admin/keys` and `DELETE /admin/keys/{id}` may change the store. `false` where several "
+            "gates each read a copy of their own (llm_app on plain Ray with engine replicas on several nodes): a "
+            "change would reach one of them only, so they answer 503 and keys are managed with `lab-llm keys` where "
+            "the store is made. Listing keys stays allowed."
+        ),
+    )
 
     @model_validator(mode="after")
     def _admin_role_exists(self) -> AuthConfig:

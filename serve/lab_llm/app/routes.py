@@ -218,6 +218,7 @@ def gate_router(
     async def create_key(
         new_key: NewApiKey, _admin: Annotated[Principal, Security(caller, scopes=["admin"])]
     ) -> CreatedApiKey:
+        _refuse_key_changes_unless_allowed(gate, "create")
         try:
             record, key, _created = gate.store.add_api_key(new_key.name, new_key.role)
         except StoreError as error:
@@ -229,6 +230,7 @@ def gate_router(
 
     @router.delete("/admin/keys/{key_id}", status_code=204, responses=error_responses(401, 403, 404, 503))
     async def revoke_key(key_id: str, _admin: Annotated[Principal, Security(caller, scopes=["admin"])]) -> Response:
+        _refuse_key_changes_unless_allowed(gate, "revoke")
         try:
             revoked = gate.store.revoke_api_key(key_id)
         except OSError:
@@ -239,6 +241,18 @@ def gate_router(
         return Response(status_code=204)
 
     return router
+
+
+def _refuse_key_changes_unless_allowed(gate: Gate, verb: str) -> None:
+    """503 when this gate's store is one of several copies (`auth.admin_key_changes: false`): a change here would
+    reach one gate only."""
+    if not gate.config.admin_key_changes:
+        raise ApiError(
+            503,
+            "API keys cannot be changed through this endpoint: each engine replica reads its own copy of the key "
+            f"store, so a change would reach one of them only; {verb} keys with `lab-llm keys {verb}` where the store "
+            "is made (llm_app: on the Ray head, or llm_app_api_keys) and run llm_app to distribute them",
+        )
 
 
 async def _answered_by_the_gate_middleware(request: Request) -> Response:

@@ -2,6 +2,10 @@
 
 The file may be mounted from a Kubernetes Secret (read-only; the CLI writes it) or live on a volume the
 app can write (then the admin API creates and revokes keys). Every process re-reads it when it changes.
+
+A revoked key leaves a record of its digest (`revoked_api_keys`), so the same key is never stored again and copies
+of the store kept on several nodes merge without reviving it: API keys and revocations only ever grow (a
+two-phase set), so any two copies merge to the same result in any order (`merge_api_keys`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import hmac
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,17 @@ class ConflictError(StoreError):
     """The change collides with what is stored (a key name or key already in use)."""
 
 
+class RevokedKeyError(ConflictError):
+    """The given key was revoked; a revoked key is never stored again."""
+
+    def __init__(self, name: str, revoked: RevokedApiKey) -> None:
+        super().__init__(
+            f"API key {name!r}: this key was revoked at {revoked.revoked_at} (as {revoked.name!r}) and is never "
+            "accepted again; issue a new key"
+        )
+        self.revoked = revoked
+
+
 @dataclass(frozen=True)
 class User:
     name: str
@@ -56,9 +71,20 @@ class ApiKey:
 
 
 @dataclass(frozen=True)
+class RevokedApiKey:
+    """What is kept of a revoked key: its digest (so it is refused if given again), id, name and when."""
+
+    id: str
+    name: str
+    sha256: str
+    revoked_at: str
+
+
+@dataclass(frozen=True)
 class StoreContent:
     users: dict[str, User]
     api_keys_by_digest: dict[str, ApiKey]
+    revoked_by_digest: dict[str, RevokedApiKey] = field(default_factory=dict)
 
 
 def hash_password(password: str) -> str:
@@ -90,22 +116,64 @@ def _parse(raw: object) -> StoreContent:
         )
     keys: dict[str, ApiKey] = {}
     for entry in raw.get("api_keys") or []:
+        if not isinstance(entry, dict):
+            raise StoreError("store: every entry of `api_keys` must be a mapping")
         try:
-            key = ApiKey(**{field: str(entry[field]) for field in ("id", "name", "role", "sha256", "created_at")})
+            key = ApiKey(
+                **{attribute: str(entry[attribute]) for attribute in ("id", "name", "role", "sha256", "created_at")}
+            )
         except (KeyError, TypeError):
             raise StoreError(f"store: API key entry {entry.get('id', '?')!r} is incomplete") from None
         keys[key.sha256] = key
-    return StoreContent(users=users, api_keys_by_digest=keys)
+    revoked: dict[str, RevokedApiKey] = {}
+    for entry in raw.get("revoked_api_keys") or []:
+        if not isinstance(entry, dict):
+            raise StoreError("store: every entry of `revoked_api_keys` must be a mapping")
+        try:
+            gone = RevokedApiKey(
+                **{attribute: str(entry[attribute]) for attribute in ("id", "name", "sha256", "revoked_at")}
+            )
+        except (KeyError, TypeError):
+            raise StoreError(f"store: revoked API key entry {entry.get('id', '?')!r} is incomplete") from None
+        revoked[gone.sha256] = gone
+    return StoreContent(users=users, api_keys_by_digest=keys, revoked_by_digest=revoked)
 
 
 def _serialise(content: StoreContent) -> dict[str, Any]:
-    return {
+    document: dict[str, Any] = {
         "users": {
             user.name: {"password_hash": user.password_hash, "role": user.role, "disabled": user.disabled}
             for user in sorted(content.users.values(), key=lambda u: u.name)
         },
         "api_keys": [asdict(key) for key in sorted(content.api_keys_by_digest.values(), key=lambda k: k.id)],
     }
+    # Only when there is one, so a store that never revoked a key keeps its bytes (and its copies compare equal).
+    if content.revoked_by_digest:
+        document["revoked_api_keys"] = [
+            asdict(gone) for gone in sorted(content.revoked_by_digest.values(), key=lambda k: (k.revoked_at, k.id))
+        ]
+    return document
+
+
+def merge_api_keys(base: StoreContent, *copies: StoreContent) -> StoreContent:
+    """`base` with the API keys and revocations of other copies of the same store.
+
+    Users stay as `base` has them (only the CLI changes users, where the store is made). A key is kept when any copy
+    holds it and no copy revoked it; revocations are all kept. The result does not depend on the order of the
+    copies, and merging a result again changes nothing.
+    """
+    revoked = dict(base.revoked_by_digest)
+    keys = dict(base.api_keys_by_digest)
+    for copy in copies:
+        for digest, gone in copy.revoked_by_digest.items():
+            revoked.setdefault(digest, gone)
+        for digest, key in copy.api_keys_by_digest.items():
+            keys.setdefault(digest, key)
+    return replace(
+        base,
+        api_keys_by_digest={digest: key for digest, key in keys.items() if digest not in revoked},
+        revoked_by_digest=revoked,
+    )
 
 
 class AuthStore:
@@ -176,7 +244,7 @@ class AuthStore:
         def change(content: StoreContent) -> StoreContent:
             users = dict(content.users)
             users[name] = User(name=name, role=role, password_hash=password_hash)
-            return StoreContent(users=users, api_keys_by_digest=content.api_keys_by_digest)
+            return replace(content, users=users)
 
         self._update(change)
         return True
@@ -186,10 +254,7 @@ class AuthStore:
             return False
 
         def change(content: StoreContent) -> StoreContent:
-            return StoreContent(
-                users={n: u for n, u in content.users.items() if n != name},
-                api_keys_by_digest=content.api_keys_by_digest,
-            )
+            return replace(content, users={n: u for n, u in content.users.items() if n != name})
 
         self._update(change)
         return True
@@ -201,6 +266,9 @@ class AuthStore:
             raise StoreError(f"API key {name!r}: a given key must be at least {_MIN_IMPORTED_KEY_LENGTH} characters")
         key = key or new_api_key()
         digest = digest_api_key(key)
+        revoked = self.content().revoked_by_digest.get(digest)
+        if revoked is not None:
+            raise RevokedKeyError(name, revoked)
         existing = self.content().api_keys_by_digest.get(digest)
         if existing is not None:
             if existing.name != name or existing.role != role:
@@ -217,7 +285,7 @@ class AuthStore:
         )
 
         def change(content: StoreContent) -> StoreContent:
-            return StoreContent(users=content.users, api_keys_by_digest={**content.api_keys_by_digest, digest: record})
+            return replace(content, api_keys_by_digest={**content.api_keys_by_digest, digest: record})
 
         self._update(change)
         return record, key, True
@@ -226,9 +294,36 @@ class AuthStore:
         if not any(id_or_name in (key.id, key.name) for key in self.api_keys()):
             return False
 
+        revoked_at = datetime.now(UTC).isoformat(timespec="seconds")
+
         def change(content: StoreContent) -> StoreContent:
-            kept = {d: k for d, k in content.api_keys_by_digest.items() if id_or_name not in (k.id, k.name)}
-            return StoreContent(users=content.users, api_keys_by_digest=kept)
+            kept, revoked = {}, dict(content.revoked_by_digest)
+            for digest, key in content.api_keys_by_digest.items():
+                if id_or_name in (key.id, key.name):
+                    revoked[digest] = RevokedApiKey(id=key.id, name=key.name, sha256=digest, revoked_at=revoked_at)
+                else:
+                    kept[digest] = key
+            return replace(content, api_keys_by_digest=kept, revoked_by_digest=revoked)
 
         self._update(change)
         return True
+
+    def merge_api_keys_from(self, copies: list[object], *, dry_run: bool = False) -> bool:
+        """Merge other copies of this store (parsed YAML documents) into it (`merge_api_keys`). Returns whether this
+        file changes (or would, with `dry_run`); a copy that is not a valid store raises StoreError naming its
+        position, before anything is written."""
+        parsed = []
+        for index, document in enumerate(copies):
+            try:
+                parsed.append(_parse(document or {}))
+            except StoreError as error:
+                raise StoreError(f"copy {index}: {error}") from None
+        with self._locked():
+            current = _parse(yaml.safe_load(self.path.read_text()) or {}) if self.path.exists() else None
+            base = current or StoreContent(users={}, api_keys_by_digest={})
+            merged = merge_api_keys(base, *parsed)
+            if merged == base:
+                return False
+            if not dry_run:
+                write_private_yaml(self.path, _serialise(merged))
+            return True

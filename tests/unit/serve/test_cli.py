@@ -139,3 +139,36 @@ def test_bad_config_names_the_field(tmp_path: Path) -> None:
     result = invoke("check", "-c", str(path))
     assert result.exit_code == 2
     assert "engine.tensor_parallel_size" in result.output
+
+
+def test_a_revoked_key_given_again_is_refused_with_status_3(config_file: Path) -> None:
+    given = "sk-lab-" + "v" * 40
+    args = ("keys", "create", "from-vault", "-c", str(config_file), "--key-stdin", "--json")
+    assert json.loads(invoke(*args, stdin=given + "\n").stdout)["changed"] is True
+    assert invoke("keys", "revoke", "from-vault", "-c", str(config_file)).exit_code == 0
+    again = invoke(*args, stdin=given + "\n")
+    assert again.exit_code == 3
+    payload = json.loads(again.stdout)
+    assert payload["changed"] is False and payload["revoked"] is True and payload["name"] == "from-vault"
+    assert given not in again.output
+
+
+def test_keys_merge_takes_other_copies_from_stdin(config_file: Path, tmp_path: Path) -> None:
+    invoke(
+        "users", "add", "admin", "-c", str(config_file), "--role", "admin", "--password-stdin", stdin="s3cret-pass\n"
+    )
+    other = tmp_path / "gate.yaml"
+    other.write_text((tmp_path / "store.yaml").read_text())
+    _, gate_key, _ = AuthStore(other).add_api_key("made-at-gate", "user")
+    copies = json.dumps([other.read_text()])
+    dry = invoke("keys", "merge", "-c", str(config_file), "--dry-run", "--json", stdin=copies)
+    assert json.loads(dry.stdout) == {"changed": True}
+    assert AuthStore(tmp_path / "store.yaml").find_api_key(gate_key) is None
+    merged = invoke("keys", "merge", "-c", str(config_file), "--json", stdin=copies)
+    assert json.loads(merged.stdout) == {"changed": True}
+    assert AuthStore(tmp_path / "store.yaml").find_api_key(gate_key) is not None
+    assert json.loads(invoke("keys", "merge", "-c", str(config_file), "--json", stdin=copies).stdout) == {
+        "changed": False
+    }
+    refused = invoke("keys", "merge", "-c", str(config_file), "--json", stdin='{"not": "a list"}')
+    assert refused.exit_code == 2 and "not a JSON list of store texts" in refused.output

@@ -149,6 +149,43 @@ def test_overload_is_a_503_in_openai_format_at_once(tmp_path: Path) -> None:
     assert gated.middleware.in_flight == 2  # the served request gave its slot back
 
 
+def test_key_changes_are_refused_where_each_gate_reads_its_own_copy_of_the_store(tmp_path: Path) -> None:
+    """`auth.admin_key_changes: false` (llm_app with engine replicas on several nodes): a change through one gate would
+    reach that gate's copy only, so creating and revoking are refused in OpenAI's format and nothing is written;
+    listing still answers."""
+    gated = build_gated_app(tmp_path, admin_key_changes=False)
+    before = gated.config.auth.store_path.read_text()
+    admin = gated.headers("alice")
+    created = gated.client.post("/admin/keys", json={"name": "app", "role": "user"}, headers=admin)
+    error = assert_error(created, 503, "each engine replica reads its own copy")
+    assert "`lab-llm keys create`" in error["message"] and error["type"] == "service_unavailable_error"
+    assert (
+        "`lab-llm keys revoke`"
+        in assert_error(gated.client.delete("/admin/keys/user-key", headers=admin), 503)["message"]
+    )
+    assert gated.config.auth.store_path.read_text() == before
+    assert gated.client.get("/v1/models", headers=gated.headers("user-key")).status_code == 200
+    assert sorted(key["name"] for key in gated.client.get("/admin/keys", headers=admin).json()) == [
+        "restricted-key",
+        "user-key",
+    ]
+    # Without the admin scope the answer is still 403, not a hint about the store.
+    assert (
+        gated.client.post("/admin/keys", json={"name": "x", "role": "user"}, headers=gated.headers("bob")).status_code
+        == 403
+    )
+
+
+def test_an_admin_creates_and_revokes_keys_where_the_store_is_one(gated: GatedApp) -> None:
+    admin = gated.headers("alice")
+    created = gated.client.post("/admin/keys", json={"name": "app", "role": "user"}, headers=admin)
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    assert gated.client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert gated.client.delete("/admin/keys/app", headers=admin).status_code == 204
+    assert_error(gated.client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}), 401)
+
+
 def assert_error(answer: httpx.Response, status: int, message_part: str = "") -> dict:
     assert answer.status_code == status, answer.text
     error = answer.json()["error"]

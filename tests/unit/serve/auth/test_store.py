@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lab_llm.auth import AuthStore, StoreError
-from lab_llm.auth.store import ConflictError
+from lab_llm.auth.store import ConflictError, RevokedKeyError
 
 
 @pytest.fixture
@@ -101,3 +101,72 @@ def test_malformed_store_is_named(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"users": {"alice": {"role": "user"}}}))
     with pytest.raises(StoreError, match="user 'alice' needs `password_hash`"):
         AuthStore(path).verify_password("alice", "x")
+
+
+def test_a_revoked_key_is_never_stored_again(store: AuthStore) -> None:
+    given = "sk-lab-" + "r" * 40
+    record, _, _ = store.add_api_key("app", "user", given)
+    assert store.revoke_api_key("app") is True
+    with pytest.raises(RevokedKeyError, match=r"revoked at .* never accepted again") as refused:
+        store.add_api_key("app", "user", given)
+    assert refused.value.revoked.id == record.id
+    assert given not in str(refused.value)
+    assert store.find_api_key(given) is None
+    # The name is free again for a new key.
+    assert store.add_api_key("app", "user")[2] is True
+
+
+def test_a_store_without_revocations_keeps_its_layout(store: AuthStore) -> None:
+    store.add_api_key("app", "user")
+    assert "revoked_api_keys" not in yaml.safe_load(store.path.read_text())
+
+
+def copy_of(store: AuthStore, path: Path) -> AuthStore:
+    path.write_text(store.path.read_text())
+    return AuthStore(path, known_roles={"admin", "user", "viewer"})
+
+
+def test_copies_merge_keys_created_anywhere_and_never_revive_a_revoked_one(store: AuthStore, tmp_path: Path) -> None:
+    """The head's copy (CLI) and a gate's copy (admin API) diverge; merging either way gives one store."""
+    store.set_user("admin", "correct horse", "admin")
+    declared = "sk-lab-" + "d" * 40
+    store.add_api_key("declared", "user", declared)
+    gate = copy_of(store, tmp_path / "gate.yaml")
+    _, created_at_gate, _ = gate.add_api_key("made-at-gate", "user")
+    assert gate.revoke_api_key("declared") is True
+    _, created_at_head, _ = store.add_api_key("made-at-head", "user")
+    gate_document = yaml.safe_load(gate.path.read_text())
+
+    assert store.merge_api_keys_from([gate_document], dry_run=True) is True
+    assert store.find_api_key(declared) is not None  # a dry run writes nothing
+    assert store.merge_api_keys_from([gate_document]) is True
+    for merged in (store, gate):
+        if merged is gate:
+            assert gate.merge_api_keys_from([yaml.safe_load(store.path.read_text())]) is True
+        assert merged.find_api_key(declared) is None
+        assert merged.find_api_key(created_at_gate) is not None
+        assert merged.find_api_key(created_at_head) is not None
+    # Both orders give the same bytes, and merging again changes nothing.
+    assert store.path.read_text() == gate.path.read_text()
+    assert store.merge_api_keys_from([yaml.safe_load(gate.path.read_text())]) is False
+    with pytest.raises(RevokedKeyError):
+        store.add_api_key("declared", "user", declared)
+
+
+def test_users_come_from_the_copy_merged_into(store: AuthStore, tmp_path: Path) -> None:
+    store.set_user("admin", "correct horse", "admin")
+    gate = copy_of(store, tmp_path / "gate.yaml")
+    gate.set_user("stranger", "battery staple", "admin")
+    gate.remove_user("admin")
+    assert store.merge_api_keys_from([yaml.safe_load(gate.path.read_text())]) is False
+    assert set(store.content().users) == {"admin"}
+
+
+def test_a_malformed_copy_is_named_and_nothing_is_written(store: AuthStore) -> None:
+    store.add_api_key("app", "user")
+    before = store.path.read_text()
+    with pytest.raises(StoreError, match="copy 1: store: revoked API key entry 'key_1' is incomplete"):
+        store.merge_api_keys_from([{}, {"revoked_api_keys": [{"id": "key_1"}]}])
+    with pytest.raises(StoreError, match="copy 0: store: the top level must be a mapping"):
+        store.merge_api_keys_from([["not", "a", "store"]])
+    assert store.path.read_text() == before
