@@ -147,6 +147,12 @@ def keys_revoke(id_or_name: str, config: ConfigOption, as_json: JsonOption = Fal
 def keys_merge(
     config: ConfigOption,
     dry_run: Annotated[bool, typer.Option(help="Say whether the store would change; write nothing.")] = False,
+    print_merged: Annotated[
+        bool,
+        typer.Option(
+            help="With --json, also give the merged store's text (`store`: password hashes and key digests, no keys)."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Merge other copies of the store into this one: a JSON list of their YAML texts on standard input.
@@ -166,11 +172,14 @@ def keys_merge(
     except (ValueError, yaml.YAMLError) as error:
         raise _fail(f"standard input: not a JSON list of store texts ({type(error).__name__})") from None
     try:
-        changed = _store(settings).merge_api_keys_from(copies, dry_run=dry_run)
+        changed, merged = _store(settings).merge_api_keys_from(copies, dry_run=dry_run)
     except StoreError as error:
         raise _fail(str(error)) from None
     verb = "would change" if dry_run else "changed"
-    _report(as_json, {"changed": changed}, f"{settings.auth.store_path}: {verb if changed else 'unchanged'}")
+    payload: dict[str, object] = {"changed": changed}
+    if print_merged:
+        payload["store"] = merged
+    _report(as_json, payload, f"{settings.auth.store_path}: {verb if changed else 'unchanged'}")
 
 
 @keys_app.command("list")

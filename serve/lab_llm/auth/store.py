@@ -25,7 +25,7 @@ import yaml
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from lab_llm.auth.watched_file import WatchedYamlFile, write_private_yaml
+from lab_llm.auth.watched_file import WatchedYamlFile, private_yaml_text, write_private_yaml
 
 API_KEY_PREFIX = "sk-lab-"
 _MIN_IMPORTED_KEY_LENGTH = 32
@@ -308,10 +308,10 @@ class AuthStore:
         self._update(change)
         return True
 
-    def merge_api_keys_from(self, copies: list[object], *, dry_run: bool = False) -> bool:
+    def merge_api_keys_from(self, copies: list[object], *, dry_run: bool = False) -> tuple[bool, str]:
         """Merge other copies of this store (parsed YAML documents) into it (`merge_api_keys`). Returns whether this
-        file changes (or would, with `dry_run`); a copy that is not a valid store raises StoreError naming its
-        position, before anything is written."""
+        file changes (or would, with `dry_run`) and the merged store's text, as this store writes it; a copy that is
+        not a valid store raises StoreError naming its position, before anything is written."""
         parsed = []
         for index, document in enumerate(copies):
             try:
@@ -322,8 +322,9 @@ class AuthStore:
             current = _parse(yaml.safe_load(self.path.read_text()) or {}) if self.path.exists() else None
             base = current or StoreContent(users={}, api_keys_by_digest={})
             merged = merge_api_keys(base, *parsed)
+            text = private_yaml_text(_serialise(merged))
             if merged == base:
-                return False
+                return False, text
             if not dry_run:
                 write_private_yaml(self.path, _serialise(merged))
-            return True
+            return True, text

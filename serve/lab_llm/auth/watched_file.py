@@ -15,6 +15,11 @@ import yaml
 Parsed = TypeVar("Parsed")
 
 
+def private_yaml_text(document: object) -> str:
+    """``document`` as `write_private_yaml` writes it (the same bytes, so copies compare equal)."""
+    return yaml.safe_dump(document, sort_keys=False)
+
+
 def write_private_yaml(path: Path, document: object) -> None:
     """Replace ``path`` with ``document`` as YAML, readable by its owner only (mode 0600), atomically: a reader
     (WatchedYamlFile, another process) sees the old file or the new one, never a part. The temporary file has a
@@ -24,7 +29,7 @@ def write_private_yaml(path: Path, document: object) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            yaml.safe_dump(document, out, sort_keys=False)
+            out.write(private_yaml_text(document))
         os.chmod(temporary, 0o600)
         os.replace(temporary, path)
     except BaseException:

@@ -164,8 +164,8 @@ def test_keys_merge_takes_other_copies_from_stdin(config_file: Path, tmp_path: P
     dry = invoke("keys", "merge", "-c", str(config_file), "--dry-run", "--json", stdin=copies)
     assert json.loads(dry.stdout) == {"changed": True}
     assert AuthStore(tmp_path / "store.yaml").find_api_key(gate_key) is None
-    merged = invoke("keys", "merge", "-c", str(config_file), "--json", stdin=copies)
-    assert json.loads(merged.stdout) == {"changed": True}
+    merged = invoke("keys", "merge", "-c", str(config_file), "--json", "--print-merged", stdin=copies)
+    assert json.loads(merged.stdout) == {"changed": True, "store": (tmp_path / "store.yaml").read_text()}
     assert AuthStore(tmp_path / "store.yaml").find_api_key(gate_key) is not None
     assert json.loads(invoke("keys", "merge", "-c", str(config_file), "--json", stdin=copies).stdout) == {
         "changed": False

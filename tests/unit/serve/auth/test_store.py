@@ -137,18 +137,20 @@ def test_copies_merge_keys_created_anywhere_and_never_revive_a_revoked_one(store
     _, created_at_head, _ = store.add_api_key("made-at-head", "user")
     gate_document = yaml.safe_load(gate.path.read_text())
 
-    assert store.merge_api_keys_from([gate_document], dry_run=True) is True
+    would_change, predicted = store.merge_api_keys_from([gate_document], dry_run=True)
+    assert would_change is True
     assert store.find_api_key(declared) is not None  # a dry run writes nothing
-    assert store.merge_api_keys_from([gate_document]) is True
+    assert store.merge_api_keys_from([gate_document])[0] is True
+    assert store.path.read_text() == predicted  # the dry run gives the text the merge writes
     for merged in (store, gate):
         if merged is gate:
-            assert gate.merge_api_keys_from([yaml.safe_load(store.path.read_text())]) is True
+            assert gate.merge_api_keys_from([yaml.safe_load(store.path.read_text())])[0] is True
         assert merged.find_api_key(declared) is None
         assert merged.find_api_key(created_at_gate) is not None
         assert merged.find_api_key(created_at_head) is not None
     # Both orders give the same bytes, and merging again changes nothing.
     assert store.path.read_text() == gate.path.read_text()
-    assert store.merge_api_keys_from([yaml.safe_load(gate.path.read_text())]) is False
+    assert store.merge_api_keys_from([yaml.safe_load(gate.path.read_text())])[0] is False
     with pytest.raises(RevokedKeyError):
         store.add_api_key("declared", "user", declared)
 
@@ -158,7 +160,7 @@ def test_users_come_from_the_copy_merged_into(store: AuthStore, tmp_path: Path) 
     gate = copy_of(store, tmp_path / "gate.yaml")
     gate.set_user("stranger", "battery staple", "admin")
     gate.remove_user("admin")
-    assert store.merge_api_keys_from([yaml.safe_load(gate.path.read_text())]) is False
+    assert store.merge_api_keys_from([yaml.safe_load(gate.path.read_text())])[0] is False
     assert set(store.content().users) == {"admin"}
 
 
