@@ -172,7 +172,12 @@ def test_too_few_gpus_fail_before_any_api_call(kube_api: KubeApiStandIn) -> None
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ({"auth_store": {"claim_name": "a", "secret_name": "b"}}, "auth_store: give exactly one of"),
+        ({"auth_store": {"claim_name": "a", "secret_name": "b"}}, "mutually exclusive: claim_name|secret_name"),
+        ({"auth_store": {"file": "users.yaml"}}, "one of the following is required: claim_name, secret_name"),
+        ({"auth_store": {"secret_name": "a", "seed_secret_name": "b"}}, "missing parameter(s) required by"),
+        ({"signing_keys": {"file": "keys.yaml"}}, "missing required arguments: secret_name found in signing_keys"),
+        ({"image": ""}, "image is empty"),
+        ({"gpu_taint": {"effect": "Always"}}, "value of effect must be one of: NoSchedule, PreferNoSchedule"),
         ({"engine": {"model": "/m", "tensor_parallel_size": "two"}}, "engine.tensor_parallel_size='two'"),
         ({"auth": {"store_path": "/x"}}, "auth.store_path is set by this module"),
     ],
@@ -181,6 +186,16 @@ def test_bad_input_is_named(kube_api: KubeApiStandIn, bad: dict[str, Any], messa
     result = run_module(rayservice.main, args(**bad))
     assert result["failed"] is True
     assert message in result["msg"]
+    assert kube_api.requests == []
+
+
+@pytest.mark.parametrize("option", ["image", "auth_store", "signing_keys"])
+def test_what_state_present_needs_is_required(kube_api: KubeApiStandIn, option: str) -> None:
+    given = args()
+    del given[option]
+    result = run_module(rayservice.main, given)
+    assert result["failed"] is True
+    assert result["msg"] == f"state is present but all of the following are missing: {option}"
     assert kube_api.requests == []
 
 
@@ -267,6 +282,6 @@ def test_absent_deletes(kube_api: KubeApiStandIn) -> None:
     with_namespace(kube_api)
     play_kuberay(kube_api)
     assert not run_module(rayservice.main, args()).get("failed")
-    result = run_module(rayservice.main, dict(namespace="lab-llm", state="absent", auth_store={}, signing_keys={}))
+    result = run_module(rayservice.main, dict(namespace="lab-llm", state="absent"))
     assert result["changed"] is True
     assert kube_api.get(RAY, "RayService", "lab-llm", "lab-llm") is None

@@ -51,7 +51,7 @@ options:
     type: str
     default: lab-llm
   image:
-    description: Image with Ray, vLLM and the lab_llm package (see C(serve/Dockerfile)).
+    description: Image with Ray, vLLM and the lab_llm package (see C(serve/Dockerfile)); required with O(state=present).
     type: str
   ray_version:
     description: Ray version in the image (C(rayClusterConfig.rayVersion)).
@@ -64,14 +64,17 @@ options:
   engine:
     description:
       - The C(engine) section of lab-llm's AppConfig (vLLM settings). C(model) is required here or in O(fit_plan);
-        when given here, C(model) and C(served_model_name) win over the plan's.
+        when given here, C(model) and C(served_model_name) win over the plan's. C(tensor_parallel_size) and
+        C(pipeline_parallel_size) are integers >= 1 (default 1).
     type: dict
   serving:
     description: The C(serving) section of lab-llm's AppConfig; C(accelerator) defaults to C(gpu).
     type: dict
     default: {}
   auth:
-    description: The C(auth) section of lab-llm's AppConfig without the file paths, which this module sets.
+    description:
+      - The C(auth) section of lab-llm's AppConfig without the file paths (C(store_path), C(signing_keys_path)),
+        which this module sets from O(auth_store) and O(signing_keys); giving them is refused.
     type: dict
     default: {}
   fit_plan:
@@ -115,9 +118,20 @@ options:
           - Memory of one node (VM) of this class, such as C(32Gi) for a VM with 32 GiB; sizes the worker to fit it.
         type: str
   head:
-    description: Head pod resources (C(cpu), C(memory)) and optional C(node_selector).
+    description: The head pod.
     type: dict
-    default: {cpu: "2", memory: 8Gi}
+    suboptions:
+      cpu:
+        description: CPU request and limit of the head.
+        type: str
+        default: "2"
+      memory:
+        description: Memory request and limit of the head.
+        type: str
+        default: 8Gi
+      node_selector:
+        description: C(nodeSelector) of the head pod.
+        type: dict
   worker_cpu:
     description: Default CPU of a worker pod.
     type: str
@@ -134,22 +148,56 @@ options:
     type: str
     default: 4Gi
   model_volume:
-    description: PVC with the model files (for example on CephFS), C(claim_name), C(mount_path), C(read_only).
+    description: PVC with the model files (for example on CephFS); without O(model_volume.claim_name) no volume is
+      mounted.
     type: dict
-    default: {}
+    suboptions:
+      claim_name:
+        description: The PersistentVolumeClaim.
+        type: str
+      mount_path:
+        description: Where the Ray containers mount it.
+        type: str
+        default: /models
+      read_only:
+        description: Mount it read-only.
+        type: bool
+        default: true
   auth_store:
     description:
-      - Where the users/API keys file comes from, C(file) inside the volume (default C(store.yaml)).
-      - C(claim_name) (a PVC, writable, so admins can create API keys through the API) or C(secret_name)
-        (read-only; keys are then made with the C(lab-llm keys create) CLI and the Secret updated).
-      - With C(claim_name), C(seed_secret_name) names a Secret holding the first version of the file; an init
-        container of the head copies it into the volume when the volume has none yet.
+      - Where the users/API keys file comes from; required with O(state=present).
     type: dict
-    required: true
+    suboptions:
+      claim_name:
+        description:
+          - A PVC, writable, so admins can create API keys through the API. Exactly one of O(auth_store.claim_name)
+            and O(auth_store.secret_name).
+        type: str
+      secret_name:
+        description:
+          - A Secret (read-only; keys are then made with the C(lab-llm keys create) CLI and the Secret updated).
+        type: str
+      seed_secret_name:
+        description:
+          - With O(auth_store.claim_name), a Secret holding the first version of the file; an init container of
+            the head copies it into the volume when the volume has none yet.
+        type: str
+      file:
+        description: The file inside the volume or Secret.
+        type: str
+        default: store.yaml
   signing_keys:
-    description: Secret with the JWT signing keys, C(secret_name) and C(file) (default C(signing-keys.yaml)).
+    description: Secret with the JWT signing keys; required with O(state=present).
     type: dict
-    required: true
+    suboptions:
+      secret_name:
+        description: The Secret.
+        type: str
+        required: true
+      file:
+        description: The key of the Secret holding the keys file.
+        type: str
+        default: signing-keys.yaml
   nccl_socket_ifname:
     description: C(NCCL_SOCKET_IFNAME) of the pods (the interface of the pod network).
     type: str
@@ -167,9 +215,18 @@ options:
     type: dict
     default: {}
   gpu_taint:
-    description: Taint of the GPU nodes the workers tolerate (C(key), C(effect)).
+    description: Taint of the GPU nodes the workers tolerate.
     type: dict
-    default: {key: nvidia.com/gpu, effect: NoSchedule}
+    suboptions:
+      key:
+        description: The taint's key.
+        type: str
+        default: nvidia.com/gpu
+      effect:
+        description: The taint's effect.
+        type: str
+        choices: [NoSchedule, PreferNoSchedule, NoExecute]
+        default: NoSchedule
   metrics_target:
     description: Value of the C(prometheus.deckhouse.io/custom-target) label (Deckhouse monitoring-custom).
     type: str
@@ -263,38 +320,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s import rayservice, upgrade, waiter
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
+from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import TAINT_EFFECTS
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
 
 API_VERSION = "ray.io/v1"
-
-
-def _spec(params: dict[str, Any]) -> dict[str, Any]:
-    spec = dict(params)
-    spec["auth_store"] = dict({"file": "store.yaml"}, **params["auth_store"])
-    spec["signing_keys"] = dict({"file": "signing-keys.yaml"}, **params["signing_keys"])
-    spec["model_volume"] = dict({"mount_path": "/models", "read_only": True}, **params["model_volume"])
-    return spec
-
-
-def _check(params: dict[str, Any]) -> list[str]:
-    problems: list[str] = []
-    if params["state"] == "present":
-        if not params["image"]:
-            problems.append("image is required with state=present")
-        for key in ("tensor_parallel_size", "pipeline_parallel_size"):
-            value = (params["engine"] or {}).get(key, 1)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.append("engine.%s=%r: expected an integer >= 1" % (key, value))
-        store = params["auth_store"]
-        if bool(store.get("claim_name")) == bool(store.get("secret_name")):
-            problems.append("auth_store: give exactly one of claim_name or secret_name, got %r" % store)
-        if not params["signing_keys"].get("secret_name"):
-            problems.append("signing_keys.secret_name is required")
-        for key in ("store_path", "signing_keys_path"):
-            if key in params["auth"]:
-                problems.append("auth.%s is set by this module from auth_store/signing_keys; remove it" % key)
-    return problems
 
 
 def _check_gpu_budget(module: AnsibleModule, dry_run: K8sService, manifest: dict[str, Any], ref: str) -> None:
@@ -352,17 +382,58 @@ def main() -> None:
             ),
         ),
         node_reserved_memory=dict(type="str", default="4Gi"),
-        head=dict(type="dict", default={"cpu": "2", "memory": "8Gi"}),
+        head=dict(
+            type="dict",
+            apply_defaults=True,
+            options=dict(
+                cpu=dict(type="str", default="2"),
+                memory=dict(type="str", default="8Gi"),
+                node_selector=dict(type="dict"),
+            ),
+        ),
         worker_cpu=dict(type="str", default="4"),
         worker_memory=dict(type="str", default="32Gi"),
-        model_volume=dict(type="dict", default={}),
-        auth_store=dict(type="dict", required=True),
-        signing_keys=dict(type="dict", required=True, no_log=False),
+        model_volume=dict(
+            type="dict",
+            apply_defaults=True,
+            options=dict(
+                claim_name=dict(type="str"),
+                mount_path=dict(type="str", default="/models"),
+                read_only=dict(type="bool", default=True),
+            ),
+        ),
+        auth_store=dict(
+            type="dict",
+            options=dict(
+                claim_name=dict(type="str"),
+                secret_name=dict(type="str", no_log=False),
+                seed_secret_name=dict(type="str", no_log=False),
+                file=dict(type="str", default="store.yaml"),
+            ),
+            required_one_of=[("claim_name", "secret_name")],
+            mutually_exclusive=[("claim_name", "secret_name")],
+            required_by={"seed_secret_name": "claim_name"},
+        ),
+        signing_keys=dict(
+            type="dict",
+            no_log=False,
+            options=dict(
+                secret_name=dict(type="str", required=True, no_log=False),
+                file=dict(type="str", default="signing-keys.yaml"),
+            ),
+        ),
         nccl_socket_ifname=dict(type="str", default="eth0"),
         nccl_ib_disable=dict(type="bool", default=True),
         shm_size=dict(type="str", default="16Gi"),
         env=dict(type="dict", default={}),
-        gpu_taint=dict(type="dict", default={"key": "nvidia.com/gpu", "effect": "NoSchedule"}),
+        gpu_taint=dict(
+            type="dict",
+            apply_defaults=True,
+            options=dict(
+                key=dict(type="str", default="nvidia.com/gpu", no_log=False),
+                effect=dict(type="str", choices=list(TAINT_EFFECTS), default="NoSchedule"),
+            ),
+        ),
         metrics_target=dict(type="str", default="lab-llm"),
         engine_change_upgrade=dict(type="str", choices=["in_place", "new_cluster"], default="in_place"),
         upgrade_strategy=dict(
@@ -376,12 +447,13 @@ def main() -> None:
         render_only=dict(type="bool", default=False),
     )
     argument_spec.update(AUTH_ARG_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        required_if=[("state", "present", ("image", "auth_store", "signing_keys"))],
+        supports_check_mode=True,
+    )
     params = module.params
     ref = "RayService %s/%s" % (params["namespace"], params["name"])
-    problems = _check(params)
-    if problems:
-        module.fail_json(msg="%s: %s" % (ref, "; ".join(problems)))
     serve_service = rayservice.serve_service_name(params["name"])
     manifest: dict[str, Any] | None = None
     if params["state"] == "present":
@@ -392,7 +464,7 @@ def main() -> None:
                 if k in ("engine", "engine_config", "worker_groups", "ray_placement_bundles")
             }
         try:
-            manifest = rayservice.render(_spec(params))
+            manifest = rayservice.render(params)
         except rayservice.RenderError as error:
             module.fail_json(msg="%s: %s" % (ref, error))
     if params["render_only"]:

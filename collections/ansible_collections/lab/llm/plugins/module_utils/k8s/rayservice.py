@@ -89,7 +89,11 @@ def plan_placement(
             raise RenderError(
                 "worker_groups[%d] (%s): replicas and gpus_per_worker must be >= 1" % (index, group["gpu_class"])
             )
-    world = int(engine.get("tensor_parallel_size", 1)) * int(engine.get("pipeline_parallel_size", 1))
+    for key in ("tensor_parallel_size", "pipeline_parallel_size"):
+        value = engine.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise RenderError("engine.%s=%r: expected an integer >= 1" % (key, value))
+    world = engine.get("tensor_parallel_size", 1) * engine.get("pipeline_parallel_size", 1)
     replicas = int((spec.get("serving") or {}).get("num_replicas", 1))
     gpus = sum(int(g["replicas"]) * int(g.get("gpus_per_worker", 1)) for g in worker_groups)
     if world * replicas > gpus:
@@ -441,7 +445,15 @@ def _worker_group(spec: Mapping[str, Any], group: Mapping[str, Any]) -> dict[str
 
 
 def render(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The RayService manifest for one model spec (see the rayservice module for the keys)."""
+    """The RayService manifest for one model spec (the rayservice module's options, sub-option defaults applied).
+
+    Raises RenderError naming the option when the spec cannot become a RayService.
+    """
+    if not spec.get("image"):
+        raise RenderError("image is empty; give the image with Ray, vLLM and lab_llm (serve/Dockerfile)")
+    for key in ("store_path", "signing_keys_path"):
+        if key in (spec.get("auth") or {}):
+            raise RenderError("auth.%s is set by this module from auth_store/signing_keys; remove it" % key)
     engine, worker_groups, bundles = plan_placement(spec)
     head, workers = _head_group(spec), [_worker_group(spec, group) for group in worker_groups]
     if spec.get("engine_change_upgrade") == "new_cluster":
