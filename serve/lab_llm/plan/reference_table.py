@@ -34,8 +34,8 @@ class Case:
 CASES: tuple[Case, ...] = (
     Case("Llama-3-8B", "llama-3-8b", "bf16", 8192),
     Case("Mistral-Small-24B", "mistral-small-24b", "fp8", 32768),
-    Case("Dolphin3.0-R1-Mistral-24B (seed)", "dolphin3-r1-mistral-24b-awq", "awq", 32768),
-    Case("Dolphin3.0-R1-Mistral-24B (seed)", "dolphin3-r1-mistral-24b-awq", "awq", 32768, 4),
+    Case("Dolphin3.0-R1-Mistral-24B (reference lab)", "dolphin3-r1-mistral-24b-awq", "awq", 32768),
+    Case("Dolphin3.0-R1-Mistral-24B (reference lab)", "dolphin3-r1-mistral-24b-awq", "awq", 32768, 4),
     Case("Qwen2.5-32B", "qwen2.5-32b", "awq", 32768),
     Case("Qwen2.5-32B", "qwen2.5-32b", "bf16", 32768),
     Case("DeepSeek-R1-Distill-Qwen-32B", "deepseek-r1-distill-qwen-32b", "fp8", 65536, 1, "fp8"),
@@ -95,7 +95,7 @@ PUBLISHED_DECODE: tuple[PublishedDecode, ...] = (
         79,
     ),
     PublishedDecode(
-        "the seed (lab-llm's origin, by trial and error)",
+        "the reference lab's hand-tuned deployment (before lab-llm, by trial and error)",
         "Dolphin3.0-R1-Mistral-24B AWQ, TP=1 PP=2, 2x RTX 3090 in two VMs, 10GbE, Ray",
         "dolphin3-r1-mistral-24b-awq",
         "awq",

@@ -19,11 +19,11 @@ from lab_llm.plan.engine_args import (
 )
 from tests.unit.serve.plan.plan_inputs import model_path, one_gpu_per_node, reference_lab_inventory
 
-SEED = model_path("dolphin3-r1-mistral-24b-awq")
+LAB_MODEL = model_path("dolphin3-r1-mistral-24b-awq")
 
 
-def seed_pp2() -> FitPlan:
-    return plan_fit(SEED, reference_lab_inventory(), context_length=32768, concurrency=4,
+def lab_model_pp2() -> FitPlan:
+    return plan_fit(LAB_MODEL, reference_lab_inventory(), context_length=32768, concurrency=4,
                     limits={"gpu_memory_utilization": 0.97}, served_model_name="dolphin3")  # fmt: skip
 
 
@@ -33,7 +33,7 @@ def mixed_pp4() -> FitPlan:
 
 
 def test_command_line_starts_with_the_engine_environment() -> None:
-    plan = seed_pp2()
+    plan = lab_model_pp2()
     command = vllm_serve_command(plan, revision="v1.0")
     assert command.startswith("VLLM_PP_LAYER_PARTITION=20,20 vllm serve ")
     words = shlex.split(command.split(" ", 1)[1])
@@ -54,7 +54,7 @@ def test_engine_arguments_are_what_the_app_passes_to_vllm() -> None:
     builder = pytest.importorskip("lab_llm.app.builder")
     from lab_llm.config import parse_config
 
-    for plan in (seed_pp2(), mixed_pp4()):
+    for plan in (lab_model_pp2(), mixed_pp4()):
         config = parse_config({"engine": plan.engine_config, "auth": {"store_path": "/a", "signing_keys_path": "/b"}})
         assert builder.to_llm_config(config).engine_kwargs == engine_arguments(plan.engine_config)
 
@@ -66,7 +66,7 @@ def _parsed_by_vllm(argv: list[str]) -> Any:
     return parser.parse_args(["--model", *argv[2:]])  # `vllm serve MODEL` is `--model MODEL` to EngineArgs
 
 
-@pytest.mark.parametrize("make_plan", [seed_pp2, mixed_pp4])
+@pytest.mark.parametrize("make_plan", [lab_model_pp2, mixed_pp4])
 def test_vllm_parses_the_command_into_the_plans_engine_arguments(make_plan: Any) -> None:
     plan = make_plan()
     namespace = _parsed_by_vllm(vllm_serve_argv(plan))

@@ -125,7 +125,7 @@ def test_deepseek_r1_distill_qwen_32b_awq_weights() -> None:
 
 # ------------------------------------------------------------------------------------------- Mistral Small 24B
 # hidden 5120, 40 layers, 32 heads of head_dim 128 (not 5120/32 = 160), 8 KV heads, intermediate 32768,
-# vocab 131072, untied. The seed's Dolphin3.0-R1-Mistral-24B-AWQ has the same shape.
+# vocab 131072, untied. The reference lab's Dolphin3.0-R1-Mistral-24B-AWQ has the same shape.
 MISTRAL_LINEARS = 5120 * 4096 + 2 * 5120 * 1024 + 4096 * 5120 + 3 * 5120 * 32768  # 555,745,280
 MISTRAL_PARAMS = 40 * (MISTRAL_LINEARS + 2 * 5120) + 2 * 131072 * 5120 + 5120
 

@@ -20,14 +20,14 @@ from tests.unit.serve.plan.plan_inputs import (
     single_node,
 )
 
-SEED_MODEL = model_path("dolphin3-r1-mistral-24b-awq")
-SEED_LIMITS = {"gpu_memory_utilization": 0.97}
+LAB_MODEL = model_path("dolphin3-r1-mistral-24b-awq")
+LAB_LIMITS = {"gpu_memory_utilization": 0.97}
 
 
-def seed_plan(**kwargs: Any) -> FitPlan:
-    arguments: dict[str, Any] = {"weights": "awq", "context_length": 32768, "limits": SEED_LIMITS}
+def lab_model_plan(**kwargs: Any) -> FitPlan:
+    arguments: dict[str, Any] = {"weights": "awq", "context_length": 32768, "limits": LAB_LIMITS}
     arguments.update(kwargs)
-    return plan_fit(SEED_MODEL, reference_lab_inventory(), **arguments)
+    return plan_fit(LAB_MODEL, reference_lab_inventory(), **arguments)
 
 
 def vllm_pp_indices(partition: str, layers: int, pp: int) -> list[tuple[int, int]]:
@@ -38,21 +38,21 @@ def vllm_pp_indices(partition: str, layers: int, pp: int) -> list[tuple[int, int
     return [(sum(counts[:rank]), sum(counts[: rank + 1])) for rank in range(pp)]
 
 
-# ------------------------------------------------------------------------------------------- the seed's case
+# ------------------------------------------------------------------- the reference lab's model and hand-tuned layout
 
 
-def test_seed_model_at_32k_fits_on_the_reference_lab_at_least_as_fast_as_the_seed_layout() -> None:
-    plan = seed_plan()
+def test_lab_model_at_32k_fits_on_the_reference_lab_at_least_as_fast_as_the_hand_tuned_layout() -> None:
+    plan = lab_model_plan()
     assert plan.max_model_len == 32768
     assert plan.kv_cache_tokens >= 32768
-    seed_layout = [a for a in plan.alternatives if a.stages == "TP=1 PP=2: rtx-3090[20] -> rtx-3090[20]"]
-    assert seed_layout, "the seed's TP=1 PP=2 on two 3090s is among the layouts that fit"
-    assert plan.decode.tokens_per_s >= seed_layout[0].decode_tokens_per_s
+    hand_tuned_layout = [a for a in plan.alternatives if a.stages == "TP=1 PP=2: rtx-3090[20] -> rtx-3090[20]"]
+    assert hand_tuned_layout, "the hand-tuned TP=1 PP=2 on two 3090s is among the layouts that fit"
+    assert plan.decode.tokens_per_s >= hand_tuned_layout[0].decode_tokens_per_s
     assert plan.pipeline_parallel_size * plan.tensor_parallel_size <= 2
 
 
-def test_seed_model_with_four_concurrent_32k_requests_needs_the_seeds_pp2() -> None:
-    plan = seed_plan(concurrency=4)
+def test_lab_model_with_four_concurrent_32k_requests_needs_the_hand_tuned_pp2() -> None:
+    plan = lab_model_plan(concurrency=4)
     assert (plan.tensor_parallel_size, plan.pipeline_parallel_size) == (1, 2)
     assert [gpu.gpu_class for stage in plan.stages for gpu in stage.gpus] == ["rtx-3090", "rtx-3090"]
     assert plan.layer_partition == (20, 20)
@@ -65,8 +65,8 @@ def test_seed_model_with_four_concurrent_32k_requests_needs_the_seeds_pp2() -> N
 
 
 def test_kv_cache_tokens_follow_from_the_budget_arithmetic() -> None:
-    plan = seed_plan(concurrency=4)
-    model = load_model_spec(SEED_MODEL)
+    plan = lab_model_plan(concurrency=4)
+    model = load_model_spec(LAB_MODEL)
     layer = layer_weights(model, WeightFormat(dtype="awq"), 1).total
     kv_layer = kv_bytes_per_token_per_layer(model, 1, "auto")
     for gpu in plan.gpus:
@@ -81,7 +81,7 @@ def test_kv_cache_tokens_follow_from_the_budget_arithmetic() -> None:
 
 
 def test_engine_config_has_exactly_the_spine_fields() -> None:
-    config = seed_plan().engine_config
+    config = lab_model_plan().engine_config
     assert set(config) == {
         "model",
         "served_model_name",
@@ -103,7 +103,7 @@ def test_engine_config_has_exactly_the_spine_fields() -> None:
 
 def test_engine_config_validates_against_the_spine_schema() -> None:
     config_module = pytest.importorskip("lab_llm.config", reason="the spine's config.py is not written yet")
-    engine = config_module.EngineConfig.model_validate(seed_plan(concurrency=4).engine_config)
+    engine = config_module.EngineConfig.model_validate(lab_model_plan(concurrency=4).engine_config)
     assert engine.pipeline_parallel_size == 2
     uneven = plan_fit(model_path("qwen2.5-32b"), reference_lab_inventory(), weights="bf16", context_length=8192)
     engine = config_module.EngineConfig.model_validate(uneven.engine_config)
@@ -116,7 +116,7 @@ def test_engine_config_validates_against_the_spine_schema() -> None:
 
 
 def test_worker_groups_count_nodes_per_gpu_class() -> None:
-    plan = seed_plan(concurrency=4)
+    plan = lab_model_plan(concurrency=4)
     assert plan.worker_groups == ({"gpu_class": "rtx-3090", "replicas": 2, "gpus_per_worker": 1},)
     assert plan.ray_placement_bundles == ({"CPU": 1.0, "GPU": 1.0, "rtx-3090": 1.0},) * 2
 
@@ -127,7 +127,7 @@ def test_worker_groups_count_nodes_per_gpu_class() -> None:
 def test_uneven_split_gives_the_small_card_fewer_layers() -> None:
     # Qwen2.5-32B in bf16 needs all four cards; the 12 GB 3060 must take fewer layers than the 3090s.
     plan = plan_fit(
-        model_path("qwen2.5-32b"), reference_lab_inventory(), weights="bf16", context_length=8192, limits=SEED_LIMITS
+        model_path("qwen2.5-32b"), reference_lab_inventory(), weights="bf16", context_length=8192, limits=LAB_LIMITS
     )
     assert plan.pipeline_parallel_size == 4
     layers = {stage.gpus[0].gpu_class: stage.layers for stage in plan.stages}
@@ -148,7 +148,7 @@ def test_uneven_split_gives_the_small_card_fewer_layers() -> None:
 def test_split_balances_kv_capacity_across_unequal_cards() -> None:
     # On a 3060 + 3090 pair, an even 20/20 split would leave the 3060 with almost no KV cache.
     plan = plan_fit(
-        SEED_MODEL,
+        LAB_MODEL,
         one_gpu_per_node("rtx-3060", "rtx-3090"),
         weights="awq",
         context_length=32768,

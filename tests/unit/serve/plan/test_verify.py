@@ -51,7 +51,7 @@ def test_metrics_from_vllm_and_through_ray() -> None:
 
 
 def test_usable_tokens_leave_out_the_null_block() -> None:
-    assert KvCacheAllocation(11623, 16, "metrics").tokens == 185952  # the seed plan's kv_cache_tokens
+    assert KvCacheAllocation(11623, 16, "metrics").tokens == 185952  # the reference lab's PP=2 plan's kv_cache_tokens
 
 
 def test_log_line() -> None:

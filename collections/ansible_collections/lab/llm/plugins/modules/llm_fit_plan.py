@@ -186,7 +186,7 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Fit the seed's model to the reference lab
+- name: Fit the reference lab's model (Dolphin3.0-R1-Mistral-24B-AWQ) to its GPUs
   lab.llm.llm_fit_plan:
     model:
       name: cognitivecomputations/Dolphin3.0-R1-Mistral-24B-AWQ
