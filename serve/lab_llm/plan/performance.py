@@ -26,7 +26,8 @@ doubling the network between two nodes (400 to 800 Gbit/s) left vLLM's PP tokens
 states model, cards and network is the reference lab's deployment tuned by hand before lab-llm: its 24B AWQ model
 at TP=1 PP=2 on two RTX 3090 VMs over 10GbE decodes about 40 tok/s, 25 ms per token, against 18.2 ms of memory,
 hand-off and engine time. The remaining 6.8 ms is PIPELINE_STAGE_OVERHEAD_MS: one figure, so it fits that figure
-by construction and is a per-boundary constant by assumption (README "Speed" lists every figure used and the estimate's error against each).
+by construction and is a per-boundary constant by assumption (README "Speed" lists every figure used and the
+estimate's error against each).
 """
 
 from __future__ import annotations
