@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
@@ -52,7 +53,7 @@ PVE_REQUIRED_TOGETHER = [("api_token_id", "api_token_secret")]
 class PveClient:
     """Thin wrapper over proxmoxer: one place for auth, TLS, timeouts, retries and error messages."""
 
-    def __init__(self, api, retries: int = 3, retry_delay: float = 1.0) -> None:
+    def __init__(self, api: Any, retries: int = 3, retry_delay: float = 1.0) -> None:
         self._api = api
         self._retries = max(0, retries)
         self._retry_delay = retry_delay
@@ -88,19 +89,19 @@ class PveClient:
             ) from None
         return cls(api, retries=params["api_retries"])
 
-    def get(self, path: str, **params):
+    def get(self, path: str, **params: Any) -> Any:
         return self._call("GET", path, params)
 
-    def post(self, path: str, **params):
+    def post(self, path: str, **params: Any) -> Any:
         return self._call("POST", path, params)
 
-    def put(self, path: str, **params):
+    def put(self, path: str, **params: Any) -> Any:
         return self._call("PUT", path, params)
 
-    def delete(self, path: str, **params):
+    def delete(self, path: str, **params: Any) -> Any:
         return self._call("DELETE", path, params)
 
-    def _call(self, method: str, path: str, params: dict):
+    def _call(self, method: str, path: str, params: dict[str, Any]) -> Any:
         resource = self._api(path.strip("/"))
         attempt = 0
         while True:
@@ -123,6 +124,6 @@ class PveClient:
                 raise PveError("%s %s: no answer from the Proxmox API: %s" % (method, path, exc)) from None
 
 
-def _reason(exc) -> str:
+def _reason(exc: Any) -> str:
     """Proxmox puts its message in the HTTP reason phrase, which proxmoxer keeps as ``content``."""
     return str(exc.content or exc.status_message or "")

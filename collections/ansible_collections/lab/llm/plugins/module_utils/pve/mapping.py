@@ -17,8 +17,11 @@ and fills in the ones not given from the node's ``hardware/pci``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.pve import propstring
+from ansible_collections.lab.llm.plugins.module_utils.pve.client import PveClient
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveInputError
 
 # Key order as Proxmox prints map entries; patterns from the schema of POST /cluster/mapping/pci (map.items).
@@ -49,7 +52,7 @@ def entry_from_params(item: dict) -> dict:
     return entry
 
 
-def parse_entry(text) -> dict:
+def parse_entry(text: str | Mapping[str, object]) -> dict[str, str]:
     values = propstring.parse(text) if isinstance(text, str) else {key: str(value) for key, value in text.items()}
     for key in ("path", "id", "subsystem-id"):
         if key in values:
@@ -69,13 +72,13 @@ def merged_entries(current: list, wanted: list, prune: bool) -> list:
 
 
 def same_entries(left: list, right: list) -> bool:
-    def key(entries):
+    def key(entries: list) -> list[str]:
         return sorted(render_entry(entry) for entry in entries)
 
     return key(left) == key(right)
 
 
-def _hex_pair(vendor, device) -> str | None:
+def _hex_pair(vendor: object, device: object) -> str | None:
     if vendor is None or device is None:
         return None
     return ("%s:%s" % (str(vendor).replace("0x", ""), str(device).replace("0x", ""))).lower()
@@ -97,7 +100,7 @@ WHAT = {"id": "vendor:device id", "subsystem-id": "subsystem id", "iommugroup": 
 OPTION = {"id": "id", "subsystem-id": "subsystem_id", "iommugroup": "iommugroup"}
 
 
-def check_devices(client, entries: list, fill: bool = True) -> list:
+def check_devices(client: PveClient, entries: list, fill: bool = True) -> list:
     """Each entry checked as Proxmox checks it at VM start, against the node's ``hardware/pci``.
 
     Returns the entries with ``subsystem-id`` and ``iommugroup`` filled in from the device where they
@@ -157,7 +160,7 @@ def require_device_properties(entries: list) -> None:
             )
 
 
-def ensure_mapping(client, params: dict, check_mode: bool) -> dict:
+def ensure_mapping(client: PveClient, params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     """Bring the mapping ``params['name']`` to the wanted state; the result dict of the module."""
     name = params["name"]
     wanted = [entry_from_params(item) for item in params["map"]]

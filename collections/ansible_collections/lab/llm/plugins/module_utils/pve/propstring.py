@@ -40,7 +40,7 @@ def render(values: dict, default_key: str | None = None) -> str:
     return ",".join(parts)
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     return str(value)
@@ -74,7 +74,7 @@ def decode_sshkeys(value: str) -> list:
     return [line for line in unquote(value or "").splitlines() if line.strip()]
 
 
-def split_tags(value) -> list:
+def split_tags(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
     """Tags come back as ``a;b``; the schema (pve-tag-list) also accepts ',' and ' ' as separators."""
     if not value:
         return []

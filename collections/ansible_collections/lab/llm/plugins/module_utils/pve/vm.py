@@ -8,8 +8,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
+from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.pve import propstring
+from ansible_collections.lab.llm.plugins.module_utils.pve.client import PveClient
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveInputError
 
 # The bare (default) key of each property-string option we manage, from the API schema (default_key).
@@ -174,8 +177,11 @@ def desired_config(params: dict, current: dict, managed_tag: str) -> tuple:
     return wanted, surplus
 
 
-def values_equal(key: str, current, wanted) -> bool:
-    """Compare one option as Proxmox means it, not as text (order of properties, aliases, encodings)."""
+def values_equal(key: str, current: Any, wanted: Any) -> bool:
+    """Compare one option as Proxmox means it, not as text (order of properties, aliases, encodings).
+
+    ``current`` and ``wanted`` are the option's values as the API has them (text, or a number for memory, cores...).
+    """
     if current is None:
         return False
     family = option_family(key)
@@ -201,7 +207,7 @@ def config_changes(current: dict, wanted: dict) -> dict:
     return {key: value for key, value in wanted.items() if not values_equal(key, current.get(key), value)}
 
 
-def needs_restart(keys) -> list:
+def needs_restart(keys: Iterable[str]) -> list[str]:
     """Which of these options only take effect after a stop/start of the VM."""
     return sorted(key for key in keys if option_family(key) in RESTART_KEYS)
 
@@ -220,7 +226,7 @@ def _disks(config: dict) -> list:
     return sorted(key for key in config if option_family(key) in ("scsi", "virtio", "sata")) or ["no disks"]
 
 
-def pending_keys(client, node: str, vmid: int) -> list:
+def pending_keys(client: PveClient, node: str, vmid: int) -> list[str]:
     """Options whose pending value differs from the running one (GET config vs GET config current=1)."""
     path = "nodes/%s/qemu/%s/config" % (node, vmid)
     pending = client.get(path)
@@ -229,7 +235,7 @@ def pending_keys(client, node: str, vmid: int) -> list:
     return sorted(key for key in keys if key != "digest" and pending.get(key) != running.get(key))
 
 
-def find_vms(client) -> list:
+def find_vms(client: PveClient) -> list[dict[str, Any]]:
     """All VMs and templates of the cluster (GET /cluster/resources type=vm)."""
     return [item for item in client.get("cluster/resources", type="vm") if item.get("type") == "qemu"]
 
@@ -238,7 +244,7 @@ def find_vms(client) -> list:
 CLONE_MARKER = "Managed by lab.llm.proxmox_gpu_vm"
 
 
-def is_managed(client, resource: dict, managed_tag: str) -> bool:
+def is_managed(client: PveClient, resource: dict, managed_tag: str) -> bool:
     """Ours if it carries the tag, or (interrupted first run) the marker its clone was given."""
     if managed_tag in propstring.split_tags(resource.get("tags")):
         return True

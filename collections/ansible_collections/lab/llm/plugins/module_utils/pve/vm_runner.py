@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.pve import propstring
 from ansible_collections.lab.llm.plugins.module_utils.pve import vm as vms
+from ansible_collections.lab.llm.plugins.module_utils.pve.client import PveClient
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveApiError, PveInputError
 from ansible_collections.lab.llm.plugins.module_utils.pve.mapping import check_devices, parse_entry
 from ansible_collections.lab.llm.plugins.module_utils.pve.waiter import (
@@ -29,7 +31,7 @@ NEXTID_ATTEMPTS = 5
 class GpuVmRunner:
     """Brings one VM to the wanted state; ``result`` is what the module returns."""
 
-    def __init__(self, client, params: dict, check_mode: bool) -> None:
+    def __init__(self, client: PveClient, params: dict[str, Any], check_mode: bool) -> None:
         self.client = client
         self.params = params
         self.check_mode = check_mode
@@ -199,7 +201,7 @@ class GpuVmRunner:
             if vms.option_family(key) == "hostpci" and old and "host" in propstring.parse(old, "host"):
                 raise PveInputError(vms.raw_pci_refusal(self.params, "%s of the VM is %r" % (key, old)))
 
-    def _create(self):
+    def _create(self) -> int | None:
         self.result["changed"] = True
         self.result["created"] = True
         template = self.template

@@ -6,14 +6,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from typing import Any
 
+from ansible_collections.lab.llm.plugins.module_utils.pve.client import PveClient
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveApiError, PveError, PveTaskError
 
 LOG_TAIL_LINES = 10
 FIRST_POLL = 0.1  # most API tasks (config, start) finish in well under a second; long ones back off
 
 
-def _pauses(longest: float):
+def _pauses(longest: float) -> Iterator[float]:
     """Poll intervals: 0.1 s, growing by half each time, up to ``longest``."""
     pause = FIRST_POLL
     while True:
@@ -29,7 +32,7 @@ def upid_node(upid: str) -> str:
     return parts[1]
 
 
-def wait_for_task(client, upid: str, timeout: float = 600, interval: float = 2.0) -> dict:
+def wait_for_task(client: PveClient, upid: str, timeout: float = 600, interval: float = 2.0) -> dict[str, Any]:
     """Poll /nodes/{node}/tasks/{upid}/status until ``stopped``; raise PveTaskError unless exitstatus is OK."""
     node = upid_node(upid)
     path = "nodes/%s/tasks/%s/status" % (node, upid)
@@ -47,7 +50,7 @@ def wait_for_task(client, upid: str, timeout: float = 600, interval: float = 2.0
         time.sleep(next(pauses))
 
 
-def task_log_tail(client, node: str, upid: str) -> list:
+def task_log_tail(client: PveClient, node: str, upid: str) -> list[str]:
     """The last lines of a task's log, for error messages; empty when the log cannot be read."""
     try:
         lines = client.get("nodes/%s/tasks/%s/log" % (node, upid), limit=1000)
@@ -56,7 +59,9 @@ def task_log_tail(client, node: str, upid: str) -> list:
     return [line.get("t", "") for line in lines[-LOG_TAIL_LINES:]]
 
 
-def wait_for_unlock(client, node: str, vmid: int, timeout: float = 600, interval: float = 2.0) -> dict:
+def wait_for_unlock(
+    client: PveClient, node: str, vmid: int, timeout: float = 600, interval: float = 2.0
+) -> dict[str, Any]:
     """Wait until the VM's config has no ``lock`` (clone, migrate, backup...); return that config."""
     deadline = time.monotonic() + timeout
     pauses = _pauses(interval)
@@ -69,7 +74,9 @@ def wait_for_unlock(client, node: str, vmid: int, timeout: float = 600, interval
         time.sleep(next(pauses))
 
 
-def wait_for_agent(client, node: str, vmid: int, timeout: float = 300, interval: float = 2.0) -> list:
+def wait_for_agent(
+    client: PveClient, node: str, vmid: int, timeout: float = 300, interval: float = 2.0
+) -> list[dict[str, Any]]:
     """Wait until the QEMU guest agent answers, then return the guest's interfaces (network-get-interfaces)."""
     base = "nodes/%s/qemu/%s/agent" % (node, vmid)
     deadline = time.monotonic() + timeout
