@@ -13,7 +13,7 @@ description:
   - Turns the GPUs of one Proxmox node, as M(lab.llm.gpu_passthrough_facts) reports them (and the role
     C(lab.llm.proxmox_gpu_host) exports them as C(lab_llm_gpus)), into the entries M(lab.llm.proxmox_pci_mapping)
     takes in O(lab.llm.proxmox_pci_mapping#module:map) (without C(node)).
-  - Each card is described by its display function (the one whose address ends in C(.0), else its first function):
+  - Each card is described by its display function (the one whose address ends in C(.0), else its first function);
     C(path) is the card's address, C(id) the function's C(vendor:device), C(subsystem_id) its
     C(subsystem vendor:device) or null when either half is unknown, C(iommugroup) the card's IOMMU group or null.
 options:
