@@ -21,6 +21,13 @@ def model_path_id(path_id: str) -> str:
     return replace_prefix(path_id)
 
 
+def structured_outputs_of(request: ChatCompletionRequest | CompletionRequest) -> None:
+    """Derive the structured-output constraint the engine will apply (`response_format` over `structured_outputs`),
+    as vLLM does when it builds the sampling parameters. Raises `VLLMClientError` for a body whose constraint the
+    engine would refuse (none or several: `StructuredOutputsParams.__post_init__`)."""
+    request.extract_structured_outputs()
+
+
 def engine_errored(server: LLMServer) -> bool:
     """Whether the vLLM engine inside an `LLMServer` has died (vLLM's `EngineClient.errored`; the replica then fails
     its health check and Serve replaces it). False while the engine is starting."""
@@ -40,4 +47,5 @@ __all__ = [
     "build_llm_deployment",
     "engine_errored",
     "model_path_id",
+    "structured_outputs_of",
 ]

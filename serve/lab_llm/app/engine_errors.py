@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from lab_llm.app.engine_contract import EngineDeadError, VLLMClientError, VLLMNotFoundError
 from lab_llm.app.errors import ApiError, error_body, internal_error_message
@@ -35,6 +37,11 @@ _INTERNALS = re.compile(
     r"Traceback \(most recent call last\)|File \"/|\bpid=|\bip=|\bnode_id\b|\bactor_id\b|ActorID|"
     r"ray::|\(Request ID: |Internal exception:|original exception:|site-packages|/usr/|/home/|/tmp/|/root/"
 )
+# A Python repr inside a message (a dict, an object, a class, a dataclass such as `StructuredOutputsParams(json=...)`):
+# the engine's internal state, not words for a client. The message is cut before it.
+_REPR = re.compile(r"\{'\w+': |<[\w.]+ object at |<class '|\b[A-Z][A-Za-z]+\(\w+=")
+# What vLLM's `VLLMValidationError.__str__` appends (vllm/exceptions.py); the parameter travels in `param`.
+_VLLM_SUFFIX = re.compile(r" \((?:parameter=[^,()]*(?:, value=.*)?|value=.*)\)$", re.DOTALL)
 _CONTEXT_LENGTH = re.compile(r"maximum context length|context length is|max_model_len", re.IGNORECASE)
 
 
@@ -49,9 +56,75 @@ def client_code(status: int, message: str) -> str | None:
     return None
 
 
+def without_reprs(message: str) -> str:
+    """The message without vLLM's `(parameter=..., value=...)` suffix and cut before any Python repr it carries."""
+    message = _VLLM_SUFFIX.sub("", message.strip())
+    found = _REPR.search(message)
+    if found:
+        message = message[: found.start()].rstrip(" :;,-")
+    return message
+
+
 def _safe(message: str, fallback: str) -> str:
-    message = message.strip()
+    message = without_reprs(message)
     return fallback if not message or _INTERNALS.search(message) else message
+
+
+# vLLM's structured-output constraints (`StructuredOutputsParams`): a request that asks for one must give exactly one.
+STRUCTURED_OUTPUT_CONSTRAINTS = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
+# What each `response_format.type` sets in place of the request's own `structured_outputs` field (vLLM's
+# `structured_outputs_from_response_format`).
+_RESPONSE_FORMAT_SETS = {"json_schema": "json", "json_object": "json_object", "structural_tag": "structural_tag"}
+
+
+def structured_output_problem(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(message, param) naming the field the client wrote when its structured-output constraints are not exactly
+    one (vLLM refuses that with its parameters' repr, `StructuredOutputsParams.__post_init__`); else None."""
+    outputs = body.get("structured_outputs")
+    given = {
+        name: f"structured_outputs.{name}"
+        for name in STRUCTURED_OUTPUT_CONSTRAINTS
+        if isinstance(outputs, Mapping) and outputs.get(name) is not None
+    }
+    response_format = body.get("response_format")
+    kind = response_format.get("type") if isinstance(response_format, Mapping) else None
+    if kind == "json_schema":
+        json_schema = response_format.get("json_schema") if isinstance(response_format, Mapping) else None
+        if not isinstance(json_schema, Mapping) or json_schema.get("schema") is None:
+            param = "response_format.json_schema.schema"
+            return (
+                f'invalid request: {param} is required when response_format.type is "json_schema" '
+                "(the JSON Schema the answer must follow)",
+                param,
+            )
+        given["json"] = "response_format.json_schema.schema"
+    elif kind in _RESPONSE_FORMAT_SETS:
+        given[_RESPONSE_FORMAT_SETS[str(kind)]] = "response_format"
+    if len(given) > 1:
+        fields = sorted(given.values())
+        return (
+            f"invalid request: give one structured output constraint, not {' and '.join(fields)}",
+            fields[-1],
+        )
+    if not given and isinstance(outputs, Mapping):
+        return (
+            "invalid request: structured_outputs needs one of " + ", ".join(STRUCTURED_OUTPUT_CONSTRAINTS),
+            "structured_outputs",
+        )
+    return None
+
+
+def client_problem(error: BaseException, body: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(message, param) for a `VLLMClientError` raised on the client's body before the engine ran: the field the
+    client wrote, and vLLM's words without the reprs of its internal objects."""
+    parameter = getattr(error, "parameter", None)
+    param = parameter if isinstance(parameter, str) else None
+    if param is None or param.startswith(("response_format", "structured_outputs")):
+        problem = structured_output_problem(body)
+        if problem is not None:
+            return problem
+    text = without_reprs(str(error.args[0]) if error.args else str(error)).rstrip(".") or "the request is not valid"
+    return f"invalid request: {text}" + (f" at {param}" if param else ""), param
 
 
 def engine_down(request_id: str) -> ApiError:

@@ -24,10 +24,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lab_llm.app.engine_contract import ChatCompletionRequest, CompletionRequest, VLLMClientError
+from lab_llm.app.engine_contract import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    VLLMClientError,
+    structured_outputs_of,
+)
 from lab_llm.app.engine_errors import (
     OVERLOAD_RETRY_AFTER_S,
     classify,
+    client_problem,
     engine_answer,
     engine_error_of,
     error_event,
@@ -46,15 +52,17 @@ ENGINE_ROUTES: dict[str, tuple[str, type[BaseModel]]] = {
 
 
 def validated(model: type[BaseModel], body: dict[str, Any]) -> None:
-    """Check the body with the engine's request class, or a 400 naming the bad field; never an exception."""
+    """Check the body with the engine's request class and derive its structured-output constraint as the engine
+    will (`engine_contract.structured_outputs_of`), or a 400 naming the bad field; never an exception."""
     try:
-        model.model_validate(body)
+        structured_outputs_of(model.model_validate(body))  # type: ignore[arg-type]
     except ValidationError as error:
         message, param = validation_problem(error.errors(include_url=False, include_input=False), body)
         raise ApiError(400, message, param=param) from None
     except VLLMClientError as error:
-        # vLLM's own validators say what is wrong, and which parameter, in words meant for the client.
-        raise ApiError(400, f"invalid request: {error}", param=getattr(error, "parameter", None)) from None
+        # vLLM's own validators say what is wrong (and often which parameter); its reprs are cut (client_problem).
+        message, param = client_problem(error, body)
+        raise ApiError(400, message, param=param) from None
     except Exception:
         # A validator of the engine's class that raised something else on this body (TypeError, KeyError, ...).
         logger.info("request body refused by the engine's request class", exc_info=True)

@@ -121,3 +121,19 @@ def test_request_classes_are_the_engines_openai_requests() -> None:
     assert chat.model == "m"
     assert "prompt" in module.CompletionRequest.model_fields
     assert Path(inspect.getfile(module.ChatCompletionRequest)).name == "openai_api_models.py"
+
+
+def test_structured_outputs_are_derived_as_the_engine_derives_them() -> None:
+    """The gate calls the request's own `extract_structured_outputs` (what vLLM's `to_sampling_params` calls), which
+    raises a `VLLMClientError` for a body with no constraint or several."""
+    module = contract()
+    chat = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    for request_class, body in ((module.ChatCompletionRequest, chat), (module.CompletionRequest, {"prompt": "x"})):
+        assert "extract_structured_outputs" in inspect.getsource(request_class.to_sampling_params)
+        fine = request_class.model_validate({**body, "response_format": {"type": "json_object"}})
+        module.structured_outputs_of(fine)
+        refused = request_class.model_validate(
+            {**body, "response_format": {"type": "json_schema", "json_schema": {"name": "n"}}}
+        )
+        with pytest.raises(module.VLLMClientError):
+            module.structured_outputs_of(refused)

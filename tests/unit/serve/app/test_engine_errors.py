@@ -15,6 +15,7 @@ from tests.unit.serve.app.contract import contract_errors
 from tests.unit.serve.app.gated_app import SERVED_MODEL, GatedApp
 
 CHAT = {"model": SERVED_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+COMPLETION = {"model": SERVED_MODEL, "prompt": "hi", "max_tokens": 2}
 INTERNALS = ("Traceback", "/home/", "site-packages", "pid=", "10.1.2.3", "ActorID", "ray::", "Internal exception")
 
 
@@ -257,3 +258,59 @@ def test_in_serves_replica_the_request_id_header_is_answered_once(tmp_path) -> N
     assert answer.status_code == 401 and "x-request-id" not in answer.headers
     answer = TestClient(app).get("/v1/nothing", headers={"x-request-id": "rid-2"})
     assert answer.status_code == 404 and "x-request-id" not in answer.headers
+
+
+# Public reports against OpenAI-compatible servers: a structured-output request vLLM refuses with the repr of its
+# `StructuredOutputsParams` (`{'json': None, ..., '_backend': None}`) as the message. The answer names the field.
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "answer"}}},
+            "response_format.json_schema.schema",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": None, "strict": True}}},
+            "response_format.json_schema.schema",
+        ),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema.schema"),
+        ({"structured_outputs": {}}, "structured_outputs"),
+        ({"structured_outputs": {"disable_any_whitespace": True}}, "structured_outputs"),
+        ({"structured_outputs": {"json": {"type": "object"}, "regex": "[a-z]+"}}, "structured_outputs.regex"),
+        (
+            {"response_format": {"type": "json_object"}, "structured_outputs": {"choice": ["a", "b"]}},
+            "structured_outputs.choice",
+        ),
+    ],
+)
+def test_a_refused_structured_output_names_the_field_and_no_internal_repr(
+    gated: GatedApp, openai_contract: dict, fields: dict, param: str
+) -> None:
+    for path, body in (("/v1/chat/completions", {**CHAT, **fields}), ("/v1/completions", {**COMPLETION, **fields})):
+        answer = gated.client.post(path, json=body, headers=gated.headers("bob"))
+        error = assert_clean_error(answer, 400, openai_contract)
+        assert error["param"] == param
+        assert param in error["message"]
+        for internal in ("{'", "None", "_backend", "__dict__", "StructuredOutputsParams", "(parameter="):
+            assert internal not in error["message"]
+    assert gated.engine.received == []
+
+
+@pytest.mark.parametrize(
+    ("message", "told"),
+    [
+        (
+            "You must use one kind of structured outputs constraint but none are specified: {'json': None, "
+            "'regex': None, '_backend': None, '_backend_was_auto': False}",
+            "You must use one kind of structured outputs constraint but none are specified",
+        ),
+        ("cannot use <vllm.sampling_params.SamplingParams object at 0x7f3a> here", "cannot use"),
+        ("bad value (parameter=logit_bias, value={'12': 500})", "bad value"),
+    ],
+)
+def test_an_engine_message_loses_the_reprs_it_carries(
+    gated: GatedApp, openai_contract: dict, message: str, told: str
+) -> None:
+    gated.engine.failure = (400, message)
+    answer = gated.client.post("/v1/chat/completions", json=CHAT, headers=gated.headers("bob"))
+    assert assert_clean_error(answer, 400, openai_contract)["message"] == told
