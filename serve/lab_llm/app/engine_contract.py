@@ -9,7 +9,14 @@ from __future__ import annotations
 
 # Runs in the engine replica before the engine starts (LLMConfig.callback_config; vllm_engine.py start()).
 from ray.llm._internal.common.callbacks.base import CallbackBase
-from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionRequest, CompletionRequest
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatCompletionStreamResponse,
+    CompletionRequest,
+    CompletionResponse,
+    CompletionStreamResponse,
+)
 from ray.llm._internal.serve.utils.server_utils import replace_prefix
 from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 from vllm.exceptions import VLLMClientError, VLLMNotFoundError
@@ -38,7 +45,11 @@ def engine_errored(server: LLMServer) -> bool:
 __all__ = [
     "CallbackBase",
     "ChatCompletionRequest",
+    "ChatCompletionResponse",
+    "ChatCompletionStreamResponse",
     "CompletionRequest",
+    "CompletionResponse",
+    "CompletionStreamResponse",
     "EngineDeadError",
     "LLMConfig",
     "LLMServer",

@@ -16,7 +16,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from lab_llm.app.engine_contract import ChatCompletionRequest, CompletionRequest, model_path_id
+from lab_llm.app.engine_contract import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatCompletionStreamResponse,
+    CompletionRequest,
+    CompletionResponse,
+    CompletionStreamResponse,
+    model_path_id,
+)
 from lab_llm.app.engine_errors import ENGINE_DOWN_RETRY_AFTER_S
 from lab_llm.app.errors import (
     ApiError,
@@ -75,13 +83,23 @@ class CreatedApiKey(ApiKeyInfo):
     key: str = Field(description="Shown once; only its SHA-256 is stored.")
 
 
-def _json_request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` describing a JSON body whose schema lives in components under the model's name."""
+def _engine_operation(request: type[BaseModel], response: type[BaseModel], chunk: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` of an engine route, shaped as OpenAI's document: the JSON body, and the 200 answer as JSON or,
+    with `stream`, as server-sent events whose `data:` lines each carry one chunk (then `data: [DONE]`). The schemas
+    live in components under the engine classes' names (`openapi.describe_api` adds them)."""
+
+    def ref(model: type[BaseModel]) -> dict[str, str]:
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
     return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
-        }
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref(request)}}},
+        "responses": {
+            "200": {
+                "description": f"A {response.__name__}; with `stream: true`, server-sent events, each `data:` line "
+                f"one {chunk.__name__}, the last `data: [DONE]`.",
+                "content": {"application/json": {"schema": ref(response)}, "text/event-stream": {"schema": ref(chunk)}},
+            }
+        },
     }
 
 
@@ -128,16 +146,20 @@ def gate_router(
         return model_object(served)
 
     statuses = (400, 401, 403, 404, 429, 500, 503)
-    for path, request_class, summary in (
-        ("/v1/completions", CompletionRequest, "Create a completion"),
-        ("/v1/chat/completions", ChatCompletionRequest, "Create a chat completion"),
+    for path, classes, summary in (
+        ("/v1/completions", (CompletionRequest, CompletionResponse, CompletionStreamResponse), "Create a completion"),
+        (
+            "/v1/chat/completions",
+            (ChatCompletionRequest, ChatCompletionResponse, ChatCompletionStreamResponse),
+            "Create a chat completion",
+        ),
     ):
         router.add_api_route(
             path,
             _answered_by_the_gate_middleware,
             methods=["POST"],
             responses=error_responses(*statuses),
-            openapi_extra=_json_request_body(request_class),
+            openapi_extra=_engine_operation(*classes),
             summary=f"{summary} (streamed as server-sent events when `stream` is true)",
         )
 

@@ -206,6 +206,37 @@ def test_the_openapi_document_describes_bodies_and_errors(local_deployment: Loca
     assert all("422" not in operation["responses"] for operation in operations)
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "answer", "chunk"),
+    [
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "hi"}]},
+            "ChatCompletionResponse",
+            "ChatCompletionStreamResponse",
+        ),
+        ("/v1/completions", {"prompt": "The GPU"}, "CompletionResponse", "CompletionStreamResponse"),
+    ],
+)
+def test_the_engines_answers_fit_the_published_200_schemas(
+    local_deployment: LocalDeployment, http: httpx.Client, path: str, body: dict, answer: str, chunk: str
+) -> None:
+    """What `/openapi.json` says a 200 is, as JSON and as server-sent events, is what the engine sends."""
+    document = httpx.get(f"{local_deployment.base_url}/openapi.json", timeout=30).json()
+    content = document["paths"][path]["post"]["responses"]["200"]["content"]
+    assert set(content) == {"application/json", "text/event-stream"}
+    body = {"model": local_deployment.model, "max_tokens": 4, **body}
+    whole = http.post(path, json=body)
+    assert whole.status_code == 200, whole.text
+    assert contract_errors(document, answer, whole.json()) == []
+    streamed = http.post(path, json={**body, "stream": True, "stream_options": {"include_usage": True}})
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    events = [line[len("data: ") :] for line in streamed.text.split("\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and len(events) > 2
+    for event in events[:-1]:
+        assert contract_errors(document, chunk, json.loads(event)) == [], event
+
+
 def test_the_schema_fuzzer_finds_no_server_error(local_deployment: LocalDeployment) -> None:
     """A seeded fuzz of the four OpenAI operations against the real stack, with a small budget."""
     schema = schemathesis.openapi.from_url(f"{local_deployment.base_url}/openapi.json").include(path_regex=r"^/v1/")
