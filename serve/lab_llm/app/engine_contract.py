@@ -7,6 +7,8 @@ of `lab_llm` imports from here, never from `ray.llm._internal` or `vllm` directl
 
 from __future__ import annotations
 
+from typing import Any
+
 # Runs in the engine replica before the engine starts (LLMConfig.callback_config; vllm_engine.py start()).
 from ray.llm._internal.common.callbacks.base import CallbackBase
 from ray.llm._internal.serve.core.configs.openai_api_models import (
@@ -19,6 +21,8 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
 )
 from ray.llm._internal.serve.utils.server_utils import replace_prefix
 from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
+from vllm.entrypoints.generate.base.protocol import FunctionCall
+from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionNamedToolChoiceParam
 from vllm.exceptions import VLLMClientError, VLLMNotFoundError
 from vllm.v1.engine.exceptions import EngineDeadError
 
@@ -35,6 +39,14 @@ def structured_outputs_of(request: ChatCompletionRequest | CompletionRequest) ->
     request.extract_structured_outputs()
 
 
+def chat_serving(engine_app: Any) -> Any:
+    """vLLM's chat handler (`OpenAIServingChat`) in its built app (`app.state.openai_serving_chat`, set by
+    vllm/entrypoints/generate/api_router.py; Ray's `VLLMEngine.build_asgi_app` builds that app), or None. Its
+    `parser_cls` (a `vllm.parser.abstract_parser.Parser` subclass, None without a tool or reasoning parser) makes one
+    parser per choice (`_make_parser`); `parser_cls.tool_parser_cls` is the tool parser."""
+    return getattr(getattr(engine_app, "state", None), "openai_serving_chat", None)
+
+
 def engine_errored(server: LLMServer) -> bool:
     """Whether the vLLM engine inside an `LLMServer` has died (vLLM's `EngineClient.errored`; the replica then fails
     its health check and Serve replaces it). False while the engine is starting."""
@@ -44,6 +56,7 @@ def engine_errored(server: LLMServer) -> bool:
 
 __all__ = [
     "CallbackBase",
+    "ChatCompletionNamedToolChoiceParam",
     "ChatCompletionRequest",
     "ChatCompletionResponse",
     "ChatCompletionStreamResponse",
@@ -51,11 +64,13 @@ __all__ = [
     "CompletionResponse",
     "CompletionStreamResponse",
     "EngineDeadError",
+    "FunctionCall",
     "LLMConfig",
     "LLMServer",
     "VLLMClientError",
     "VLLMNotFoundError",
     "build_llm_deployment",
+    "chat_serving",
     "engine_errored",
     "model_path_id",
     "structured_outputs_of",

@@ -29,6 +29,7 @@ from lab_llm.app.gate import GateMiddleware
 from lab_llm.app.openapi import describe_api
 from lab_llm.app.routes import gate_router
 from lab_llm.app.security import Gate
+from lab_llm.app.tool_calls import answer_cut_off_calls_as_streamed
 from lab_llm.config import AppConfig
 
 
@@ -92,6 +93,7 @@ class GatedLLMServer(LLMServer):
 
     async def __serve_build_asgi_app__(self) -> ASGIApp:
         engine_app = await super().__serve_build_asgi_app__()
+        answer_cut_off_calls_as_streamed(engine_app)
         app, _gate_app, _gate, _middleware = gated_asgi_app(
             self._app_config,
             engine_app,

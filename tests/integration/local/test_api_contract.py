@@ -116,6 +116,46 @@ def test_a_named_tool_choice_is_answered_with_that_function(local_deployment: Lo
                 assert isinstance(json.loads(call.function.arguments), dict), answer
 
 
+@pytest.mark.parametrize(
+    "tool_choice", [{"type": "function", "function": {"name": "get_weather"}}, "required"], ids=["named", "required"]
+)
+def test_a_forced_call_cut_off_by_max_tokens_answers_alike_streamed_or_not(
+    local_deployment: LocalDeployment, tool_choice: Any
+) -> None:
+    """OpenAI answers a forced call cut off by max_tokens with finish_reason "length" and the call with its partial
+    arguments; vLLM's non-streamed path answered the raw `<tool_call>` envelope as content instead. Greedy decoding,
+    so the streamed and the whole answer are one generation, cut inside the envelope, the name, the arguments."""
+    client = sdk(local_deployment)
+    request = {
+        "model": local_deployment.model,
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": [TOOL],
+        "tool_choice": tool_choice,
+        "temperature": 0,
+    }
+    for max_tokens in (6, 24, 60):
+        whole = client.chat.completions.create(**request, max_tokens=max_tokens).choices[0]
+        chunks = list(client.chat.completions.create(**request, max_tokens=max_tokens, stream=True))
+        deltas = [chunk.choices[0] for chunk in chunks if chunk.choices]
+        streamed_calls: dict[int, list[str]] = {}
+        for delta in deltas:
+            for call in delta.delta.tool_calls or []:
+                name, arguments = streamed_calls.setdefault(call.index, ["", ""])
+                function = call.function
+                streamed_calls[call.index] = [
+                    name + (function.name or "" if function else ""),
+                    arguments + (function.arguments or "" if function else ""),
+                ]
+        streamed_content = "".join(delta.delta.content or "" for delta in deltas) or None
+        calls = [[call.function.name, call.function.arguments] for call in whole.message.tool_calls or []]
+        assert whole.finish_reason == deltas[-1].finish_reason == "length", (max_tokens, whole)
+        assert calls == list(streamed_calls.values()), (max_tokens, whole, chunks)
+        assert (whole.message.content or None) == streamed_content, (max_tokens, whole, chunks)
+        assert "<tool_call" not in (whole.message.content or ""), (max_tokens, whole)
+        assert all(name == "get_weather" for name, _arguments in calls), (max_tokens, whole)
+    assert calls, "at 60 tokens the call's name is complete"
+
+
 def test_a_conversation_with_tool_results_renders(local_deployment: LocalDeployment) -> None:
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
     answer = sdk(local_deployment).chat.completions.create(
