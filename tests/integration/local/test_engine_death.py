@@ -73,7 +73,7 @@ def engine_cores(deployment: LocalDeployment) -> list[int]:
 
 def call(client: httpx.Client, timeline: Timeline, what: str, method: str, path: str, **kwargs: Any) -> Answer:
     started = time.monotonic()
-    # Requests sent before the kill count from the kill too (negative).
+    # Requests sent before the kill are at 0 (their wait counts from when they were sent).
     answer = Answer(what, started - (timeline.killed_at or started), 0.0)
     try:
         response = client.request(method, path, timeout=CLIENT_TIMEOUT_S, **kwargs)
