@@ -52,8 +52,8 @@ sanity: setup
 	  mkdir -p ~/.ansible/test/cache && cp tests/sanity/get_pip_offline.py ~/.ansible/test/cache/get_pip_$${pip_version//./_}.py
 	cd $(COLLECTION) && $(BIN)/ansible-test sanity --local --python 3.11 --color no
 
-# Debian packages the unit tests read: pci.ids (tests/unit/plugins/module_utils/test_pci.py checks lab.llm's table of
-# GPU names against it). Installed with apt-get when missing, like the molecule prerequisites.
+# Debian packages the unit tests read: pci.ids (the collection's tests/unit/plugins/module_utils/test_pci.py checks
+# lab.llm's table of GPU names against it). Installed with apt-get when missing, like the molecule prerequisites.
 unit-deps:
 	@[ -f /usr/share/misc/pci.ids ] || [ -f /usr/share/hwdata/pci.ids ] || { \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
@@ -63,9 +63,9 @@ unit-deps:
 unit: setup model unit-deps
 	$(BIN)/python -m pytest
 
-# The collection's plugin tests (collections/ansible_collections/lab/llm/tests/unit), run the way a collection's
-# users and Galaxy run them.
-collection-units: setup
+# The collection's plugin tests (collections/ansible_collections/lab/llm/tests/unit/plugins, mirroring plugins/), run
+# the way a collection's users and Galaxy run them; `make unit` (pytest over tests/) does not run them again.
+collection-units: setup unit-deps
 	cd $(COLLECTION) && $(BIN)/ansible-test units --local --python 3.11 --color no
 
 molecule: setup model system-deps

@@ -196,9 +196,12 @@ def test_check_mode_reports_changes_and_writes_nothing(pve, monkeypatch) -> None
     assert planned.result["created"] is True
     assert pve.cluster.writes()[writes_before:] == []
 
-    assert not run_module(monkeypatch, vm_args(pve, "gpu-create", state="started", cores=6,
-                                               _ansible_check_mode=True)).failed  # fmt: skip
-    preview = run_module(monkeypatch, vm_args(pve, "gpu-create", state="started", cores=6, _ansible_check_mode=True))
+    # A running VM of ours (each test sees a stand-in of its own under ansible-test units, which forks per test).
+    assert not run_module(monkeypatch, vm_args(pve, "gpu-preview", node="pve3", state="started")).failed
+    writes_before = len(pve.cluster.writes())
+    preview = run_module(
+        monkeypatch, vm_args(pve, "gpu-preview", node="pve3", state="started", cores=6, _ansible_check_mode=True)
+    )
     assert preview.result["changed"] is True
     assert preview.result["diff"] == {"before": {"cores": 4}, "after": {"cores": 6}}
     assert preview.result["pending_options"] == ["cores"]
@@ -259,7 +262,7 @@ def test_check_mode_tolerates_a_mapping_an_earlier_task_would_create(pve, monkey
 # -- raw PCI devices are root@pam's alone (issue 13, item 4) -----------------------------------------
 def test_raw_pci_with_an_api_token_is_refused_before_the_clone(pve, monkeypatch) -> None:
     args = vm_args(pve, "gpu-raw", node="pve2", gpus=[{"host": "0000:01:00"}])
-    for _ in range(2):  # every re-run says the same and still leaves nothing behind
+    for _attempt in range(2):  # every re-run says the same and still leaves nothing behind
         assert_fails_without_writes(pve, monkeypatch, args, "Use a cluster resource mapping instead")
     outcome = run_module(monkeypatch, args)
     assert "gpus[0] host=0000:01:00" in outcome.result["msg"]

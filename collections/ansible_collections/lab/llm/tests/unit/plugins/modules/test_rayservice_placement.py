@@ -10,10 +10,14 @@ from typing import Any
 import pytest
 
 from ansible_collections.lab.llm.plugins.modules import rayservice
+from ansible_collections.lab.llm.tests.unit.plugins.modules.test_rayservice import (
+    args,
+    rayservice_schema_problems,
+    rendered,
+)
 from lab_llm.app.builder import to_llm_config
 from lab_llm.config import parse_config
 from tests.module_runner import run_module
-from tests.unit.plugins.modules.test_rayservice import args, rayservice_schema_problems, rendered
 from tests.unit.serve.plan.plan_inputs import MIXED_CARD_PARTITIONS, mixed_card_plan
 
 # The reference lab's VMs (inventory/reference-lab/group_vars/gpu_nodes.yml: gpu_vm_memory_mb).

@@ -10,11 +10,11 @@ from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s import upgrade
 from ansible_collections.lab.llm.plugins.modules import rayservice
+from ansible_collections.lab.llm.tests.unit.plugins.modules.test_rayservice import args, rendered, with_namespace
 from tests.module_runner import run_module
 from tests.standins.k8s import fixtures
 from tests.standins.k8s.controllers import RAY, play_kuberay
 from tests.standins.k8s.server import KubeApiStandIn
-from tests.unit.plugins.modules.test_rayservice import args, rendered, with_namespace
 
 kube_api = fixtures.kube_api
 

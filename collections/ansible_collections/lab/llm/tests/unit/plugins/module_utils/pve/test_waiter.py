@@ -31,7 +31,7 @@ def test_failed_task_raises_with_exit_status_and_log_tail(pve, client_for) -> No
     pve.cluster.fail_next_task("qmclone", "clone failed: rbd error: No space left on device")
     upid = client.post(f"nodes/pve1/qemu/{TEMPLATE_VMID}/clone", newid=4100, name="doomed", full=1)
     assert upid.startswith("UPID:pve1:")
-    assert ":qmclone:9000:ansible@pve!lab:"  # a token task runs as the token id in upid
+    assert f":qmclone:{TEMPLATE_VMID}:ansible@pve!lab:" in upid  # a clone task names its source; a token task its token
     with pytest.raises(PveTaskError) as failed:
         wait_for_task(client, upid, timeout=10, interval=0.05)
     assert failed.value.exitstatus == "clone failed: rbd error: No space left on device"
