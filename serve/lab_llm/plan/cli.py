@@ -5,6 +5,7 @@ Exit status: 0 a plan, 1 the model does not fit (the reasons and the cheapest fi
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from lab_llm.plan.engine_args import playbook_vars, playbook_vars_yaml, vllm_ser
 from lab_llm.plan.errors import DoesNotFitError, PlanInputError
 from lab_llm.plan.gpus import nodes_from_short_forms
 from lab_llm.plan.inventory import Limits
+from lab_llm.plan.planner import plan_fit
 from lab_llm.plan.report import render_plan
 from lab_llm.plan.spec import plan_from_spec
 
@@ -63,7 +65,10 @@ def _inventory(path: Path | None) -> tuple[dict[str, Any] | None, dict[str, Any]
 
 
 def _default(field: str) -> Any:
-    return Limits.model_fields[field].default
+    """A planner default: a field of Limits, else a keyword of plan_fit (the two places they are defined)."""
+    if field in Limits.model_fields:
+        return Limits.model_fields[field].default
+    return inspect.signature(plan_fit).parameters[field].default
 
 
 def plan_command(
@@ -97,7 +102,9 @@ def plan_command(
         str | None, typer.Option(help="fp16, bf16, fp8, awq or gptq (default: the checkpoint's, else bf16).")
     ] = None,
     group_size: Annotated[int | None, typer.Option(help="AWQ/GPTQ group size (default: the checkpoint's).")] = None,
-    kv_cache_dtype: Annotated[str | None, typer.Option(help="auto, fp16, bf16 or fp8.")] = None,
+    kv_cache_dtype: Annotated[
+        str | None, typer.Option(help=f"auto, fp16, bf16 or fp8 (default {_default('kv_cache_dtype')}).")
+    ] = None,
     context: Annotated[
         int | None,
         typer.Option(
@@ -105,7 +112,9 @@ def plan_command(
             "4096; layouts are ranked by speed, then GPU count, not by context)."
         ),
     ] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Requests of that length held at once.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help=f"Requests of that length held at once (default {_default('concurrency')}).")
+    ] = None,
     gpu_memory_utilization: Annotated[
         float | None, typer.Option(help=f"Ceiling (default {_default('gpu_memory_utilization')}).")
     ] = None,
@@ -166,6 +175,6 @@ def plan_command(
         answer = {"fits": True, "plan": plan.model_dump(mode="json"), "vllm_serve": command}
         typer.echo(json.dumps({**answer, "playbook_vars": playbook_vars(plan)}))
         return
-    typer.echo(render_plan(plan, spec.get("context_length"), int(spec.get("concurrency") or 1)))
+    typer.echo(render_plan(plan, spec.get("context_length"), int(spec.get("concurrency") or _default("concurrency"))))
     typer.echo("\nThe same engine with vLLM alone:\n  " + command)
     typer.echo("\nPlaybook variables (inventory group_vars):\n" + playbook_vars_yaml(plan).rstrip())
