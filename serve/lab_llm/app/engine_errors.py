@@ -35,7 +35,9 @@ ENGINE_DOWN_RETRY_AFTER_S = 10
 # Signs that a message carries internals rather than something written for the client.
 _INTERNALS = re.compile(
     r"Traceback \(most recent call last\)|File \"/|\bpid=|\bip=|\bnode_id\b|\bactor_id\b|ActorID|"
-    r"ray::|\(Request ID: |Internal exception:|original exception:|site-packages|/usr/|/home/|/tmp/|/root/"
+    r"ray::|\(Request ID: |Internal exception:|original exception:|site-packages|/usr/|/home/|/tmp/|/root/|"
+    # pydantic's report on one of the engine's own models (its fields, input values and a documentation URL)
+    r"\d+ validation errors? for [A-Z]\w*|errors\.pydantic\.dev"
 )
 # A Python repr inside a message (a dict, an object, a class, a dataclass such as `StructuredOutputsParams(json=...)`):
 # the engine's internal state, not words for a client. The message is cut before it.
