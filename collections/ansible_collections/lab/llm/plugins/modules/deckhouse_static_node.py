@@ -214,7 +214,7 @@ def argument_spec() -> dict:
                 effect=dict(type="str", required=True, choices=list(deckhouse.TAINT_EFFECTS)),
             ),
         ),
-        gpu_sharing=dict(type="str", choices=["Exclusive", "TimeSlicing"]),
+        gpu_sharing=dict(type="str", choices=list(deckhouse.GPU_SHARING_MODES)),
         time_slicing_partitions=dict(type="int", default=4),
         ssh_user=dict(type="str", default="caps"),
         ssh_private_key=dict(type="str", no_log=True),

@@ -164,7 +164,7 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lab.llm.plugins.module_utils.bootloader import GRUB, SYSTEMD_BOOT
+from ansible_collections.lab.llm.plugins.module_utils.bootloader import BOOT_LOADERS
 from ansible_collections.lab.llm.plugins.module_utils.bootloader_cmdline import CmdlineError
 from ansible_collections.lab.llm.plugins.module_utils.bootloader_runner import KernelCmdlineRunner
 
@@ -174,7 +174,7 @@ def main() -> None:
         argument_spec={
             "params": {"type": "list", "elements": "str", "required": True},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-            "boot_loader": {"type": "str", "choices": ["auto", GRUB, SYSTEMD_BOOT], "default": "auto"},
+            "boot_loader": {"type": "str", "choices": ["auto", *BOOT_LOADERS], "default": "auto"},
             "grub_dropin": {"type": "str"},
             "root": {"type": "path", "default": "/"},
             "config_root": {"type": "path", "default": "/"},

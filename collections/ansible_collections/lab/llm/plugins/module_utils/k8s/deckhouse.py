@@ -23,6 +23,8 @@ DECKHOUSE_GROUP_LABEL = "node.deckhouse.io/group"
 BOOTSTRAP_NAMESPACE = "d8-cloud-instance-manager"
 # nodeTemplate.taints[].effect in node_group.yaml, the effects of core/v1 Taint.
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# spec.gpu.sharing of a NodeGroup that lab-llm sets (the CRD also has MIG, which consumer GeForce cards lack).
+GPU_SHARING_MODES = ("Exclusive", "TimeSlicing")
 
 _NODE_GROUP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # NodeGroup CRD: pattern, maxLength 42
 _IPV4 = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$")  # StaticInstance spec.address pattern
