@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -310,72 +310,72 @@ def _fits(request: Request) -> Evaluation | None:
     return ranked[0] if ranked else None
 
 
-def _suggestions(request: Request, evaluations: list[Evaluation]) -> list[FitSuggestion]:
-    suggestions = []
+def _variants(
+    request: Request, evaluations: list[Evaluation]
+) -> list[tuple[str, int, Request, Callable[[Evaluation], str]]]:
+    """The changes worth trying, ``(name, cost_rank, changed request, text of the change given what fits)``."""
+    variants: list[tuple[str, int, Request, Callable[[Evaluation], str]]] = []
     longest = max((e.kv_tokens // max(1, request.concurrency) for e in evaluations if e.partition), default=0)
     wanted = request.context_length or MIN_CONTEXT
     if longest >= CONTEXT_STEP and longest < wanted:
         context = longest // CONTEXT_STEP * CONTEXT_STEP
-        found = _fits(replace(request, context_length=context))
-        if found:
-            suggestions.append(
-                FitSuggestion(
-                    "shorter_context",
-                    f"max_model_len {context} instead of {wanted}"
-                    + (f" (x{request.concurrency} concurrent)" if request.concurrency > 1 else ""),
-                    1,
-                    describe_stages(stages_of(request, found), found.tp),
-                )
-            )
+        concurrent = f" (x{request.concurrency} concurrent)" if request.concurrency > 1 else ""
+        text = f"max_model_len {context} instead of {wanted}{concurrent}"
+        variants.append(("shorter_context", 1, replace(request, context_length=context), lambda _found: text))
     if request.kv_cache_dtype != "fp8":
-        found = _fits(replace(request, kv_cache_dtype="fp8"))
-        if found:
-            suggestions.append(
-                FitSuggestion(
-                    "fp8_kv_cache",
-                    "kv_cache_dtype fp8 (halves the KV cache per token)",
-                    2,
-                    describe_stages(stages_of(request, found), found.tp),
-                )
+        variants.append(
+            (
+                "fp8_kv_cache",
+                2,
+                replace(request, kv_cache_dtype="fp8"),
+                lambda _found: "kv_cache_dtype fp8 (halves the KV cache per token)",
             )
+        )
     if not request.weights.is_int_quantized:
-        found = _fits(replace(request, weights=WeightFormat(dtype="awq", bits=4, group_size=128)))
-        if found:
-            suggestions.append(
-                FitSuggestion(
-                    "weights_4bit",
-                    "a 4-bit AWQ/GPTQ checkpoint (group size 128) of the same model",
-                    3,
-                    describe_stages(stages_of(request, found), found.tp),
-                )
+        variants.append(
+            (
+                "weights_4bit",
+                3,
+                replace(request, weights=WeightFormat(dtype="awq", bits=4, group_size=128)),
+                lambda _found: "a 4-bit AWQ/GPTQ checkpoint (group size 128) of the same model",
             )
+        )
     if request.limits.cpu_offload_gib == 0:
-        offloading = replace(request, limits=request.limits.model_copy(update={"cpu_offload_gib": 64.0}))
-        found = _fits(offloading)
-        if found:
-            suggestions.append(
-                FitSuggestion(
-                    "cpu_offload",
+        variants.append(
+            (
+                "cpu_offload",
+                4,
+                replace(request, limits=request.limits.model_copy(update={"cpu_offload_gib": 64.0})),
+                lambda found: (
                     f"cpu_offload_gb {found.offload_gib} per GPU (slow: weights cross PCIe every token, "
-                    f"about {found.decode.tokens_per_s if found.decode else 0} tok/s)",
-                    4,
-                    describe_stages(stages_of(request, found), found.tp),
-                )
+                    f"about {found.decode.tokens_per_s if found.decode else 0} tok/s)"
+                ),
             )
+        )
     largest = max((g for node in request.inventory.nodes for g in node.gpus), key=lambda g: g.total_gib)
     extra = Node(name="one-more-gpu", gpus=(largest,))
     grown = request.inventory.model_copy(update={"nodes": (*request.inventory.nodes, extra)})
-    found = _fits(replace(request, inventory=grown))
-    if found:
-        suggestions.append(
-            FitSuggestion(
-                "one_more_gpu",
-                f"one more {largest.gpu_class} in its own node",
-                5,
-                describe_stages(stages_of(request, found), found.tp),
-            )
+    variants.append(
+        (
+            "one_more_gpu",
+            5,
+            replace(request, inventory=grown),
+            lambda _found: f"one more {largest.gpu_class} in its own node",
         )
-    return sorted(suggestions, key=lambda s: s.cost_rank)
+    )
+    return variants
+
+
+def _suggestions(request: Request, evaluations: list[Evaluation]) -> list[FitSuggestion]:
+    """Each change that makes the model fit, cheapest first, with the layout it would get."""
+    suggestions = []
+    for name, rank, variant, text in _variants(request, evaluations):
+        found = _fits(variant)
+        if found:
+            suggestions.append(
+                FitSuggestion(name, text(found), rank, describe_stages(stages_of(request, found), found.tp))
+            )
+    return suggestions  # _variants lists them cheapest first
 
 
 # ---------------------------------------------------------------------------------------------- entry
