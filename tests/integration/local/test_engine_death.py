@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from lab_llm.stack import process_title, stack_pids
@@ -120,7 +121,31 @@ def test_a_dead_engine_is_answered_in_openais_format_until_it_serves_again(
                     stream_started.set()
         stream_done.append(time.monotonic())
 
-    in_flight = [threading.Thread(target=stream)]
+    sdk_outcome: list[BaseException | int] = []
+    sdk_started = threading.Event()
+
+    def sdk_stream() -> None:
+        """The same through the official SDK: its stream must end with its APIError, not a parse failure."""
+        sdk = openai.OpenAI(
+            base_url=f"{local_deployment.base_url}/v1",
+            api_key=local_deployment.api_key,
+            max_retries=0,
+            timeout=CLIENT_TIMEOUT_S,
+        )
+        chunks = 0
+        try:
+            for _chunk in sdk.chat.completions.create(
+                **{k: v for k, v in long_chat(local_deployment).items() if k != "ignore_eos"},
+                stream=True,
+                extra_body={"ignore_eos": True},
+            ):
+                chunks += 1
+                sdk_started.set()
+            sdk_outcome.append(chunks)
+        except Exception as error:  # which one is what the test asserts
+            sdk_outcome.append(error)
+
+    in_flight = [threading.Thread(target=stream), threading.Thread(target=sdk_stream)]
     in_flight += [
         threading.Thread(
             target=call,
@@ -131,7 +156,7 @@ def test_a_dead_engine_is_answered_in_openais_format_until_it_serves_again(
     ]
     for thread in in_flight:
         thread.start()
-    assert stream_started.wait(60), "the stream did not start"
+    assert stream_started.wait(60) and sdk_started.wait(60), "the streams did not start"
     cores = engine_cores(local_deployment)
     assert len(cores) == 1, cores
     timeline.killed_at = time.monotonic()
@@ -189,3 +214,6 @@ def test_a_dead_engine_is_answered_in_openais_format_until_it_serves_again(
     last_event = json.loads(stream_events[-2])
     assert last_event["error"]["type"] == "service_unavailable_error", stream_events[-3:]
     assert set(last_event["error"]) == {"message", "type", "param", "code"}
+    # What the OpenAI SDK makes of it: an APIError carrying that message, not a broken stream.
+    assert len(sdk_outcome) == 1 and type(sdk_outcome[0]) is openai.APIError, sdk_outcome
+    assert "not available" in str(sdk_outcome[0])
