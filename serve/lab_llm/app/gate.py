@@ -9,7 +9,8 @@ routes (tokenize, embeddings, responses, pooling, its unauthenticated /metrics, 
 For a chat or completion request, in this order, each refusal an OpenAI error body:
 credential (401) and scope (403); the replica's bound on requests in flight (503 + Retry-After, at once); the body
 read once as a JSON object of at most 64 levels (400); the model that will serve it (404 not served, 403 not the
-role's); the body validated with the engine's own request class (400). Then the body is replayed to vLLM's app,
+role's); the body validated with the engine's own request class, its structured-output constraint derived as the
+engine will (400, naming the field the client wrote). Then the body is replayed to vLLM's app,
 and its answer relayed: a non-2xx answer is rewritten (`engine_errors.engine_answer`), as is every error event of
 a stream; the stream itself passes through chunk by chunk, unbuffered. Pure ASGI, not `BaseHTTPMiddleware`, so a
 stream costs no extra task and no memory channel.

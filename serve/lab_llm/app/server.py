@@ -73,8 +73,10 @@ def gated_asgi_app(
 
 
 class GatedLLMServer(LLMServer):
-    """`LLMServer` whose HTTP app is vLLM's, behind lab-llm's gate. `app_config` is one `AppConfig` mapping;
-    `proxy_anchor` (the handle of `builder.ProxyAnchor`, when `serving.proxy_replicas`) is only held."""
+    """`LLMServer` whose HTTP app is vLLM's, behind lab-llm's gate, its chat handler answering a forced tool call
+    cut off by max_tokens as it streams it (`tool_calls.answer_cut_off_calls_as_streamed`). `app_config` is one
+    `AppConfig` mapping; `proxy_anchor` (the handle of `builder.ProxyAnchor`, when `serving.proxy_replicas`) is only
+    held."""
 
     # Ray Serve awaits an async constructor (LLMServer's is one: the engine starts in it).
     async def __init__(  # type: ignore[misc]
