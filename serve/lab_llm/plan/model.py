@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -139,11 +139,11 @@ class WeightFormat(BaseModel):
 ModelSpec.model_rebuild()
 
 
-def normalise_weight_dtype(value: str) -> str:
+def normalise_weight_dtype(value: str) -> WeightDtype:
     dtype = _WEIGHT_ALIASES.get(value.strip().lower(), value.strip().lower())
     if dtype not in WEIGHT_DTYPES:
         raise PlanInputError(f"unknown weight dtype {value!r}; expected one of {', '.join(WEIGHT_DTYPES)}")
-    return dtype
+    return cast(WeightDtype, dtype)  # one of WeightDtype's values, checked above
 
 
 def normalise_kv_cache_dtype(value: str) -> str:
@@ -254,7 +254,7 @@ def checkpoint_quantization(config: Mapping[str, Any]) -> tuple[WeightFormat | N
     found: WeightFormat | None
     if method in ("awq", "gptq"):
         found = WeightFormat(
-            dtype=method,  # type: ignore[arg-type]
+            dtype="awq" if method == "awq" else "gptq",
             bits=int(quant.get("bits", quant.get("w_bit", 4))),
             group_size=int(quant.get("group_size", quant.get("q_group_size", 128))),
         )

@@ -49,12 +49,12 @@ def _weights(
     if isinstance(weights, Mapping):
         dtype = normalise_weight_dtype(str(weights.get("dtype", "bf16")))
         return WeightFormat(
-            dtype=dtype,  # type: ignore[arg-type]
+            dtype=dtype,
             bits=int(weights.get("bits", 4)),
             group_size=int(weights.get("group_size", group_size or 128)),
         )
     dtype = normalise_weight_dtype(weights)
-    return WeightFormat(dtype=dtype, group_size=group_size or 128)  # type: ignore[arg-type]
+    return WeightFormat(dtype=dtype, group_size=group_size or 128)
 
 
 def _check_request(request: Request) -> None:
