@@ -112,7 +112,7 @@ def test_dependencies_are_installed_in_the_declared_range(installed: tuple[Path,
         assert version in SpecifierSet(wanted), (name, version, wanted)
 
 
-def test_every_module_and_role_documents_itself_from_the_install(
+def test_every_module_role_and_filter_documents_itself_from_the_install(
     installed: tuple[Path, dict[str, str], Path], tmp_path: Path
 ) -> None:
     _tarball, env, _collections = installed
@@ -128,6 +128,11 @@ def test_every_module_and_role_documents_itself_from_the_install(
     assert sorted(role_docs) == roles
     for name, doc in role_docs.items():
         assert doc["entry_points"]["main"]["options"], name
+    filters = sorted(f"lab.llm.{path.stem}" for path in (COLLECTION_ROOT / "plugins" / "filter").glob("*.py"))
+    filter_docs = json.loads(run([str(BIN / "ansible-doc"), "-t", "filter", "--json", *filters], env, tmp_path))
+    assert sorted(filter_docs) == filters
+    for name, doc in filter_docs.items():
+        assert doc["doc"]["options"]["_input"] and doc["examples"] and doc["return"], name
 
 
 def test_the_action_groups_reach_the_modules_of_the_install(
