@@ -219,7 +219,7 @@ def gate_router(
         LOGINS.labels("ok").inc()
         return TokenResponse(access_token=gate.tokens.issue(user.name, user.role), expires_in=gate.tokens.ttl_s)
 
-    # /token is where the seed's clients post; /auth/token is the documented path.
+    # /token is where clients written for the reference lab's earlier gateway post; /auth/token is the documented path.
     for path in ("/auth/token", "/token"):
         router.add_api_route(
             path,

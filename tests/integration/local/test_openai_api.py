@@ -234,7 +234,7 @@ def test_admin_creates_a_key_that_works_and_revokes_it(local_deployment: LocalDe
 
 
 def test_failed_logins_are_throttled_with_429(local_deployment: LocalDeployment) -> None:
-    url = f"{local_deployment.base_url}/token"  # the seed's path answers too
+    url = f"{local_deployment.base_url}/token"  # the reference lab's earlier gateway's path answers too
     statuses = [
         httpx.post(url, data={"username": "mallory", "password": f"guess-{n}"}, timeout=30).status_code
         for n in range(6)
@@ -249,6 +249,8 @@ def test_healthz_and_metrics_answer_without_a_token(local_deployment: LocalDeplo
     metrics = httpx.get(f"{local_deployment.base_url}/metrics", timeout=30)
     assert metrics.status_code == 200
     assert "lab_llm_auth_decisions_total" in metrics.text
+    # vLLM's own stat logger, not Ray's metrics agent: the engine's metrics under vLLM's names, beside the gate's.
+    assert "vllm:cache_config_info{" in metrics.text
 
 
 def test_overload_is_refused_at_once_instead_of_queueing_forever(local_deployment: LocalDeployment) -> None:
