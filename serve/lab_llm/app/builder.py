@@ -52,6 +52,11 @@ def to_llm_config(config: AppConfig) -> LLMConfig:
         # vLLM's own handlers stream straight to the client; Ray's chunk batching (50 ms by default, applied on the
         # handle path only, which nothing here calls) stays off so a handle caller could not delay a first token.
         experimental_configs={"stream_batching_interval_ms": 0},
+        # vLLM's own Prometheus stat logger, in the replica's default registry, served by the gate's /metrics under
+        # vLLM's names (vllm:...), as `vllm serve` publishes them. Ray's wrapper (log_engine_metrics, on by default)
+        # records every stat through Ray's metrics agent instead: about 1 ms of the replica's CPU per request (py-spy,
+        # bench/README.md), which the one-hop budget (issue 12) cannot carry.
+        log_engine_metrics=False,
     )
 
 
