@@ -193,6 +193,16 @@ def cpu_ms_per_request(
     }
 
 
+def idle_cpu_percent(
+    before: dict[str, int], after: dict[str, int], seconds: float, ticks_per_s: int
+) -> dict[str, float]:
+    """CPU each role used while no request was sent, in percent of one core: the per-second work (health checks,
+    metrics, control loops, pollers) that a load's CPU per request also carries, spread over that load's requests."""
+    if seconds <= 0:
+        return {}
+    return {role: (after[role] - before.get(role, 0)) * 100 / ticks_per_s / seconds for role in after if role in before}
+
+
 @dataclass(frozen=True)
 class Verdict:
     concurrency: int
@@ -551,6 +561,7 @@ class ServerRun:
     startup_s: float
     loads: list[LoadResult]
     processes: dict[str, int]
+    idle_cpu_pct: dict[str, float] = field(default_factory=dict)
 
 
 def read_machine_ticks() -> tuple[int, int]:
@@ -578,6 +589,10 @@ def measure(server: Server, args: argparse.Namespace) -> ServerRun:
         if missing:
             print(f"   note: no process found for {', '.join(missing)}", flush=True)
         ticks_per_s = os.sysconf("SC_CLK_TCK")
+        idle_before = probe.sample()
+        time.sleep(args.idle_seconds)
+        idle = with_front(idle_cpu_percent(idle_before, probe.sample(), args.idle_seconds, ticks_per_s))
+        print(f"   idle for {args.idle_seconds:.0f} s: front {idle.get('front', math.nan):.1f} % of a core", flush=True)
         loads = []
         plan = [(c, False) for c in args.concurrency] + [(c, True) for c in args.stream_concurrency]
         for concurrency, stream in plan:
@@ -611,7 +626,8 @@ def measure(server: Server, args: argparse.Namespace) -> ServerRun:
             )
             for sample in samples:
                 print(f"     error: {sample}", flush=True)
-        return ServerRun(server.name, startup_s, loads, {role: len(p) for role, p in probe.pids_by_role.items()})
+        processes = {role: len(p) for role, p in probe.pids_by_role.items()}
+        return ServerRun(server.name, startup_s, loads, processes, idle)
     finally:
         server.stop()
 
@@ -699,9 +715,13 @@ def report(runs: Sequence[ServerRun]) -> list[Verdict]:
         for load in run.loads:
             values = [f"{load.cpu_ms_per_request.get(role, math.nan):.2f}" for role in roles]
             print(_row((run.name, _load_name(load), *values), widths))
+        if run.idle_cpu_pct:
+            values = [f"{run.idle_cpu_pct.get(role, math.nan):.2f}" for role in roles]
+            print(_row((run.name, "idle %", *values), widths))
     print(
         "  (front = every process on the request path before the engine core: HAProxy, its manager, the Python proxy,"
-        " the replicas; for vLLM its API server)"
+        " the replicas; for vLLM its API server; `idle %` = percent of one core each used with no request in"
+        " flight, before the loads: at a load of R req/s it is idle % x 10 / R ms of that load's CPU per request)"
     )
     return verdicts
 
@@ -742,6 +762,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vllm-port", type=int, default=8021)
     parser.add_argument("--ray-port", type=int, default=8022)
     parser.add_argument("--app-port", type=int, default=8023)
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=10.0,
+        help="seconds of no load, after warm-up, to measure each process's idle CPU",
+    )
     parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds per server")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--keep-logs", action="store_true", help="keep the work directory with the server logs")

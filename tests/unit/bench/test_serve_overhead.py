@@ -94,6 +94,15 @@ def test_cpu_per_request_is_the_tick_difference_in_milliseconds():
     assert bench.cpu_ms_per_request(before, after, requests=0, ticks_per_s=100) == {}
 
 
+def test_idle_cpu_is_percent_of_one_core_per_role():
+    before = {"haproxy_manager": 1000, "proxy": 500, "total": 9000}
+    after = {"haproxy_manager": 1013, "proxy": 512, "total": 9100, "new_role": 7}
+    # 13 ticks at 100 per second over 10 s = 0.13 s of CPU in 10 s = 1.3 % of a core; new roles are left out.
+    idle = bench.idle_cpu_percent(before, after, seconds=10.0, ticks_per_s=100)
+    assert idle == pytest.approx({"haproxy_manager": 1.3, "proxy": 1.2, "total": 10.0})
+    assert bench.idle_cpu_percent(before, after, seconds=0.0, ticks_per_s=100) == {}
+
+
 PROC_STAT = """cpu  1000 10 300 5000 40 5 15 7 0 0
 cpu0 500 5 150 2500 20 2 8 3 0 0
 cpu1 500 5 150 2500 20 3 7 4 0 0
