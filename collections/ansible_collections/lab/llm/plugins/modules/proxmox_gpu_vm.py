@@ -19,8 +19,10 @@ description:
     RV(restart_pending=true) and a warning.
   - Never destroys a VM unless O(state=absent), and never touches a VM that does not carry
     O(managed_tag) (for example a VM that already uses the requested O(vmid)).
-  - Checks all input (node, template, mappings and PCI devices on that node, vmid, SSH keys) before the
-    first write; a mapping is also checked against the node's device the way Proxmox checks it at VM start
+  - Checks all input (node, template, mappings and PCI devices on that node, vmid, SSH keys, and every value
+    Proxmox's API schema would refuse, that is name, vmid, cores, sockets, memory, machine, disk, storages, hotplug,
+    tags, VLAN, MTU, nameserver) before the first write; a mapping is also checked against the node's device
+    the way Proxmox checks it at VM start
     (vendor:device id, subsystem id, IOMMU group), so a stale mapping fails before a VM is cloned. Talks to
     the Proxmox API over HTTPS (proxmoxer), never SSH.
 author:
@@ -79,11 +81,11 @@ options:
     type: bool
     default: false
   cores:
-    description: Cores per socket.
+    description: Cores per socket; at least 1 (Proxmox's API schema).
     type: int
     default: 4
   sockets:
-    description: CPU sockets.
+    description: CPU sockets; at least 1 (Proxmox's API schema).
     type: int
     default: 1
   numa:
@@ -91,7 +93,9 @@ options:
     type: bool
     default: true
   memory:
-    description: Memory in MiB. Ballooning is always off (C(balloon=0)); passthrough pins guest memory.
+    description:
+      - Memory in MiB, at least 16 (Proxmox's API schema).
+      - Ballooning is always off (C(balloon=0)); passthrough pins guest memory.
     type: int
     default: 16384
   hotplug:
@@ -140,15 +144,17 @@ options:
         description: NIC model.
         type: str
         default: virtio
+        choices: [e1000, e1000-82540em, e1000-82544gc, e1000-82545em, e1000e, i82551, i82557b, i82559er, ne2k_isa,
+                  ne2k_pci, pcnet, rtl8139, virtio, vmxnet3]
       bridge:
         description: Bridge.
         type: str
         default: vmbr0
       vlan:
-        description: VLAN tag.
+        description: VLAN tag, 1 to 4094.
         type: int
       mtu:
-        description: MTU (virtio only).
+        description: MTU (virtio only), 1 to 65520.
         type: int
   cloud_init:
     description: Cloud-init settings of the VM.
@@ -329,6 +335,7 @@ from ansible_collections.lab.llm.plugins.module_utils.pve.client import (
     pve_argument_spec,
 )
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveError
+from ansible_collections.lab.llm.plugins.module_utils.pve.vm import NIC_MODELS
 from ansible_collections.lab.llm.plugins.module_utils.pve.vm_runner import GpuVmRunner
 
 
@@ -369,7 +376,7 @@ def argument_spec() -> dict:
         network=dict(
             type="dict",
             options=dict(
-                model=dict(type="str", default="virtio"),
+                model=dict(type="str", default="virtio", choices=list(NIC_MODELS)),
                 bridge=dict(type="str", default="vmbr0"),
                 vlan=dict(type="int"),
                 mtu=dict(type="int"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -55,6 +56,93 @@ def size_bytes(text: str) -> int:
     if not match:
         raise PveInputError("not a disk size: %r (use e.g. 32G)" % text)
     return int(float(match.group(1)) * SIZE_UNITS[match.group(2)])
+
+
+# What Proxmox VE accepts for the options this module sets: the API schema of POST nodes/{node}/qemu/{vmid}/clone
+# and PUT .../config (pve-docs api-viewer apidata.js; formats from pve-common PVE::JSONSchema and qemu-server).
+# Checked before the first write so that a value Proxmox would answer with 400 never leaves a half-made VM.
+DNS_NAME = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?\.)*[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$")
+TAG = re.compile(r"^[a-z0-9_][a-z0-9_\-+.]*$", re.IGNORECASE)
+STORAGE_ID = re.compile(r"^[a-z][a-z0-9\-_.]*[a-z0-9]$", re.IGNORECASE)
+MACHINE_TYPE = re.compile(
+    r"^(?:pc|pc(?:-i440fx)?-\d+(?:\.\d+)+(?:\+pve\d+)?(?:\.pxe)?|q35|pc-q35-\d+(?:\.\d+)+(?:\+pve\d+)?(?:\.pxe)?"
+    r"|virt(?:-\d+(?:\.\d+)+)?(?:\+pve\d+)?)$"
+)
+MACHINE_TYPE_MAX_LENGTH = 40
+DISK_KEY = re.compile(r"^(?:scsi(?:[0-9]|[12][0-9]|30)|virtio(?:[0-9]|1[0-5])|sata[0-5]|ide[0-3])$")
+HOTPLUG_FEATURES = ("network", "disk", "cpu", "memory", "usb", "cloudinit")
+VMID_RANGE = (100, 999999999)
+INT_MINIMUMS = {"cores": 1, "sockets": 1, "memory": 16}
+NETWORK_RANGES = {"vlan": ("tag", 1, 4094), "mtu": ("mtu", 1, 65520)}
+NIC_MODELS = (
+    "e1000", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "e1000e", "i82551", "i82557b", "i82559er",
+    "ne2k_isa", "ne2k_pci", "pcnet", "rtl8139", "virtio", "vmxnet3",
+)  # fmt: skip
+
+
+def settings_problems(params: dict) -> list[str]:
+    """Every module option whose value Proxmox VE would refuse (HTTP 400), as ``option=value: rule`` lines.
+
+    ``params`` are the module's parameters. An empty list means the API schema accepts them all.
+    """
+    problems = []
+    if not DNS_NAME.match(params["name"] or ""):
+        problems.append(
+            "name=%r: Proxmox requires a DNS name (letters, digits and '-' in dot-separated labels, "
+            "no '-' at either end of a label)" % params["name"]
+        )
+    vmid = params.get("vmid")
+    if vmid is not None and not VMID_RANGE[0] <= vmid <= VMID_RANGE[1]:
+        problems.append("vmid=%s: Proxmox requires %d to %d" % (vmid, VMID_RANGE[0], VMID_RANGE[1]))
+    for option, minimum in INT_MINIMUMS.items():
+        if params[option] < minimum:
+            unit = " MiB" if option == "memory" else ""
+            problems.append("%s=%s: Proxmox requires at least %d%s" % (option, params[option], minimum, unit))
+    machine = params["machine"]
+    if len(machine) > MACHINE_TYPE_MAX_LENGTH or not MACHINE_TYPE.match(machine):
+        problems.append("machine=%r: not a QEMU machine type Proxmox accepts (q35, pc, pc-q35-9.2, ...)" % machine)
+    if not DISK_KEY.match(params["disk"]):
+        problems.append("disk=%r: Proxmox disks are scsi0-30, virtio0-15, sata0-5 or ide0-3" % params["disk"])
+    for option in ("storage", "efidisk_storage"):
+        if params.get(option) is not None and not STORAGE_ID.match(params[option]):
+            problems.append("%s=%r: not a Proxmox storage ID" % (option, params[option]))
+    hotplug = params.get("hotplug")
+    if hotplug is not None and hotplug not in ("0", "1"):
+        unknown = [item for item in hotplug.split(",") if item not in HOTPLUG_FEATURES]
+        if unknown:
+            problems.append(
+                "hotplug=%r: unknown feature %s (Proxmox knows %s, or 0/1)"
+                % (hotplug, ", ".join(map(repr, unknown)), ",".join(HOTPLUG_FEATURES))
+            )
+    for option in ("tags", "managed_tag"):
+        values = params.get(option) or []
+        for tag in [values] if isinstance(values, str) else values:
+            if not TAG.match(tag):
+                problems.append(
+                    "%s: %r is not a Proxmox tag (letters, digits, '_', '-', '+', '.'; not starting with '-', '+' "
+                    "or '.')" % (option, tag)
+                )
+    network = params.get("network") or {}
+    for option, (api_key, low, high) in NETWORK_RANGES.items():
+        value = network.get(option)
+        if value is not None and not low <= value <= high:
+            problems.append(
+                "network.%s=%s: Proxmox requires net0 %s from %d to %d" % (option, value, api_key, low, high)
+            )
+    nameserver = (params.get("cloud_init") or {}).get("nameserver")
+    if nameserver:
+        for item in re.split(r"[,; ]", nameserver):
+            if item and not _is_ip_address(item):
+                problems.append("cloud_init.nameserver: %r is not an IP address" % item)
+    return problems
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def validate_sshkeys(keys: list) -> None:

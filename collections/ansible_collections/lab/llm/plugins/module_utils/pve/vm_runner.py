@@ -44,6 +44,9 @@ class GpuVmRunner:
     def preflight(self) -> dict | None:
         """Validate the input against the cluster; return the existing managed VM (resource) or None."""
         params = self.params
+        problems = vms.settings_problems(params)
+        if problems:
+            raise PveInputError("Proxmox would refuse these settings: " + "; ".join(problems))
         vms.validate_sshkeys((params["cloud_init"] or {}).get("sshkeys") or [])
         for index, gpu in enumerate(params["gpus"] or []):
             if bool(gpu.get("mapping")) == bool(gpu.get("host")):

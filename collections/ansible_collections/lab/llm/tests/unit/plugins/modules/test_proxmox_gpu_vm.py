@@ -296,3 +296,62 @@ def test_mapping_proxmox_would_refuse_at_start_is_refused_before_the_clone(pve, 
             pve, monkeypatch, args, f"PCI mapping {mapping!r} does not match the device on node pve2"
         )
         assert message in run_module(monkeypatch, args).result["msg"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"cores": -2}, "cores=-2: Proxmox requires at least 1"),
+        ({"sockets": 0}, "sockets=0: Proxmox requires at least 1"),
+        ({"memory": 8}, "memory=8: Proxmox requires at least 16 MiB"),
+        ({"vmid": 42}, "vmid=42: Proxmox requires 100 to 999999999"),
+        ({"machine": "q36"}, "machine='q36': not a QEMU machine type"),
+        ({"disk": "scsi31"}, "disk='scsi31'"),
+        ({"efidisk_storage": "ceph vm"}, "efidisk_storage='ceph vm': not a Proxmox storage ID"),
+        ({"hotplug": "network,gpu"}, "hotplug='network,gpu': unknown feature 'gpu'"),
+        ({"tags": ["gpu", "-bad"]}, "tags: '-bad' is not a Proxmox tag"),
+        ({"network": {"bridge": "vmbr0", "vlan": 4095}}, "network.vlan=4095: Proxmox requires net0 tag from 1 to 4094"),
+        ({"network": {"bridge": "vmbr0", "mtu": 0}}, "network.mtu=0"),
+    ],
+)
+def test_a_value_proxmox_would_refuse_fails_before_the_clone(pve, monkeypatch, extra: dict, message: str) -> None:
+    assert_fails_without_writes(pve, monkeypatch, vm_args(pve, "gpu-bad-setting", **extra), message)
+
+
+@pytest.mark.parametrize("name", ["gpu_vm", "gpu vm", "-gpu", "gpu-", "gpu..vm", ""])
+def test_a_name_that_is_not_a_dns_name_fails_before_the_clone(pve, monkeypatch, name: str) -> None:
+    assert_fails_without_writes(pve, monkeypatch, vm_args(pve, name), "name=%r: Proxmox requires a DNS name" % name)
+
+
+def test_every_refused_value_is_named_at_once(pve, monkeypatch) -> None:
+    outcome = run_module(monkeypatch, vm_args(pve, "gpu_two", cores=-2, memory=0))
+    assert outcome.failed
+    for part in ("name='gpu_two'", "cores=-2", "memory=0"):
+        assert part in outcome.result["msg"]
+
+
+def test_the_checks_accept_what_the_api_schema_accepts(shared_reference: Path) -> None:
+    """The module's rules against the stand-in's schema checker (Proxmox's own API schema): a value the module
+    accepts is one Proxmox accepts, and the other way round, for the boundaries of each rule."""
+    from ansible_collections.lab.llm.plugins.module_utils.pve import vm as vms
+    from tests.standins.pve.schema import ApiSchema, ValidationFailed
+
+    found = ApiSchema.load(shared_reference / "proxmox" / "pve-api-subset.json").match(
+        "PUT", "/nodes/pve2/qemu/100/config"
+    )
+    assert found is not None
+    endpoint = found[0]
+    base = {"name": "ok", "vmid": None, "cores": 1, "sockets": 1, "memory": 16, "machine": "q35", "disk": "scsi0",
+            "storage": None, "efidisk_storage": "local-lvm", "hotplug": None, "tags": [], "managed_tag": "lab-llm",
+            "network": None, "cloud_init": None}  # fmt: skip
+    cases = [("cores", 0), ("cores", 1), ("sockets", 0), ("sockets", 2), ("memory", 15), ("memory", 16),
+             ("name", "a-b.c"), ("name", "a_b"), ("name", "a-"), ("machine", "pc-q35-9.2+pve1"),
+             ("machine", "q35x"), ("vmid", 99), ("vmid", 100)]  # fmt: skip
+    for option, value in cases:
+        module_ok = not vms.settings_problems({**base, option: value})
+        try:
+            endpoint.validate({option: [str(value)]})
+            api_ok = True
+        except ValidationFailed as exc:
+            api_ok = option not in exc.errors
+        assert module_ok == api_ok, (option, value)
