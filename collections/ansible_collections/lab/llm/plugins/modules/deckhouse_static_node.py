@@ -51,7 +51,8 @@ options:
     required: true
   gpu_class:
     description:
-      - GPU class of the VM, for example C(rtx-3090); becomes the node label C(lab-llm.io/gpu-class).
+      - GPU class of the VM, for example C(rtx-3090); becomes the node label C(lab-llm.io/gpu-class), so it must be
+        a Kubernetes label value (at most 63 of C([A-Za-z0-9_.-]), alphanumeric at both ends).
       - Required with O(state=present).
     type: str
   address:
@@ -63,7 +64,9 @@ options:
     choices: [static_instance, script]
     default: static_instance
   node_labels:
-    description: More labels for the nodes of the group (C(nodeTemplate.labels)).
+    description:
+      - More labels for the nodes of the group (C(nodeTemplate.labels)).
+      - Keys and values must follow Kubernetes' label syntax; the module fails before its first write otherwise.
     type: dict
     default: {}
   node_taints:
@@ -91,7 +94,7 @@ options:
     type: str
     choices: [Exclusive, TimeSlicing]
   time_slicing_partitions:
-    description: Partitions per GPU when O(gpu_sharing=TimeSlicing).
+    description: Partitions per GPU when O(gpu_sharing=TimeSlicing), 1 to 100 (the NodeGroup CRD).
     type: int
     default: 4
   ssh_user:
@@ -102,7 +105,7 @@ options:
     description: Private SSH key (PEM/OpenSSH text) of O(ssh_user); keep it in a vaulted variable.
     type: str
   ssh_port:
-    description: SSH port of the VM.
+    description: SSH port of the VM, 1 to 65535.
     type: int
     default: 22
   sudo_password:

@@ -25,6 +25,8 @@ BOOTSTRAP_NAMESPACE = "d8-cloud-instance-manager"
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 # spec.gpu.sharing of a NodeGroup that lab-llm sets (the CRD also has MIG, which consumer GeForce cards lack).
 GPU_SHARING_MODES = ("Exclusive", "TimeSlicing")
+# spec.gpu.timeSlicing.partitionCount of a NodeGroup: minimum 1, maximum 100 (node_group.yaml CRD).
+TIME_SLICING_PARTITIONS = (1, 100)
 
 _NODE_GROUP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # NodeGroup CRD: pattern, maxLength 42
 _IPV4 = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$")  # StaticInstance spec.address pattern

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.lab.llm.plugins.module_utils.k8s import deckhouse, waiter
+from ansible_collections.lab.llm.plugins.module_utils.k8s import deckhouse, names, waiter
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
 from ansible_collections.lab.llm.plugins.module_utils.k8s.node import drain as drain_node
 from ansible_collections.lab.llm.plugins.module_utils.k8s.secrets import redacted, secret_text
@@ -28,10 +28,29 @@ COUNT_FIELD_MANAGER = "lab-llm-node-count"
 def input_problems(params: dict[str, Any]) -> list[str]:
     """What is wrong with the module's options beyond what its argument spec checks: values the CRDs constrain,
     and requirements that hold only for ``state=present`` with ``bootstrap=static_instance`` together."""
-    problems = [deckhouse.check_node_group_name(params["node_group"])]
+    problems = [deckhouse.check_node_group_name(params["node_group"]), names.subdomain_problem("name", params["name"])]
+    if params["credentials_name"] is not None:
+        problems.append(names.subdomain_problem("credentials_name", params["credentials_name"]))
     if params["state"] == "present" and params["gpu_class"] is not None and not params["gpu_class"].strip():
         # The argument spec requires the option (required_if); a blank value would label the nodes with nothing.
         problems.append("gpu_class is empty; it names the GPU class of the VM, for example rtx-3090")
+    elif params["gpu_class"] is not None:
+        # It becomes the value of the lab-llm.io/gpu-class label of the group's nodes.
+        problems.append(names.label_value_problem("gpu_class", params["gpu_class"]))
+    problems += names.label_problems("node_labels", params["node_labels"] or {})
+    for index, taint in enumerate(params["node_taints"] or []):
+        where = "node_taints[%d]" % index
+        problems.append(names.label_key_problem(where, taint["key"]))
+        if taint.get("value") is not None:
+            problems.append(names.label_value_problem(where, taint["value"]))
+    low, high = deckhouse.TIME_SLICING_PARTITIONS
+    if not low <= params["time_slicing_partitions"] <= high:
+        problems.append(
+            "time_slicing_partitions=%s: the NodeGroup CRD allows %d to %d (spec.gpu.timeSlicing.partitionCount)"
+            % (params["time_slicing_partitions"], low, high)
+        )
+    if not 1 <= params["ssh_port"] <= 65535:
+        problems.append("ssh_port=%s: the SSHCredentials CRD allows 1 to 65535 (spec.sshPort)" % params["ssh_port"])
     if params["state"] == "present" and params["bootstrap"] == STATIC_INSTANCE:
         if not params["address"]:
             problems.append("address is required with bootstrap=static_instance")

@@ -96,6 +96,21 @@ def test_a_vm_stuck_bootstrapping_times_out_naming_its_phase(kube_api: KubeApiSt
         ({"node_taints": [{"effect": "NoSchedule"}]}, "missing required arguments: key found in node_taints"),
         ({"gpu_class": " "}, "gpu_class is empty"),
         ({"caps_api_version": "v1beta1"}, "value of caps_api_version must be one of: v1alpha1, v1alpha2"),
+        # Values the CRDs and Kubernetes' label rules would refuse (422) after the SSHCredentials and StaticInstance
+        # were already written.
+        ({"gpu_sharing": "TimeSlicing", "time_slicing_partitions": -3}, "time_slicing_partitions=-3: the NodeGroup"),
+        ({"time_slicing_partitions": 101}, "time_slicing_partitions=101"),
+        ({"gpu_class": "rtx 3090"}, "gpu_class: value 'rtx 3090' is not a Kubernetes label value"),
+        ({"gpu_class": "x" * 64}, "is not a Kubernetes label value"),
+        ({"node_labels": {"bad key!": "v"}}, "node_labels: key 'bad key!' is not a Kubernetes label key"),
+        ({"node_labels": {"lab/tier": "a b"}}, "node_labels[lab/tier]: value 'a b' is not a Kubernetes label value"),
+        ({"node_labels": {"Bad_Prefix/tier": "a"}}, "key 'Bad_Prefix/tier' is not a Kubernetes label key"),
+        ({"node_labels": {"/tier": "a"}}, "key '/tier' is not a Kubernetes label key"),
+        ({"node_taints": [{"key": "gpu!", "effect": "NoSchedule"}]}, "node_taints[0]: key 'gpu!' is not"),
+        ({"node_taints": [{"key": "gpu", "value": "-x", "effect": "NoSchedule"}]}, "node_taints[0]: value '-x'"),
+        ({"name": "GPU_1"}, "name='GPU_1': Kubernetes requires a lowercase RFC 1123 subdomain"),
+        ({"credentials_name": "ssh key"}, "credentials_name='ssh key'"),
+        ({"ssh_port": 0}, "ssh_port=0: the SSHCredentials CRD allows 1 to 65535"),
     ],
 )
 def test_bad_input_fails_before_any_api_call(kube_api: KubeApiStandIn, bad: dict[str, Any], message: str) -> None:
@@ -103,6 +118,20 @@ def test_bad_input_fails_before_any_api_call(kube_api: KubeApiStandIn, bad: dict
     assert result["failed"] is True
     assert message in result["msg"]
     assert kube_api.requests == []
+
+
+def test_good_labels_and_taints_pass_the_checks_and_reach_the_node_group(kube_api: KubeApiStandIn) -> None:
+    play_caps(kube_api)
+    labels = {"example.com/tier": "gpu.large_1", "zone": "", "a": "b"}
+    taint = {"key": "example.com/dedicated", "value": "llm", "effect": "NoSchedule"}
+    result = run_module(
+        deckhouse_static_node.main,
+        args(node_labels=labels, node_taints=[taint], gpu_sharing="TimeSlicing", time_slicing_partitions=100),
+    )
+    assert not result.get("failed"), result
+    group = kube_api.get("deckhouse.io/v1", "NodeGroup", "gpu-rtx-3090")
+    assert group["spec"]["nodeTemplate"]["labels"] == {**labels, "lab-llm.io/gpu-class": "rtx-3090"}
+    assert group["spec"]["gpu"]["timeSlicing"] == {"partitionCount": 100}
 
 
 def test_gpu_class_is_required_to_join(kube_api: KubeApiStandIn) -> None:
