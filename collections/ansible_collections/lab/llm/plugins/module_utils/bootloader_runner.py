@@ -13,7 +13,6 @@ from GRUB_CMDLINE_LINUX) the run fails naming the file and line, and nothing cha
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 
 from ansible_collections.lab.llm.plugins.module_utils.bootloader import (
@@ -40,6 +39,7 @@ from ansible_collections.lab.llm.plugins.module_utils.bootloader_cmdline import 
     render_dropin,
     repeatable_keys,
 )
+from ansible_collections.lab.llm.plugins.module_utils.files import write_atomically
 
 
 def read_text(path: str) -> str | None:
@@ -218,10 +218,4 @@ class KernelCmdlineRunner:
 
     def _write(self, path: str, content: str) -> None:
         mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o644
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".kernel_cmdline.")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(content)
-        os.chmod(temporary, mode)
-        self.atomic_move(temporary, path)
+        write_atomically(path, content, mode, self.atomic_move)

@@ -15,7 +15,10 @@ description:
     Reports a change only when an object's user-set fields differ (status and server bookkeeping ignored).
   - The values of Secrets (C(data), C(stringData)) are hidden from the result, the diff and the logged arguments.
   - With O(render_dir), writes each manifest to C(RENDER_DIR/PREFIXKind-namespace-name.yml) instead and contacts no
-    cluster; the collection's tests validate these files against the Kubernetes and CRD schemas.
+    cluster; the collection's tests validate these files against the Kubernetes and CRD schemas. Each file is
+    replaced atomically, only when its content or mode differs (mode C(0600) for Secrets and SSHCredentials, whose
+    values the file holds in the clear, C(0644) otherwise); in check mode nothing is written and the result and
+    diff say what would change.
 author:
   - lab-llm developers (@lab-llm)
 extends_documentation_fragment:
@@ -58,12 +61,13 @@ EXAMPLES = r"""
 
 RETURN = r"""
 objects:
-  description: C(Kind namespace/name) of each manifest and whether it changed.
+  description: C(Kind namespace/name) of each manifest and whether it changed (would change, in check mode); with
+    O(render_dir) also the C(file).
   returned: always
   type: list
   elements: dict
 files:
-  description: Files written with O(render_dir).
+  description: The file of each manifest with O(render_dir), written or already up to date.
   returned: with O(render_dir)
   type: list
   elements: str
@@ -75,9 +79,10 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.lab.llm.plugins.module_utils.files import write_atomically
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, object_ref
-from ansible_collections.lab.llm.plugins.module_utils.k8s.secrets import redacted
+from ansible_collections.lab.llm.plugins.module_utils.k8s.secrets import REDACTED, holds_secrets, redacted
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
 
 
@@ -93,21 +98,64 @@ def _check(manifests: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def _render(module: AnsibleModule, manifests: list[dict[str, Any]]) -> list[str]:
+SECRET_FILE_MODE = 0o600  # a rendered Secret (or SSHCredentials) holds its values in the clear; base64 hides nothing
+MANIFEST_FILE_MODE = 0o644
+
+
+def _render(module: AnsibleModule, manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write each manifest to its file unless it already holds exactly that with the right mode.
+
+    Returns the module result: ``changed``, ``files``, ``objects`` (each file's object and whether it changed)
+    and ``diff`` (before/after per file, Secret data redacted). In check mode nothing is written.
+    """
     directory, prefix = module.params["render_dir"], module.params["render_prefix"]
-    if not os.path.isdir(directory):
-        os.makedirs(directory)
     files: list[str] = []
+    objects: list[dict[str, Any]] = []
+    diff: dict[str, dict[str, Any]] = {"before": {}, "after": {}}
     for manifest in manifests:
         metadata = manifest["metadata"]
         path = os.path.join(
             directory,
             "%s%s-%s-%s.yml" % (prefix, manifest["kind"], metadata.get("namespace", "cluster"), metadata["name"]),
         )
-        with open(path, "w") as handle:
-            handle.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")  # JSON is YAML
+        content = json.dumps(manifest, indent=2, sort_keys=True) + "\n"  # JSON is YAML
+        mode = SECRET_FILE_MODE if holds_secrets(manifest["kind"]) else MANIFEST_FILE_MODE
+        before = _read(path)
+        changed = before != content or os.stat(path).st_mode & 0o7777 != mode
+        if changed:
+            diff["before"][path] = _shown(before, manifest["kind"])
+            diff["after"][path] = redacted(manifest)
+            if not module.check_mode:
+                try:
+                    write_atomically(path, content, mode, module.atomic_move)
+                except OSError as error:
+                    module.fail_json(msg="cannot write %s: %s" % (path, error), files=files, objects=objects)
         files.append(path)
-    return files
+        objects.append({"object": object_ref(manifest["kind"], metadata["name"], metadata.get("namespace")),
+                        "changed": changed, "file": path})  # fmt: skip
+    return dict(changed=any(item["changed"] for item in objects), files=files, objects=objects, diff=diff)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _shown(text: str | None, kind: str) -> Any:
+    """What a diff shows of a file's old content: the manifest (Secret data redacted), or nothing."""
+    if text is None:
+        return None
+    try:
+        manifest = json.loads(text)
+    except ValueError:
+        manifest = None
+    if isinstance(manifest, dict):
+        return redacted(manifest)
+    # Not what this module writes; the file of a Secret may still hold secret text, so show none of it.
+    return REDACTED if holds_secrets(kind) else text
 
 
 def main() -> None:
@@ -129,7 +177,7 @@ def main() -> None:
     if problems:
         module.fail_json(msg="; ".join(problems))
     if module.params["render_dir"]:
-        module.exit_json(changed=False, files=_render(module, manifests), objects=[])
+        module.exit_json(**_render(module, manifests))
     objects, changed_any = [], False
     diff: dict = {"before": {}, "after": {}}
     try:

@@ -41,6 +41,11 @@ def redacted(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     return shown
 
 
+def holds_secrets(kind: str) -> bool:
+    """Whether objects of ``kind`` carry secret values (a Secret, Deckhouse SSHCredentials)."""
+    return kind == "Secret" or kind in _SECRET_SPEC_FIELDS
+
+
 def secret_text(secret: dict[str, Any] | None, key: str) -> str | None:
     """The UTF-8 text under ``data[key]`` of a Secret object, or None when the Secret or the key is absent."""
     encoded = ((secret or {}).get("data") or {}).get(key)

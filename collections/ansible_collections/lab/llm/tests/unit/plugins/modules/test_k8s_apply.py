@@ -34,17 +34,73 @@ def test_k8s_apply_is_idempotent_and_keeps_secret_data_out_of_the_diff(kube_api:
 
 def test_k8s_apply_render_mode_writes_files_and_calls_nothing(kube_api: KubeApiStandIn, tmp_path: Path) -> None:
     tmp_path = tmp_path / "render"
-    result = run_module(
-        k8s_apply.main,
-        {"manifests": [NAMESPACE, deployment()], "render_dir": str(tmp_path), "render_prefix": "stage9-"},
-    )
+    args = {"manifests": [NAMESPACE, deployment()], "render_dir": str(tmp_path), "render_prefix": "stage9-"}
+    result = run_module(k8s_apply.main, args)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "stage9-Deployment-lab-llm-web.yml",
         "stage9-Namespace-cluster-lab-llm.yml",
     ]
     assert json.loads((tmp_path / "stage9-Namespace-cluster-lab-llm.yml").read_text()) == NAMESPACE
-    assert result["changed"] is False
+    assert result["changed"] is True
+    assert [o["changed"] for o in result["objects"]] == [True, True]
     assert kube_api.requests == []
+    again = run_module(k8s_apply.main, args)
+    assert again["changed"] is False, again["diff"]
+    assert again["files"] == result["files"]
+
+
+SECRET = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "type": "Opaque",
+    "metadata": {"name": "keys", "namespace": "lab-llm"},
+    "data": {"k": "c2VjcmV0LXZhbHVl"},
+}
+
+
+def test_render_mode_in_check_mode_writes_nothing_and_says_what_would_change(
+    kube_api: KubeApiStandIn, tmp_path: Path
+) -> None:
+    render = tmp_path / "render"
+    args = {"manifests": [NAMESPACE, SECRET], "render_dir": str(render), "_ansible_diff": True}
+    predicted = run_module(k8s_apply.main, args, check_mode=True)
+    assert not predicted.get("failed"), predicted
+    assert not render.exists()
+    assert predicted["changed"] is True
+    secret_file = str(render / "Secret-lab-llm-keys.yml")
+    assert predicted["diff"]["before"][secret_file] is None
+    assert predicted["diff"]["after"][secret_file]["data"] == {"k": "<redacted>"}
+    assert "c2VjcmV0LXZhbHVl" not in json.dumps(predicted)
+
+    run_module(k8s_apply.main, args)
+    changed_namespace = {**NAMESPACE, "metadata": {**NAMESPACE["metadata"], "labels": {"tier": "llm"}}}
+    before = {path.name: path.read_text() for path in render.iterdir()}
+    predicted = run_module(k8s_apply.main, {**args, "manifests": [changed_namespace, SECRET]}, check_mode=True)
+    assert predicted["changed"] is True
+    assert [o["changed"] for o in predicted["objects"]] == [True, False]
+    namespace_file = str(render / "Namespace-cluster-lab-llm.yml")
+    assert predicted["diff"]["before"][namespace_file] == NAMESPACE
+    assert predicted["diff"]["after"][namespace_file] == changed_namespace
+    assert {path.name: path.read_text() for path in render.iterdir()} == before
+
+
+def test_render_mode_writes_a_secret_0600_atomically_and_tightens_an_old_0644_file(
+    kube_api: KubeApiStandIn, tmp_path: Path
+) -> None:
+    render = tmp_path / "render"
+    render.mkdir()
+    secret_file = render / "Secret-lab-llm-keys.yml"
+    secret_file.write_text(json.dumps(SECRET, indent=2, sort_keys=True) + "\n")  # as the old code left it
+    secret_file.chmod(0o644)
+    result = run_module(k8s_apply.main, {"manifests": [NAMESPACE, SECRET], "render_dir": str(render)})
+    assert result["changed"] is True
+    assert [o["changed"] for o in result["objects"]] == [True, True]
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert (render / "Namespace-cluster-lab-llm.yml").stat().st_mode & 0o777 == 0o644
+    assert sorted(path.name for path in render.iterdir()) == ["Namespace-cluster-lab-llm.yml", secret_file.name]
+    (render / "Namespace-cluster-lab-llm.yml").unlink()
+    fresh = run_module(k8s_apply.main, {"manifests": [SECRET], "render_dir": str(render / "new")})
+    assert (render / "new" / secret_file.name).stat().st_mode & 0o777 == 0o600, fresh
 
 
 def test_k8s_apply_rejects_a_manifest_without_a_name(kube_api: KubeApiStandIn) -> None:
