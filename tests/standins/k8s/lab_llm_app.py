@@ -20,6 +20,7 @@ class FakeLabLlm:
     def __init__(self) -> None:
         self.tokens: set[str] = set()
         self.keys: dict[str, dict[str, str]] = {}  # id -> {name, role, key}
+        self.roles = {"admin", "user", "viewer"}  # lab-llm's default auth.roles
         self.url = ""
         self.ready = True  # whether the engine can serve (/readyz)
 
@@ -52,6 +53,15 @@ class FakeLabLlm:
             if bearer not in self.tokens:
                 return error(403, "role 'user' may not use this endpoint (needs scope 'admin')", "permission_error")
             request = json.loads(body)
+            # The app's rules (serve/lab_llm/app/routes.py create_key, auth/store.py add_api_key): a role the gate
+            # is not configured with is 400, a second key of one name 409.
+            if request["role"] not in self.roles:
+                known = ", ".join(sorted(self.roles))
+                return error(400, "role {!r} is not configured; known roles: {}".format(request["role"], known),
+                             "invalid_request_error")  # fmt: skip
+            if any(entry["name"] == request["name"] for entry in self.keys.values()):
+                message = "API key {!r} exists already; revoke it first or choose another name".format(request["name"])
+                return error(409, message, "invalid_request_error")
             key_id, key = secrets.token_hex(4), "llm-" + secrets.token_hex(16)
             self.keys[key_id] = {"name": request["name"], "role": request["role"], "key": key}
             return answer(201, {"id": key_id, "name": request["name"], "role": request["role"], "key": key})

@@ -25,7 +25,8 @@ attributes:
   check_mode:
     support: full
   diff_mode:
-    support: none
+    support: full
+    details: Before and after show the key's metadata (name, role, id, the Secret), never a key.
   platform:
     platforms: posix
 options:
@@ -53,9 +54,12 @@ options:
     type: str
     required: true
   key_role:
-    description: Role of the key.
+    description:
+      - Role of the key, one of the roles lab-llm's gate knows by default (C(auth.roles) in lab-llm's config).
+      - Checked before the module deletes an older key of the same name.
     type: str
     default: user
+    choices: [admin, user, viewer]
   secret_name:
     description: Secret that keeps the key.
     type: str
@@ -98,7 +102,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
-from ansible_collections.lab.llm.plugins.module_utils.serve.client import ServeApi, ServeApiError
+from ansible_collections.lab.llm.plugins.module_utils.serve.client import KEY_ROLES, ServeApi, ServeApiError
 from ansible_collections.lab.llm.plugins.module_utils.serve.key_runner import ApiKeyRunner
 
 
@@ -110,7 +114,7 @@ def argument_spec() -> dict:
         admin_username=dict(type="str", required=True),
         admin_password=dict(type="str", required=True, no_log=True),
         key_name=dict(type="str", required=True, no_log=False),
-        key_role=dict(type="str", default="user", no_log=False),
+        key_role=dict(type="str", default="user", choices=list(KEY_ROLES), no_log=False),
         secret_name=dict(type="str", required=True),
         secret_namespace=dict(type="str", required=True, no_log=False),
         secret_key=dict(type="str", default="OPENAI_API_KEY", no_log=False),

@@ -19,6 +19,11 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.urllib.parse import urlencode
 from ansible.module_utils.urls import Request
 
+# The roles the gate knows out of the box: lab-llm's AuthConfig.roles default (serve/lab_llm/config.py,
+# _default_roles). The gate refuses a key of any other role (HTTP 400, AuthStore._check_role); a unit test fails when
+# this list drifts from lab-llm's.
+KEY_ROLES = ("admin", "user", "viewer")
+
 
 class ServeApiError(Exception):
     """A call to the endpoint failed; the message names the call and the answer."""

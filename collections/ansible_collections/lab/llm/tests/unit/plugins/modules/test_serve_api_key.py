@@ -110,3 +110,59 @@ def test_a_key_list_in_another_shape_fails_naming_the_call_and_writes_nothing(
     )
     assert app.keys == {}
     assert kube_api.get("v1", "Secret", "openwebui-openai", "openwebui") is None
+
+
+def test_a_role_the_gate_does_not_know_fails_before_the_old_key_is_deleted(
+    kube_api: KubeApiStandIn, app: FakeLabLlm, openwebui_namespace: None
+) -> None:
+    assert not run_module(serve_api_key.main, key_args(app)).get("failed")
+    for entry in app.keys.values():
+        entry["key"] = "revoked"  # the stored key no longer works: a run would replace it
+    keys_before = {key_id: dict(entry) for key_id, entry in app.keys.items()}
+    secret_before = kube_api.get("v1", "Secret", "openwebui-openai", "openwebui")
+    result = run_module(serve_api_key.main, key_args(app, key_role="reader"))
+    assert result["failed"] is True
+    assert "value of key_role must be one of: admin, user, viewer, got: reader" in result["msg"]
+    assert app.keys == keys_before
+    assert kube_api.get("v1", "Secret", "openwebui-openai", "openwebui") == secret_before
+
+
+def test_the_runner_alone_refuses_an_unknown_role_before_any_call(kube_api: KubeApiStandIn, app: FakeLabLlm) -> None:
+    from ansible_collections.lab.llm.plugins.module_utils.serve.client import ServeApi, ServeApiError
+    from ansible_collections.lab.llm.plugins.module_utils.serve.key_runner import ApiKeyRunner
+
+    params = {**key_args(app), "key_role": "reader", "secret_key": "OPENAI_API_KEY"}
+    with pytest.raises(ServeApiError, match="key_role 'reader' is not one of admin, user, viewer"):
+        ApiKeyRunner(None, ServeApi(app.url), params, False).run()  # type: ignore[arg-type]
+
+
+def test_the_diff_shows_key_metadata_and_never_a_key(
+    kube_api: KubeApiStandIn, app: FakeLabLlm, openwebui_namespace: None
+) -> None:
+    predicted = run_module(serve_api_key.main, {**key_args(app, key_role="viewer"), "_ansible_diff": True},
+                           check_mode=True)  # fmt: skip
+    assert predicted["diff"] == {
+        "before": {"secret": "openwebui/openwebui-openai", "stored_key": "none"},
+        "after": {"secret": "openwebui/openwebui-openai", "key_name": "openwebui", "key_role": "viewer"},
+    }
+    first = run_module(serve_api_key.main, key_args(app))
+    for entry in app.keys.values():
+        entry["key"] = "revoked"
+    old_id = next(iter(app.keys))
+    replaced = run_module(serve_api_key.main, key_args(app))
+    assert replaced["diff"]["before"] == {
+        "secret": "openwebui/openwebui-openai", "stored_key": "refused by the endpoint",
+        "endpoint_keys": [{"id": old_id, "name": "openwebui", "role": "user"}],
+    }  # fmt: skip
+    assert replaced["diff"]["after"]["key_id"] == replaced["key_id"] != first["key_id"]
+    assert stored_key(kube_api) not in json.dumps(replaced)
+    assert run_module(serve_api_key.main, key_args(app))["diff"] == {"before": {}, "after": {}}
+
+
+def test_key_roles_are_lab_llms_default_roles() -> None:
+    """The module's choices are the roles lab-llm's gate is configured with by default; fails when they drift."""
+    config = pytest.importorskip("lab_llm.config")
+    from ansible_collections.lab.llm.plugins.module_utils.serve.client import KEY_ROLES
+
+    factory = config.AuthConfig.model_fields["roles"].default_factory
+    assert sorted(KEY_ROLES) == sorted(factory())
