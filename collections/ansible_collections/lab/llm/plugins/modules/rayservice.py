@@ -66,15 +66,19 @@ options:
       - The C(engine) section of lab-llm's AppConfig (vLLM settings). C(model) is required here or in O(fit_plan);
         when given here, C(model) and C(served_model_name) win over the plan's. C(tensor_parallel_size) and
         C(pipeline_parallel_size) are integers >= 1 (default 1).
+      - Only lab-llm's EngineConfig fields (vLLM engine argument names); an unknown key fails before any write.
     type: dict
   serving:
-    description: The C(serving) section of lab-llm's AppConfig; C(accelerator) defaults to C(gpu).
+    description:
+      - The C(serving) section of lab-llm's AppConfig; C(accelerator) defaults to C(gpu).
+      - Only lab-llm's ServingConfig fields; an unknown key fails before any write.
     type: dict
     default: {}
   auth:
     description:
       - The C(auth) section of lab-llm's AppConfig without the file paths (C(store_path), C(signing_keys_path)),
         which this module sets from O(auth_store) and O(signing_keys); giving them is refused.
+      - Only lab-llm's AuthConfig fields; an unknown key fails before any write.
     type: dict
     default: {}
   fit_plan:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import DECKHOUSE_GROUP_LABEL, GPU_CLASS_LABEL
+from ansible_collections.lab.llm.plugins.module_utils.serve.app_config import unknown_fields
 
 IMPORT_PATH = "lab_llm.app:build_app"
 AUTH_STORE_DIR = "/var/lib/lab-llm/auth"
@@ -454,6 +455,16 @@ def render(spec: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("store_path", "signing_keys_path"):
         if key in (spec.get("auth") or {}):
             raise RenderError("auth.%s is set by this module from auth_store/signing_keys; remove it" % key)
+    plan = spec.get("fit_plan") or {}
+    problems = (
+        unknown_fields("engine", "engine", spec.get("engine"))
+        + unknown_fields("fit_plan.engine" if "engine" in plan else "fit_plan.engine_config", "engine",
+                         plan.get("engine") or plan.get("engine_config"))
+        + unknown_fields("serving", "serving", spec.get("serving"))
+        + unknown_fields("auth", "auth", spec.get("auth"))
+    )  # fmt: skip
+    if problems:
+        raise RenderError("; ".join(problems))
     engine, worker_groups, bundles = plan_placement(spec)
     head, workers = _head_group(spec), [_worker_group(spec, group) for group in worker_groups]
     if spec.get("engine_change_upgrade") == "new_cluster":

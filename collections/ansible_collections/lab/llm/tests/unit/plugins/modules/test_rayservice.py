@@ -180,6 +180,17 @@ def test_too_few_gpus_fail_before_any_api_call(kube_api: KubeApiStandIn) -> None
         ({"gpu_taint": {"effect": "Always"}}, "value of effect must be one of: NoSchedule, PreferNoSchedule"),
         ({"engine": {"model": "/m", "tensor_parallel_size": "two"}}, "engine.tensor_parallel_size='two'"),
         ({"auth": {"store_path": "/x"}}, "auth.store_path is set by this module"),
+        # lab-llm's config forbids unknown fields, but only when the app starts in the cluster: refused here first.
+        (
+            {"engine": {"model": "/m", "tensor_paralel_size": 2}},
+            "engine.tensor_paralel_size is not a field of lab-llm's engine config (did you mean 'tensor_parallel_size'",
+        ),
+        ({"serving": {"num_replica": 2}}, "serving.num_replica is not a field of lab-llm's serving config (did you"),
+        ({"auth": {"issuer": "x", "token_ttl": 60}}, "auth.token_ttl is not a field of lab-llm's auth config"),
+        (
+            {"fit_plan": {"engine_config": {"model": "/m", "max_model_length": 4096}}},
+            "fit_plan.engine_config.max_model_length is not a field of lab-llm's engine config",
+        ),
     ],
 )
 def test_bad_input_is_named(kube_api: KubeApiStandIn, bad: dict[str, Any], message: str) -> None:
@@ -285,3 +296,13 @@ def test_absent_deletes(kube_api: KubeApiStandIn) -> None:
     result = run_module(rayservice.main, dict(namespace="lab-llm", state="absent"))
     assert result["changed"] is True
     assert kube_api.get(RAY, "RayService", "lab-llm", "lab-llm") is None
+
+
+def test_the_field_lists_are_lab_llms_config_fields() -> None:
+    """The names the module allows are exactly those of lab-llm's config models; fails when config.py changes."""
+    from ansible_collections.lab.llm.plugins.module_utils.serve import app_config
+    from lab_llm.config import AuthConfig, EngineConfig, ServingConfig
+
+    assert tuple(EngineConfig.model_fields) == app_config.ENGINE_FIELDS
+    assert tuple(ServingConfig.model_fields) == app_config.SERVING_FIELDS
+    assert tuple(AuthConfig.model_fields) == app_config.AUTH_FIELDS
