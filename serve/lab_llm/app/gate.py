@@ -11,9 +11,10 @@ credential (401) and scope (403); the replica's bound on requests in flight (503
 read once as a JSON object of at most 64 levels (400); the model that will serve it (404 not served, 403 not the
 role's); the body validated with the engine's own request class, its structured-output constraint derived as the
 engine will (400, naming the field the client wrote). Then the body is replayed to vLLM's app,
-and its answer relayed: a non-2xx answer is rewritten (`engine_errors.engine_answer`), as is every error event of
-a stream; the stream itself passes through chunk by chunk, unbuffered. Pure ASGI, not `BaseHTTPMiddleware`, so a
-stream costs no extra task and no memory channel.
+and its answer relayed: a non-2xx answer is rewritten (`engine_errors.engine_answer`), as is a stream whose first
+event is an error (answered as the same JSON error, OpenAI's status, no stream) and every later error event of a
+stream; the stream itself passes through chunk by chunk, unbuffered after its first event. Pure ASGI, not
+`BaseHTTPMiddleware`, so a stream costs no extra task and no memory channel.
 """
 
 from __future__ import annotations
@@ -147,7 +148,15 @@ class GateMiddleware:
 
 class _Relay:
     """The engine's answer on its way out: a 2xx passes unchanged (streams chunk by chunk, error events rewritten);
-    a non-2xx is collected and answered in OpenAI's format."""
+    a non-2xx is collected and answered in OpenAI's format.
+
+    A stream's `http.response.start` is held until its first SSE event: vLLM sends that event when the request's
+    first output arrives (so holding costs the first token nothing), and when the request fails before any output
+    (an out-of-vocabulary token id, a schema the structured-output backend refuses, ...) that event is an error.
+    OpenAI answers such a request with the error's status and JSON body before any stream, so the gate does too:
+    the held start is dropped and the error is answered as the non-streamed path answers it. Only that first event
+    is buffered; an error after the first normal event stays an error event of the stream.
+    """
 
     def __init__(self, send: Send, request_id: str, engine_dead: Callable[[], bool]) -> None:
         self._send = send
@@ -157,6 +166,8 @@ class _Relay:
         self.error_chunks: list[bytes] | None = None
         self.streaming = False
         self.finished = False
+        self.held: bytes | None = None  # a stream's first bytes while its start is held, until its first event
+        self.dropped = False  # the stream was answered as a JSON error; what the engine sends after is dropped
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -166,10 +177,15 @@ class _Relay:
                 return
             headers = dict(message.get("headers") or [])
             self.streaming = headers.get(b"content-type", b"").startswith(b"text/event-stream")
+            if self.streaming:
+                self.held = b""
+                return
             await self._send(message)
             return
         if message["type"] != "http.response.body":
             await self._send(message)
+            return
+        if self.dropped:
             return
         more = message.get("more_body", False)
         if self.error_chunks is not None:
@@ -177,6 +193,20 @@ class _Relay:
             if not more:
                 await self._answer_error(b"".join(self.error_chunks))
             return
+        if self.held is not None:
+            self.held += message.get("body", b"")
+            if more and b"\n\n" not in self.held:
+                return  # the first event is not complete yet
+            first = self.held.split(b"\n\n", 1)[0]
+            if first.startswith(b'data: {"error"'):
+                self.held = None
+                self.dropped = True
+                await self._answer_error(first[len(b"data: ") :])
+                return
+            assert self.start is not None
+            message = {**message, "body": self.held}
+            self.held = None
+            await self._send(self.start)
         if self.streaming and message.get("body"):
             text = message["body"].decode("utf-8", "replace")
             rewritten = rewrite_error_events(text, self.request_id, engine_dead=self.engine_dead())
@@ -186,8 +216,10 @@ class _Relay:
         await self._send(message)
 
     async def _answer_error(self, raw: bytes) -> None:
+        """Answer the engine's error body `raw` (vLLM's `ErrorResponse`, from a non-2xx answer or a stream's first
+        event) as the JSON error a client may see."""
         assert self.start is not None
-        status, message, param = engine_error_of(self.start["status"], raw)
+        status, message, param = engine_error_of(self.start["status"] if self.error_chunks is not None else 400, raw)
         answer = engine_answer(status, message, self.request_id, engine_dead=self.engine_dead(), param=param)
         response = api_error_json(self.request_id, answer)
         self.finished = True
@@ -195,11 +227,14 @@ class _Relay:
 
     async def failed(self, error: Exception, scope: Scope, receive: Receive) -> None:
         """An exception escaped vLLM's app (its error middleware re-raises after answering)."""
-        if self.finished:
+        if self.finished or self.dropped:
             logger.warning("request %s: the engine raised after answering", self.request_id, exc_info=error)
             return
         answer = classify(error, self.request_id, engine_dead=self.engine_dead())
-        if self.start is None:
+        if self.start is None or self.held is not None:
+            # Nothing of the answer was sent yet (a stream's start is still held): a JSON error, as unstreamed.
+            self.held = None
+            self.finished = True
             await api_error_json(self.request_id, answer)(scope, receive, self._send)
         elif self.streaming:
             event = f"{error_event(answer)}\n\ndata: [DONE]\n\n"

@@ -227,6 +227,47 @@ def test_malformed_requests_are_400_with_no_internals(
     assert_clean_error(http.post(path, json=body), 400, contract)
 
 
+# Requests vLLM refuses only once it runs them (the fault is found when the engine processes them): streamed, they
+# were a 200 event stream carrying one error event. OpenAI answers them with the HTTP error before any stream.
+FAILS_IN_THE_ENGINE = [
+    ("/v1/chat/completions", {"logit_bias": {"99999999": 1}}),
+    (
+        "/v1/chat/completions",
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "wat"}}}},
+    ),
+    ("/v1/chat/completions", {"structured_outputs": {"regex": "(("}}),
+    ("/v1/chat/completions", {"logprobs": True, "top_logprobs": 50}),
+    (
+        "/v1/chat/completions",
+        {
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "wat"}}}],
+            "tool_choice": {"type": "function", "function": {"name": "f"}},
+        },
+    ),
+    ("/v1/completions", {"prompt": [999999999]}),
+    ("/v1/completions", {"prompt": "hi", "logit_bias": {"99999999": 1}}),
+]
+
+
+@pytest.mark.parametrize(("path", "fields"), FAILS_IN_THE_ENGINE)
+def test_a_streamed_request_the_engine_refuses_is_the_same_json_error_as_unstreamed(
+    http: httpx.Client, contract: dict, path: str, fields: dict
+) -> None:
+    base = {"model": "tiny-llama", "max_tokens": 4}
+    if path == "/v1/chat/completions":
+        base["messages"] = [{"role": "user", "content": "hi"}]
+    unstreamed = assert_clean_error(http.post(path, json={**base, **fields}), 400, contract)
+    answer = http.post(path, json={**base, **fields, "stream": True})
+    assert answer.headers["content-type"].startswith("application/json"), answer.text
+    assert answer.headers["content-length"] == str(len(answer.content))
+    streamed = assert_clean_error(answer, 400, contract)
+    assert (streamed["message"], streamed["param"], streamed["type"]) == (
+        unstreamed["message"],
+        unstreamed["param"],
+        unstreamed["type"],
+    )
+
+
 def test_a_prompt_over_the_context_is_context_length_exceeded(http: httpx.Client, contract: dict) -> None:
     answer = http.post("/v1/completions", json={"model": "tiny-llama", "prompt": "lab " * 12000, "max_tokens": 4})
     assert assert_clean_error(answer, 400, contract)["code"] == "context_length_exceeded"

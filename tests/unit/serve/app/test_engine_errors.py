@@ -122,14 +122,108 @@ def test_a_failure_mid_stream_ends_the_stream_with_an_openai_error_event(gated: 
 
 
 def test_an_engine_error_event_in_a_stream_gets_openai_codes(gated: GatedApp, openai_contract: dict) -> None:
-    import json
-
     vllm_event = {"error": {"message": "boom at /home/x", "type": "InternalServerError", "param": None, "code": 500}}
-    gated.engine.stream = [f"data: {json.dumps(vllm_event)}\n\n", "data: [DONE]\n\n"]
+    gated.engine.stream = [
+        'data: {"id": "1", "choices": []}\n\n',
+        f"data: {json.dumps(vllm_event)}\n\n",
+        "data: [DONE]\n\n",
+    ]
     answer = gated.client.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=gated.headers("bob"))
+    assert answer.status_code == 200
     event = json.loads(next(line for line in answer.text.split("\n") if '"error"' in line)[len("data: ") :])
     assert contract_errors(openai_contract, "ErrorResponse", event) == []
     assert "/home/x" not in answer.text
+
+
+def vllm_event(status: int, message: str, param: str | None = None, error_type: str = "BadRequestError") -> str:
+    error = {"message": message, "type": error_type, "param": param, "code": status}
+    return f"data: {json.dumps({'error': error})}\n\n"
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+@pytest.mark.parametrize(
+    ("first", "dead", "status", "param", "code", "retry_after"),
+    [
+        # vLLM refuses the request before its first output (an out-of-vocabulary token, a schema xgrammar refuses,
+        # top_logprobs over the engine's bound): its first and only event is the error.
+        (vllm_event(400, "token id 99999999 out of vocabulary", "logit_bias"), False, 400, "logit_bias", None, False),
+        (
+            vllm_event(400, "This model's maximum context length is 64 tokens."),
+            False,
+            400,
+            None,
+            "context_length_exceeded",
+            False,
+        ),
+        (
+            vllm_event(503, "The engine is currently busy", error_type="ServiceUnavailableError"),
+            False,
+            503,
+            None,
+            None,
+            True,
+        ),
+        (
+            vllm_event(500, "EngineCore encountered an issue", error_type="InternalServerError"),
+            True,
+            503,
+            None,
+            None,
+            True,
+        ),
+        # One event split over two body messages is still one event.
+        ('data: {"error": {"message": "bad regex", "type": "BadRequestError", ', False, 400, None, None, False),
+    ],
+)
+def test_a_stream_that_fails_before_its_first_chunk_is_the_json_error_openai_answers(
+    gated: GatedApp,
+    openai_contract: dict,
+    path: str,
+    first: str,
+    dead: bool,
+    status: int,
+    param: str | None,
+    code: str | None,
+    retry_after: bool,
+) -> None:
+    # OpenAI answers an invalid streamed request with the HTTP error and its JSON body, never a 200 stream.
+    rest = ['"param": "structured_outputs.regex", "code": 400}}\n\n'] if first.endswith(", ") else []
+    gated.engine.stream = [first, *rest, "data: [DONE]\n\n"]
+    gated.engine.dead = dead
+    body = {**(CHAT if "chat" in path else COMPLETION), "stream": True}
+    answer = gated.client.post(path, json=body, headers=gated.headers("bob"))
+    error = assert_clean_error(answer, status, openai_contract)
+    assert answer.headers["content-length"] == str(len(answer.content))
+    assert "[DONE]" not in answer.text
+    assert error["param"] == (param if not rest else "structured_outputs.regex")
+    assert error["code"] == code
+    assert ("retry-after" in answer.headers) is retry_after
+    # The same failure unstreamed gets the same answer.
+    gated.engine.stream = []
+    gated.engine.failure = (status if not dead else 500, "x")
+    unstreamed = gated.client.post(path, json={**body, "stream": False}, headers=gated.headers("bob"))
+    assert unstreamed.status_code == answer.status_code
+
+
+def test_an_exception_before_a_streams_first_chunk_is_a_json_error(gated: GatedApp, openai_contract: dict) -> None:
+    gated.engine.stream = [KeyError("function")]
+    answer = gated.client.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=gated.headers("bob"))
+    assert_clean_error(answer, 400, openai_contract)
+
+
+def test_a_stream_that_starts_well_passes_unchanged_and_its_later_errors_stay_events(gated: GatedApp) -> None:
+    chunks = ['data: {"id": "1", "choices": []}\n\n', vllm_event(400, "late", "x"), "data: [DONE]\n\n"]
+    gated.engine.stream = chunks
+    with gated.client.stream(
+        "POST", "/v1/chat/completions", json={**CHAT, "stream": True}, headers=gated.headers("bob")
+    ) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        received = list(answer.iter_text())
+    text = "".join(received)
+    assert text.startswith(chunks[0])
+    assert text.endswith("data: [DONE]\n\n")
+    assert json.loads(text.split("\n\n")[1][len("data: ") :])["error"]["param"] == "x"
 
 
 @pytest.mark.parametrize(
