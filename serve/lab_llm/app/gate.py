@@ -57,7 +57,12 @@ def validated(model: type[BaseModel], body: dict[str, Any]) -> None:
     """Check the body with the engine's request class and derive its structured-output constraint as the engine
     will (`engine_contract.structured_outputs_of`), or a 400 naming the bad field; never an exception."""
     try:
-        structured_outputs_of(model.model_validate(body))  # type: ignore[arg-type]
+        request = model.model_validate(body)
+        if model is ChatCompletionRequest:
+            check_messages(body["messages"])
+        structured_outputs_of(request)  # type: ignore[arg-type]
+    except ApiError:
+        raise
     except ValidationError as error:
         message, param = validation_problem(error.errors(include_url=False, include_input=False), body)
         raise ApiError(400, message, param=param) from None
@@ -69,6 +74,47 @@ def validated(model: type[BaseModel], body: dict[str, Any]) -> None:
         # A validator of the engine's class that raised something else on this body (TypeError, KeyError, ...).
         logger.info("request body refused by the engine's request class", exc_info=True)
         raise ApiError(400, f"invalid request: the body is not a valid {model.__name__}") from None
+
+
+# OpenAI's message roles (`ChatCompletionMessageParam` of openai/openai-openapi). vLLM's message union also admits
+# any other role with every field optional (`CustomChatCompletionMessageParam`, for models with roles of their own);
+# OpenAI refuses those, and a message without the fields its role needs, with a 400 naming the field.
+MESSAGE_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+# The fields each role needs beside `role` (OpenAI's message schemas): an assistant message may leave out `content`
+# when it carries `tool_calls` (or the older `function_call`).
+_MESSAGE_NEEDS = {
+    "system": ("content",),
+    "developer": ("content",),
+    "user": ("content",),
+    "assistant": (),
+    "tool": ("content", "tool_call_id"),
+    "function": ("content", "name"),
+}
+
+
+def check_messages(messages: Any) -> None:
+    """Refuse a chat message OpenAI refuses but vLLM's message union admits: a role OpenAI does not have, or a message
+    without a field its role needs (`ApiError` 400, `param` `messages.N.<field>`)."""
+    for index, message in enumerate(messages if isinstance(messages, list) else []):
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role")
+        if role not in _MESSAGE_NEEDS:
+            param = f"messages.{index}.role"
+            roles = ", ".join(repr(name) for name in MESSAGE_ROLES)
+            raise ApiError(400, f"invalid request: {str(role)[:64]!r} is not one of {roles} at {param}", param=param)
+        needed = list(_MESSAGE_NEEDS[role])
+        if role == "assistant" and not (message.get("tool_calls") or message.get("function_call")):
+            needed.append("content")
+        for field in needed:
+            if message.get(field) is None:
+                param = f"messages.{index}.{field}"
+                what = (
+                    "a tool message needs the id of the call it answers"
+                    if field == "tool_call_id"
+                    else (f"a {role} message needs {field}")
+                )
+                raise ApiError(400, f"invalid request: {what} at {param}", param=param)
 
 
 class GateMiddleware:
