@@ -155,6 +155,9 @@ async def handle_http_exception(request: Request, error: Exception) -> JSONRespo
     assert isinstance(error, HTTPException)
     status = error.status_code if 400 <= error.status_code < 600 else 500
     message = _HTTP_EXCEPTION_MESSAGES.get(status, "the request could not be served")
+    path = request.url.path
+    if status == 404 and len(path) > 1 and path.endswith("/"):
+        message = f"{message}: {path[:128]!r}; paths take no trailing slash ({path.rstrip('/')[:128]!r})"
     return error_response(request, status, message, headers=dict(error.headers or {}))
 
 

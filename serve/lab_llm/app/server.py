@@ -35,7 +35,9 @@ from lab_llm.config import AppConfig
 
 def build_gate_app(gate: Gate, *, engine_health: Any, created: int) -> FastAPI:
     """The gate's own FastAPI app: its routes, OpenAI errors for everything (404 for any path it does not publish)."""
-    app = FastAPI(title="lab-llm", version="1", docs_url=None, redoc_url=None)
+    # No redirect for a trailing slash (Starlette's default answers 307 with an empty body, and many clients drop a
+    # POST body on a redirect): every path has one spelling, the one the gate matches, and any other is a 404.
+    app = FastAPI(title="lab-llm", version="1", docs_url=None, redoc_url=None, redirect_slashes=False)
     app.add_exception_handler(ApiError, handle_api_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)

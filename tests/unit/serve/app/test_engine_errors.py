@@ -284,6 +284,25 @@ def test_gate_errors_use_openai_codes(gated: GatedApp, openai_contract: dict) ->
     assert assert_clean_error(wrong_method, 405, openai_contract)["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/chat/completions/"),
+        ("POST", "/v1/completions/"),
+        ("POST", "/auth/token/"),
+        ("GET", "/healthz/"),
+    ],
+)
+def test_a_trailing_slash_is_a_404_naming_the_path_not_a_redirect(
+    gated: GatedApp, openai_contract: dict, method: str, path: str
+) -> None:
+    # Starlette's default answered 307 with an empty body, and many clients drop a POST body on a redirect.
+    answer = gated.client.request(method, path, json=CHAT, headers=gated.headers("bob"), follow_redirects=False)
+    error = assert_clean_error(answer, 404, openai_contract)
+    assert repr(path.rstrip("/")) in error["message"] and "trailing slash" in error["message"]
+    assert gated.engine.received == []
+
+
 USER = [{"role": "user", "content": "hi"}]
 
 
