@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from lab_llm.app.engine_contract import EngineDeadError, VLLMClientError, VLLMNotFoundError
@@ -44,6 +44,12 @@ _INTERNALS = re.compile(
 _REPR = re.compile(r"\{'\w+': |<[\w.]+ object at |<class '|\b[A-Z][A-Za-z]+\(\w+=")
 # What vLLM's `VLLMValidationError.__str__` appends (vllm/exceptions.py); the parameter travels in `param`.
 _VLLM_SUFFIX = re.compile(r" \((?:parameter=[^,()]*(?:, value=.*)?|value=.*)\)$", re.DOTALL)
+# A sentence telling the reader to change a server setting (vLLM's `... set the VLLM_MAX_N_SEQUENCES environment
+# variable`): advice for the operator, not the client; the limit itself stays in the message.
+_SERVER_ADVICE = re.compile(r"[^.]*\b(?:VLLM_[A-Z0-9_]+|environment variable)\b[^.]*\.?")
+# vLLM's messages that begin with the request field they are about (`n must be at most 128, got 1000`,
+# `'presence_penalty' must be in [-2, 2]`): that field is the `param` when vLLM gave none.
+_LEADING_FIELD = re.compile(r"'?([a-z][a-z0-9_]*)'? (?:must|should|is|cannot|can't|has|needs)\b")
 _CONTEXT_LENGTH = re.compile(r"maximum context length|context length is|max_model_len", re.IGNORECASE)
 
 
@@ -60,7 +66,7 @@ def client_code(status: int, message: str) -> str | None:
 
 def without_reprs(message: str) -> str:
     """The message without vLLM's `(parameter=..., value=...)` suffix and cut before any Python repr it carries."""
-    message = _VLLM_SUFFIX.sub("", message.strip())
+    message = _SERVER_ADVICE.sub("", _VLLM_SUFFIX.sub("", message.strip())).strip()
     found = _REPR.search(message)
     if found:
         message = message[: found.start()].rstrip(" :;,-")
@@ -126,6 +132,7 @@ def client_problem(error: BaseException, body: Mapping[str, Any]) -> tuple[str, 
         if problem is not None:
             return problem
     text = without_reprs(str(error.args[0]) if error.args else str(error)).rstrip(".") or "the request is not valid"
+    param = param or param_of(text, body)
     return f"invalid request: {text}" + (f" at {param}" if param else ""), param
 
 
@@ -137,11 +144,24 @@ def engine_down(request_id: str) -> ApiError:
     )
 
 
+def param_of(message: str, fields: Collection[str]) -> str | None:
+    """The request field a vLLM message begins with, when it is one of the `fields` the client wrote."""
+    found = _LEADING_FIELD.match(message.strip())
+    return found.group(1) if found and found.group(1) in fields else None
+
+
 def engine_answer(
-    status: int, message: str, request_id: str, *, engine_dead: bool = False, param: str | None = None
+    status: int,
+    message: str,
+    request_id: str,
+    *,
+    engine_dead: bool = False,
+    param: str | None = None,
+    fields: Collection[str] = (),
 ) -> ApiError:
     """The engine's own error answer (vLLM's status, message and `param`, the request field at fault), as a client
-    may see it."""
+    may see it. `fields` are the request's top-level fields: a message that begins with one names it as `param`
+    when vLLM gave none."""
     generic = f"the engine could not process this request (request id {request_id})"
     if status >= 500 and engine_dead:
         logger.error("request %s: the engine is dead (%s: %s)", request_id, status, message)
@@ -163,6 +183,7 @@ def engine_answer(
     logger.info("request %s refused by the engine (%s): %s", request_id, status, message)
     status = status if 400 <= status < 500 and status != 422 else 400
     message = _safe(message, generic)
+    param = param or param_of(message, fields)
     return ApiError(status, message, param=param, code=client_code(status, message))
 
 
@@ -205,7 +226,7 @@ def error_event(answer: ApiError) -> str:
     return "data: " + json.dumps(error_body(answer.status_code, answer.message, param=answer.param, code=answer.code))
 
 
-def rewrite_error_events(text: str, request_id: str, *, engine_dead: bool = False) -> str:
+def rewrite_error_events(text: str, request_id: str, *, engine_dead: bool = False, fields: Collection[str] = ()) -> str:
     """SSE text whose `data:` error events are rewritten to OpenAI's body; other lines pass unchanged."""
     if 'data: {"error"' not in text:
         return text
@@ -213,6 +234,7 @@ def rewrite_error_events(text: str, request_id: str, *, engine_dead: bool = Fals
     for line in text.split("\n"):
         if line.startswith('data: {"error"'):
             status, message, param = engine_error_of(400, line[len("data: ") :].encode())
-            line = error_event(engine_answer(status, message, request_id, engine_dead=engine_dead, param=param))
+            answer = engine_answer(status, message, request_id, engine_dead=engine_dead, param=param, fields=fields)
+            line = error_event(answer)
         lines.append(line)
     return "\n".join(lines)

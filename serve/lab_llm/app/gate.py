@@ -53,9 +53,51 @@ ENGINE_ROUTES: dict[str, tuple[str, type[BaseModel]]] = {
 }
 
 
+def check_content_type(scope: Scope) -> None:
+    """A 400 (OpenAI's answer, code `unsupported_content_type`) unless the body is declared JSON: the media type
+    before any `;` parameters is `application/json`, the rule vLLM's app applies (`validate_json_request`)."""
+    declared = next((value for name, value in scope["headers"] if name == b"content-type"), b"").decode("latin-1")
+    if declared.lower().split(";", 1)[0] != "application/json":
+        said = f"the header 'Content-Type: {declared[:128]}'" if declared else "no Content-Type header"
+        raise ApiError(
+            400,
+            f"unsupported content type: this endpoint accepts only 'application/json' request bodies, but the request "
+            f"sent {said}; send 'Content-Type: application/json'",
+            code="unsupported_content_type",
+        )
+
+
+def unencodable_path(node: Any, path: tuple[str, ...] = ()) -> str | None:
+    """The body's path (`messages.0.content`) of the first string, or object key, that is not valid Unicode text (a
+    lone UTF-16 surrogate such as JSON's `"\\ud800"`, which Python's JSON parser admits and no tokenizer encodes);
+    None when every string is valid. The body was parsed as at most 64 levels deep."""
+    if isinstance(node, str):
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError:
+            return ".".join(path) or "body"
+        return None
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in items:
+        if isinstance(key, str) and unencodable_path(key) is not None:
+            return ".".join(path) or "body"
+        found = unencodable_path(child, (*path, str(key)))
+        if found is not None:
+            return found
+    return None
+
+
 def validated(model: type[BaseModel], body: dict[str, Any]) -> None:
     """Check the body with the engine's request class and derive its structured-output constraint as the engine
     will (`engine_contract.structured_outputs_of`), or a 400 naming the bad field; never an exception."""
+    bad_text = unencodable_path(body)
+    if bad_text is not None:
+        raise ApiError(
+            400,
+            f"invalid request: the string at {bad_text} is not valid Unicode text (it holds an unpaired UTF-16 "
+            "surrogate such as \\ud800)",
+            param=None if bad_text == "body" else bad_text,
+        )
     try:
         request = model.model_validate(body)
         if model is ChatCompletionRequest:
@@ -151,31 +193,36 @@ class GateMiddleware:
             return
         request_id = str(scope.get("state", {}).get("request_id", ""))
         try:
-            body = await self._admit(scope, receive, *route)
+            body, fields = await self._admit(scope, receive, *route)
         except ApiError as error:
             await api_error_json(request_id, error)(scope, receive, send)
             return
         self.in_flight += 1
         try:
-            await self._relay(scope, receive, send, body, request_id)
+            await self._relay(scope, receive, send, body, request_id, fields)
         finally:
             self.in_flight -= 1
 
-    async def _admit(self, scope: Scope, receive: Receive, needed_scope: str, request_class: type[BaseModel]) -> bytes:
-        """The raw body of a request the gate lets through; else the ApiError that refuses it."""
+    async def _admit(
+        self, scope: Scope, receive: Receive, needed_scope: str, request_class: type[BaseModel]
+    ) -> tuple[bytes, frozenset[str]]:
+        """The raw body of a request the gate lets through and its top-level fields; else the ApiError refusing it."""
         authorization = next((value for name, value in scope["headers"] if name == b"authorization"), None)
         principal = self.gate.authorize(bearer_of(authorization), (needed_scope,))
         if self.in_flight >= self.max_in_flight:
             raise ApiError(
                 503, "the server is at capacity; retry later", headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_S)}
             )
+        check_content_type(scope)
         raw = await read_body(receive)
         body = parse_json_object(raw)
         check_model_allowed(principal, self.gate.model_to_serve(model_of(body)))
         validated(request_class, body)
-        return raw
+        return raw, frozenset(body)
 
-    async def _relay(self, scope: Scope, receive: Receive, send: Send, body: bytes, request_id: str) -> None:
+    async def _relay(
+        self, scope: Scope, receive: Receive, send: Send, body: bytes, request_id: str, fields: frozenset[str]
+    ) -> None:
         replayed = False
 
         async def replay() -> Message:
@@ -185,7 +232,7 @@ class GateMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # the client's disconnect, for vLLM to abort the request
 
-        relay = _Relay(send, request_id, self.engine_dead)
+        relay = _Relay(send, request_id, self.engine_dead, fields)
         try:
             await self.engine_app(scope, replay, relay.send)
         except Exception as error:
@@ -204,8 +251,11 @@ class _Relay:
     is buffered; an error after the first normal event stays an error event of the stream.
     """
 
-    def __init__(self, send: Send, request_id: str, engine_dead: Callable[[], bool]) -> None:
+    def __init__(
+        self, send: Send, request_id: str, engine_dead: Callable[[], bool], fields: frozenset[str] = frozenset()
+    ) -> None:
         self._send = send
+        self.fields = fields  # the request's top-level fields (`engine_answer` names one as `param`)
         self.request_id = request_id
         self.engine_dead = engine_dead
         self.start: Message | None = None
@@ -255,7 +305,7 @@ class _Relay:
             await self._send(self.start)
         if self.streaming and message.get("body"):
             text = message["body"].decode("utf-8", "replace")
-            rewritten = rewrite_error_events(text, self.request_id, engine_dead=self.engine_dead())
+            rewritten = rewrite_error_events(text, self.request_id, engine_dead=self.engine_dead(), fields=self.fields)
             if rewritten is not text:
                 message = {**message, "body": rewritten.encode()}
         self.finished = not more
@@ -266,7 +316,9 @@ class _Relay:
         event) as the JSON error a client may see."""
         assert self.start is not None
         status, message, param = engine_error_of(self.start["status"] if self.error_chunks is not None else 400, raw)
-        answer = engine_answer(status, message, self.request_id, engine_dead=self.engine_dead(), param=param)
+        answer = engine_answer(
+            status, message, self.request_id, engine_dead=self.engine_dead(), param=param, fields=self.fields
+        )
         response = api_error_json(self.request_id, answer)
         self.finished = True
         await response({"type": "http"}, _no_receive, self._send)

@@ -303,6 +303,91 @@ def test_a_trailing_slash_is_a_404_naming_the_path_not_a_redirect(
     assert gated.engine.received == []
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x", "application/jsonl"],
+)
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_a_body_not_declared_json_is_openais_unsupported_content_type(
+    gated: GatedApp, openai_contract: dict, path: str, content_type: str | None
+) -> None:
+    # curl -d sends application/x-www-form-urlencoded; vLLM answered "1 validation error: Unsupported Media Type".
+    headers = {**gated.headers("bob"), **({"Content-Type": content_type} if content_type else {})}
+    answer = gated.client.post(path, content=json.dumps(CHAT if "chat" in path else COMPLETION), headers=headers)
+    error = assert_clean_error(answer, 400, openai_contract)
+    assert error["code"] == "unsupported_content_type"
+    assert (content_type or "no Content-Type header") in error["message"] and "application/json" in error["message"]
+    assert "validation error" not in error["message"]
+    assert gated.engine.received == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON"])
+def test_json_with_parameters_or_in_capitals_is_json(gated: GatedApp, content_type: str) -> None:
+    headers = {**gated.headers("bob"), "Content-Type": content_type}
+    assert gated.client.post("/v1/chat/completions", content=json.dumps(CHAT), headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "param"),
+    [
+        ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "\\ud800"}]}', "messages.0.content"),
+        (
+            "/v1/chat/completions",
+            '{"messages": [{"role": "user", "content": [{"type": "text", "text": "a\\udfffb"}]}]}',
+            "messages.0.content.0.text",
+        ),
+        ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "hi"}], "stop": ["\\udc00"]}', "stop.0"),
+        ("/v1/completions", '{"prompt": "x\\ud83d"}', "prompt"),
+        ("/v1/completions", '{"prompt": "hi", "logit_bias": {"\\ud800": 1}}', "logit_bias"),
+    ],
+)
+def test_a_lone_surrogate_is_a_400_naming_the_field(
+    gated: GatedApp, openai_contract: dict, path: str, raw: str, param: str
+) -> None:
+    body = json.loads(raw)
+    body["model"] = SERVED_MODEL
+    text = json.dumps(body, ensure_ascii=True)
+    headers = {**gated.headers("bob"), "Content-Type": "application/json"}
+    error = assert_clean_error(gated.client.post(path, content=text, headers=headers), 400, openai_contract)
+    assert error["param"] == param
+    assert "Unicode" in error["message"] and "TextEncodeInput" not in error["message"]
+    assert gated.engine.received == []
+
+
+def test_a_paired_surrogate_is_text(gated: GatedApp) -> None:
+    text = json.dumps({**CHAT, "messages": [{"role": "user", "content": "\U0001f600"}]}, ensure_ascii=True)
+    assert "\\ud83d\\ude00" in text
+    headers = {**gated.headers("bob"), "Content-Type": "application/json"}
+    assert gated.client.post("/v1/chat/completions", content=text, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("fields", "engine_says", "param", "says"),
+    [
+        (
+            {"n": 100000},
+            "n must be at most 128, got 100000. To increase this limit, set the VLLM_MAX_N_SEQUENCES environment "
+            "variable.",
+            "n",
+            "n must be at most 128, got 100000",
+        ),
+        ({"presence_penalty": 5}, "presence_penalty must be in [-2, 2], got 5.", "presence_penalty", "[-2, 2]"),
+        ({"n": 2}, "Set VLLM_SOMETHING to allow it. best_of must be at most 4.", None, "best_of must be at most 4"),
+    ],
+)
+def test_an_engine_limit_names_the_field_and_not_the_servers_settings(
+    gated: GatedApp, openai_contract: dict, fields: dict, engine_says: str, param: str | None, says: str
+) -> None:
+    gated.engine.failure = (400, engine_says)
+    for stream in (False, True):
+        body = {**CHAT, **fields, "stream": stream}
+        answer = gated.client.post("/v1/chat/completions", json=body, headers=gated.headers("bob"))
+        error = assert_clean_error(answer, 400, openai_contract)
+        assert error["param"] == param
+        assert says in error["message"]
+        assert "VLLM_" not in error["message"] and "environment" not in error["message"]
+
+
 USER = [{"role": "user", "content": "hi"}]
 
 
