@@ -132,7 +132,7 @@ def client_problem(error: BaseException, body: Mapping[str, Any]) -> tuple[str, 
         if problem is not None:
             return problem
     text = without_reprs(str(error.args[0]) if error.args else str(error)).rstrip(".") or "the request is not valid"
-    param = param or param_of(text, body)
+    param = param_of(text, body, param)
     return f"invalid request: {text}" + (f" at {param}" if param else ""), param
 
 
@@ -144,8 +144,19 @@ def engine_down(request_id: str) -> ApiError:
     )
 
 
-def param_of(message: str, fields: Collection[str]) -> str | None:
-    """The request field a vLLM message begins with, when it is one of the `fields` the client wrote."""
+# vLLM's `parameter` names that are not the field the client wrote: its sampling parameter `max_tokens` is set from
+# the request's `max_completion_tokens` too, and a prompt over the context is `input_tokens` (renderers/params.py).
+_PARAM_WRITTEN_AS = {"max_tokens": ("max_completion_tokens",), "input_tokens": ("messages", "prompt")}
+
+
+def param_of(message: str, fields: Collection[str], param: str | None = None) -> str | None:
+    """The request field at fault as the client wrote it: vLLM's `param`, or the one its name stands for among the
+    `fields` the client wrote (`input_tokens` is `messages` or `prompt`, `max_tokens` is `max_completion_tokens`
+    when the request has it: vLLM takes that over `max_tokens`); without one, the field the message begins
+    with when the client wrote it (`n must be at most 128`)."""
+    if param is not None:
+        # vLLM uses `max_completion_tokens` over `max_tokens` when a request has both: the alias first.
+        return next((name for name in _PARAM_WRITTEN_AS.get(param, ()) if name in fields), param)
     found = _LEADING_FIELD.match(message.strip())
     return found.group(1) if found and found.group(1) in fields else None
 
@@ -183,7 +194,7 @@ def engine_answer(
     logger.info("request %s refused by the engine (%s): %s", request_id, status, message)
     status = status if 400 <= status < 500 and status != 422 else 400
     message = _safe(message, generic)
-    param = param or param_of(message, fields)
+    param = param_of(message, fields, param)
     return ApiError(status, message, param=param, code=client_code(status, message))
 
 

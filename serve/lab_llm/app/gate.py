@@ -135,8 +135,10 @@ _MESSAGE_NEEDS = {
 
 
 def check_messages(messages: Any) -> None:
-    """Refuse a chat message OpenAI refuses but vLLM's message union admits: a role OpenAI does not have, or a message
-    without a field its role needs (`ApiError` 400, `param` `messages.N.<field>`)."""
+    """Refuse chat messages OpenAI refuses but vLLM's message union admits: none at all (`param` `messages`), a role
+    OpenAI does not have, or a message without a field its role needs (`ApiError` 400, `param` `messages.N.<field>`)."""
+    if messages == []:
+        raise ApiError(400, "invalid request: messages must hold at least one message at messages", param="messages")
     for index, message in enumerate(messages if isinstance(messages, list) else []):
         if not isinstance(message, dict):
             continue

@@ -361,31 +361,66 @@ def test_a_paired_surrogate_is_text(gated: GatedApp) -> None:
     assert gated.client.post("/v1/chat/completions", content=text, headers=headers).status_code == 200
 
 
+LONG = "vLLM's input_tokens: the prompt is over the context"
+
+
 @pytest.mark.parametrize(
-    ("fields", "engine_says", "param", "says"),
+    ("path", "fields", "engine_says", "param", "says"),
     [
         (
+            "/v1/chat/completions",
             {"n": 100000},
-            "n must be at most 128, got 100000. To increase this limit, set the VLLM_MAX_N_SEQUENCES environment "
-            "variable.",
+            (
+                "n must be at most 128, got 100000. To increase this limit, set the VLLM_MAX_N_SEQUENCES environment "
+                "variable.",
+                None,
+            ),
             "n",
             "n must be at most 128, got 100000",
         ),
-        ({"presence_penalty": 5}, "presence_penalty must be in [-2, 2], got 5.", "presence_penalty", "[-2, 2]"),
-        ({"n": 2}, "Set VLLM_SOMETHING to allow it. best_of must be at most 4.", None, "best_of must be at most 4"),
+        ("/v1/chat/completions", {"n": 0}, ("n must be at least 1, got 0.", None), "n", "at least 1"),
+        (
+            "/v1/chat/completions",
+            {"presence_penalty": 5},
+            ("presence_penalty must be in [-2, 2], got 5.", None),
+            "presence_penalty",
+            "[-2, 2]",
+        ),
+        (
+            "/v1/chat/completions",
+            {"n": 2},
+            ("Set VLLM_SOMETHING to allow it. best_of must be at most 4.", None),
+            None,
+            "best_of must be at most 4",
+        ),
+        # vLLM's parameter names that are not the field the client wrote.
+        (
+            "/v1/chat/completions",
+            {"max_completion_tokens": -5},
+            ("max_tokens must be at least 1, got -5.", "max_tokens"),
+            "max_completion_tokens",
+            "at least 1",
+        ),
+        ("/v1/chat/completions", {"max_tokens": -5}, ("max_tokens must be at least 1", "max_tokens"), "max_tokens", ""),
+        ("/v1/chat/completions", {}, (LONG, "input_tokens"), "messages", LONG),
+        ("/v1/completions", {}, (LONG, "input_tokens"), "prompt", LONG),
     ],
 )
-def test_an_engine_limit_names_the_field_and_not_the_servers_settings(
-    gated: GatedApp, openai_contract: dict, fields: dict, engine_says: str, param: str | None, says: str
+def test_an_engine_refusal_names_the_field_the_client_wrote_and_not_the_servers_settings(
+    gated: GatedApp, openai_contract: dict, path: str, fields: dict, engine_says: tuple, param: str | None, says: str
 ) -> None:
-    gated.engine.failure = (400, engine_says)
+    gated.engine.failure = (400, *engine_says) if engine_says[1] else (400, engine_says[0])
+    base = CHAT if "chat" in path else COMPLETION
     for stream in (False, True):
-        body = {**CHAT, **fields, "stream": stream}
-        answer = gated.client.post("/v1/chat/completions", json=body, headers=gated.headers("bob"))
+        answer = gated.client.post(path, json={**base, **fields, "stream": stream}, headers=gated.headers("bob"))
         error = assert_clean_error(answer, 400, openai_contract)
         assert error["param"] == param
         assert says in error["message"]
         assert "VLLM_" not in error["message"] and "environment" not in error["message"]
+    gated.engine.failure = None
+    gated.engine.stream = [vllm_event(400, *engine_says), "data: [DONE]\n\n"]
+    streamed = gated.client.post(path, json={**base, **fields, "stream": True}, headers=gated.headers("bob"))
+    assert assert_clean_error(streamed, 400, openai_contract)["param"] == param
 
 
 USER = [{"role": "user", "content": "hi"}]
@@ -412,6 +447,7 @@ USER = [{"role": "user", "content": "hi"}]
         ({"messages": [*USER, {"role": "assistant"}]}, "messages.1.content", "assistant message needs content"),
         ({"messages": [*USER, {"role": "tool", "content": "x"}]}, "messages.1.tool_call_id", "id of the call"),
         ({"messages": [*USER, {"role": "function", "content": "x"}]}, "messages.1.name", "function message needs"),
+        ({"messages": []}, "messages", "at least one message"),
     ],
 )
 def test_a_refused_body_names_the_field_the_client_wrote(
