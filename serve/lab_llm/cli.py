@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from lab_llm.config import AppConfig, ConfigError, load_config, model_layout_problems
+from lab_llm.config import AppConfig, ConfigError, load_config, model_layout_problems, parse_config
 from lab_llm.plan.cli import plan_command
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -34,7 +34,14 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _config(path: Path) -> AppConfig:
+    """The configuration at `path`; `-` reads it from standard input."""
     try:
+        if str(path) == "-":
+            try:
+                data = yaml.safe_load(sys.stdin.read())
+            except yaml.YAMLError as error:
+                raise ConfigError(f"standard input is not valid YAML: {error}") from None
+            return parse_config(data, source="standard input")
         return load_config(path)
     except ConfigError as error:
         raise _fail(str(error)) from None
@@ -155,22 +162,34 @@ def keys_merge(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Merge other copies of the store into this one: a JSON list of their YAML texts on standard input.
+    """Merge other copies of the store into this one: their YAML texts on standard input, as a JSON object (a label
+    such as the node's name: text) or a JSON list; an error names the copy by its label (or position), never its text.
 
     For a store kept on several nodes (the gate's copy, changed by the admin API, and the copy the CLI writes): a key
     any copy holds is kept unless a copy revoked it; revocations are all kept; users stay as they are in this
-    copy. Nothing is written when a copy is not a valid store.
+    copy (all users of the copies when this copy has none); key names stay unique (a later key of the same name is
+    renamed NAME@ID). Nothing is written when a copy is not a valid store, nor with --dry-run.
     """
     from lab_llm.auth import StoreError
 
     settings = _config(config)
     try:
         texts = json.loads(sys.stdin.read() or "[]")
-        if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
-            raise ValueError("expected a JSON list of strings")
-        copies = [yaml.safe_load(text) for text in texts]
-    except (ValueError, yaml.YAMLError) as error:
-        raise _fail(f"standard input: not a JSON list of store texts ({type(error).__name__})") from None
+    except ValueError:
+        texts = None
+    if isinstance(texts, list):
+        texts = {str(index): text for index, text in enumerate(texts)}
+    if not isinstance(texts, dict) or not all(isinstance(text, str) for text in texts.values()):
+        raise _fail("standard input: not a JSON object (label: store text) or list of store texts")
+    copies: dict[str, object] = {}
+    for label, text in texts.items():
+        try:
+            copies[label] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            # Only the position: the YAML library's message quotes the text, which holds password hashes.
+            mark = getattr(error, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            raise _fail(f"copy {label}: not valid YAML{where}") from None
     try:
         changed, merged = _store(settings).merge_api_keys_from(copies, dry_run=dry_run)
     except StoreError as error:
@@ -263,11 +282,21 @@ def hash_password_command(
 
 # The app -------------------------------------------------------------------------------------------------
 @app.command("check")
-def check(config: ConfigOption) -> None:
-    """Validate a configuration without starting anything."""
+def check(
+    config: ConfigOption,
+    signing_keys: Annotated[
+        bool,
+        typer.Option(
+            "--signing-keys/--no-signing-keys",
+            help="Require the signing-keys file (--no-signing-keys: it is made after the configuration is written).",
+        ),
+    ] = True,
+) -> None:
+    """Validate a configuration without starting anything; `-c -` reads it from standard input (to check a
+    configuration before it is written)."""
     settings = _config(config)
     problems = []
-    if not settings.auth.signing_keys_path.exists():
+    if signing_keys and not settings.auth.signing_keys_path.exists():
         problems.append(f"auth.signing_keys_path: {settings.auth.signing_keys_path} does not exist")
     model_path = Path(settings.engine.model)
     if settings.engine.model.startswith(("/", ".")) and not (model_path / "config.json").is_file():

@@ -14,7 +14,7 @@ import fcntl
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -101,11 +101,25 @@ def new_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def _kind(value: object) -> str:
+    """What a YAML value is, for an error message (never the value: a store holds password hashes)."""
+    kinds = {list: "a list", dict: "a mapping", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
 def _parse(raw: object) -> StoreContent:
     if not isinstance(raw, dict):
         raise StoreError("store: the top level must be a mapping with `users` and `api_keys`")
+    raw_users = raw.get("users") or {}
+    if not isinstance(raw_users, dict):
+        raise StoreError(
+            f"store: `users` must be a mapping of user name to {{password_hash, role}}, not {_kind(raw_users)}"
+        )
+    for section in ("api_keys", "revoked_api_keys"):
+        if not isinstance(raw.get(section) or [], list):
+            raise StoreError(f"store: `{section}` must be a list of mappings, not {_kind(raw[section])}")
     users: dict[str, User] = {}
-    for name, entry in (raw.get("users") or {}).items():
+    for name, entry in raw_users.items():
         if not isinstance(entry, dict) or "password_hash" not in entry or "role" not in entry:
             raise StoreError(f"store: user {name!r} needs `password_hash` and `role`")
         users[str(name)] = User(
@@ -123,7 +137,7 @@ def _parse(raw: object) -> StoreContent:
                 **{attribute: str(entry[attribute]) for attribute in ("id", "name", "role", "sha256", "created_at")}
             )
         except (KeyError, TypeError):
-            raise StoreError(f"store: API key entry {entry.get('id', '?')!r} is incomplete") from None
+            raise StoreError(f"store: API key entry {str(entry.get('id', '?'))!r} is incomplete") from None
         keys[key.sha256] = key
     revoked: dict[str, RevokedApiKey] = {}
     for entry in raw.get("revoked_api_keys") or []:
@@ -134,7 +148,7 @@ def _parse(raw: object) -> StoreContent:
                 **{attribute: str(entry[attribute]) for attribute in ("id", "name", "sha256", "revoked_at")}
             )
         except (KeyError, TypeError):
-            raise StoreError(f"store: revoked API key entry {entry.get('id', '?')!r} is incomplete") from None
+            raise StoreError(f"store: revoked API key entry {str(entry.get('id', '?'))!r} is incomplete") from None
         revoked[gone.sha256] = gone
     return StoreContent(users=users, api_keys_by_digest=keys, revoked_by_digest=revoked)
 
@@ -155,23 +169,54 @@ def _serialise(content: StoreContent) -> dict[str, Any]:
     return document
 
 
+def _earliest(*records: RevokedApiKey) -> RevokedApiKey:
+    return min(records, key=lambda gone: (gone.revoked_at, gone.id, gone.name))
+
+
+def unique_key_names(keys: Mapping[str, ApiKey]) -> dict[str, ApiKey]:
+    """Key names made unique again after a merge: of keys sharing a name, the one created first (then the lower id)
+    keeps it; each other one is kept, still valid, as `NAME@ID` (its id makes the name unique). Keys by digest."""
+    by_name: dict[str, list[ApiKey]] = {}
+    for key in keys.values():
+        by_name.setdefault(key.name, []).append(key)
+    renamed = dict(keys)
+    for name, holders in by_name.items():
+        for later in sorted(holders, key=lambda key: (key.created_at, key.id))[1:]:
+            renamed[later.sha256] = replace(later, name=f"{name}@{later.id}")
+    return renamed
+
+
 def merge_api_keys(base: StoreContent, *copies: StoreContent) -> StoreContent:
     """`base` with the API keys and revocations of other copies of the same store.
 
-    Users stay as `base` has them (only the CLI changes users, where the store is made). A key is kept when any copy
-    holds it and no copy revoked it; revocations are all kept. The result does not depend on the order of the
-    copies, and merging a result again changes nothing.
+    Users: as `base` has them (only the CLI changes users, where the store is made); when `base` has no user at all
+    (its file was lost), every user of the copies, a user the copies disagree on taken disabled if any copy disabled
+    it, then by the lower (role, password hash). A key is kept when any copy holds it and no copy revoked it;
+    revocations are all kept, each with its earliest `revoked_at`. Key names stay unique (`unique_key_names`).
+    The result does not depend on the order of the copies, and merging a result again changes nothing.
     """
     revoked = dict(base.revoked_by_digest)
     keys = dict(base.api_keys_by_digest)
+    users = dict(base.users)
     for copy in copies:
         for digest, gone in copy.revoked_by_digest.items():
-            revoked.setdefault(digest, gone)
+            revoked[digest] = _earliest(gone, revoked[digest]) if digest in revoked else gone
         for digest, key in copy.api_keys_by_digest.items():
             keys.setdefault(digest, key)
+    if not base.users:
+        for copy in copies:
+            for name, user in copy.users.items():
+                known = users.get(name)
+                if known is None or (not user.disabled, user.role, user.password_hash) < (
+                    not known.disabled,
+                    known.role,
+                    known.password_hash,
+                ):
+                    users[name] = user
     return replace(
         base,
-        api_keys_by_digest={digest: key for digest, key in keys.items() if digest not in revoked},
+        users=users,
+        api_keys_by_digest=unique_key_names({digest: key for digest, key in keys.items() if digest not in revoked}),
         revoked_by_digest=revoked,
     )
 
@@ -227,11 +272,16 @@ class AuthStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def _read(self) -> StoreContent:
+        """The file as it is now (not the cached copy): under the lock, what a change starts from."""
+        if not self.path.exists():
+            return StoreContent(users={}, api_keys_by_digest={})
+        return _parse(yaml.safe_load(self.path.read_text()) or {})
+
     def _update(self, change: Callable[[StoreContent], StoreContent]) -> None:
+        """Apply `change` to the file as read under the lock; it may raise to refuse (then nothing is written)."""
         with self._locked():
-            current = _parse(yaml.safe_load(self.path.read_text()) or {}) if self.path.exists() else None
-            updated = change(current or StoreContent(users={}, api_keys_by_digest={}))
-            write_private_yaml(self.path, _serialise(updated))
+            write_private_yaml(self.path, _serialise(change(self._read())))
 
     def set_user(self, name: str, password: str, role: str) -> bool:
         """Create or update a user. Returns False when it already had this role and password."""
@@ -266,16 +316,6 @@ class AuthStore:
             raise StoreError(f"API key {name!r}: a given key must be at least {_MIN_IMPORTED_KEY_LENGTH} characters")
         key = key or new_api_key()
         digest = digest_api_key(key)
-        revoked = self.content().revoked_by_digest.get(digest)
-        if revoked is not None:
-            raise RevokedKeyError(name, revoked)
-        existing = self.content().api_keys_by_digest.get(digest)
-        if existing is not None:
-            if existing.name != name or existing.role != role:
-                raise ConflictError(f"API key {name!r}: this key is already stored as {existing.name!r}")
-            return existing, key, False
-        if any(stored.name == name for stored in self.api_keys()):
-            raise ConflictError(f"API key {name!r} exists already; revoke it first or choose another name")
         record = ApiKey(
             id="key_" + secrets.token_hex(6),
             name=name,
@@ -284,10 +324,21 @@ class AuthStore:
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
 
-        def change(content: StoreContent) -> StoreContent:
-            return replace(content, api_keys_by_digest={**content.api_keys_by_digest, digest: record})
-
-        self._update(change)
+        # Every check reads the file under the lock, so two processes creating the same name cannot both succeed.
+        with self._locked():
+            content = self._read()
+            revoked = content.revoked_by_digest.get(digest)
+            if revoked is not None:
+                raise RevokedKeyError(name, revoked)
+            existing = content.api_keys_by_digest.get(digest)
+            if existing is not None:
+                if existing.name != name or existing.role != role:
+                    raise ConflictError(f"API key {name!r}: this key is already stored as {existing.name!r}")
+                return existing, key, False
+            if any(stored.name == name for stored in content.api_keys_by_digest.values()):
+                raise ConflictError(f"API key {name!r} exists already; revoke it first or choose another name")
+            added = replace(content, api_keys_by_digest={**content.api_keys_by_digest, digest: record})
+            write_private_yaml(self.path, _serialise(added))
         return record, key, True
 
     def revoke_api_key(self, id_or_name: str) -> bool:
@@ -308,23 +359,29 @@ class AuthStore:
         self._update(change)
         return True
 
-    def merge_api_keys_from(self, copies: list[object], *, dry_run: bool = False) -> tuple[bool, str]:
-        """Merge other copies of this store (parsed YAML documents) into it (`merge_api_keys`). Returns whether this
-        file changes (or would, with `dry_run`) and the merged store's text, as this store writes it; a copy that is
-        not a valid store raises StoreError naming its position, before anything is written."""
+    def merge_api_keys_from(
+        self, copies: Mapping[str, object] | list[object], *, dry_run: bool = False
+    ) -> tuple[bool, str]:
+        """Merge other copies of this store (parsed YAML documents, by a label such as the node's name, or in a list)
+        into it (`merge_api_keys`). Returns whether this file changes (or would, with `dry_run`) and the merged
+        store's text, as this store writes it. A copy that is not a valid store raises StoreError naming its label
+        (or position), before anything is written; a dry run writes nothing (no directory, no lock file)."""
+        labelled = copies.items() if isinstance(copies, Mapping) else enumerate(copies)
         parsed = []
-        for index, document in enumerate(copies):
+        for label, document in labelled:
             try:
                 parsed.append(_parse(document or {}))
             except StoreError as error:
-                raise StoreError(f"copy {index}: {error}") from None
+                raise StoreError(f"copy {label}: {error}") from None
+        if dry_run:  # the file is replaced atomically, so a read without the lock sees a whole store
+            return self._merged(parsed)[:2]
         with self._locked():
-            current = _parse(yaml.safe_load(self.path.read_text()) or {}) if self.path.exists() else None
-            base = current or StoreContent(users={}, api_keys_by_digest={})
-            merged = merge_api_keys(base, *parsed)
-            text = private_yaml_text(_serialise(merged))
-            if merged == base:
-                return False, text
-            if not dry_run:
+            changed, text, merged = self._merged(parsed)
+            if changed:
                 write_private_yaml(self.path, _serialise(merged))
-            return True, text
+            return changed, text
+
+    def _merged(self, copies: list[StoreContent]) -> tuple[bool, str, StoreContent]:
+        base = self._read()
+        merged = merge_api_keys(base, *copies)
+        return merged != base, private_yaml_text(_serialise(merged)), merged

@@ -170,5 +170,53 @@ def test_keys_merge_takes_other_copies_from_stdin(config_file: Path, tmp_path: P
     assert json.loads(invoke("keys", "merge", "-c", str(config_file), "--json", stdin=copies).stdout) == {
         "changed": False
     }
-    refused = invoke("keys", "merge", "-c", str(config_file), "--json", stdin='{"not": "a list"}')
-    assert refused.exit_code == 2 and "not a JSON list of store texts" in refused.output
+    refused = invoke("keys", "merge", "-c", str(config_file), "--json", stdin='"not a list"')
+    assert refused.exit_code == 2 and "not a JSON object (label: store text) or list" in refused.output
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("users: {admin: {role: admin, password_hash: '$argon2id$secret-hash'}\n  bad: [", "copy w2: not valid YAML"),
+        ("users: [a, b]\n", "copy w2: store: `users` must be a mapping of user name to {password_hash, role}"),
+        ("users: 5\n", "copy w2: store: `users` must be a mapping"),
+        ("api_keys: 5\n", "copy w2: store: `api_keys` must be a list of mappings, not a number"),
+        ("revoked_api_keys: {a: 1}\n", "copy w2: store: `revoked_api_keys` must be a list of mappings, not a mapping"),
+    ],
+)
+def test_keys_merge_names_the_copy_and_section_of_a_malformed_store(
+    config_file: Path, tmp_path: Path, text: str, expected: str
+) -> None:
+    """A bad copy is a clear error naming its node (the JSON object's label), never a traceback nor its text."""
+    refused = invoke("keys", "merge", "-c", str(config_file), stdin=json.dumps({"w1": "users: {}\n", "w2": text}))
+    assert refused.exit_code == 2, refused.output
+    assert expected in refused.output
+    assert "secret-hash" not in refused.output and "Traceback" not in refused.output
+
+
+def test_keys_merge_dry_run_writes_nothing(tmp_path: Path) -> None:
+    store_dir = tmp_path / "absent"
+    config = tmp_path / "app.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "engine": {"model": "/m"},
+                "auth": {"store_path": str(store_dir / "store.yaml"), "signing_keys_path": str(tmp_path / "k.yaml")},
+            }
+        )
+    )
+    other = tmp_path / "gate.yaml"
+    AuthStore(other).add_api_key("made-at-gate", "user")
+    result = invoke("keys", "merge", "-c", str(config), "--dry-run", "--json", stdin=json.dumps([other.read_text()]))
+    assert json.loads(result.stdout) == {"changed": True}
+    assert not store_dir.exists()
+
+
+def test_check_reads_the_configuration_from_stdin_before_it_is_written(config_file: Path) -> None:
+    document = yaml.safe_load(config_file.read_text())
+    assert invoke("check", "-c", "-", stdin=yaml.safe_dump(document)).exit_code == 2  # no signing keys yet
+    ok = invoke("check", "--no-signing-keys", "-c", "-", stdin=yaml.safe_dump(document))
+    assert ok.exit_code == 0, ok.output
+    document["engine"]["env"] = {"VLLM_HOST_IP": "10.0.0.5"}
+    refused = invoke("check", "--no-signing-keys", "-c", "-", stdin=yaml.safe_dump(document))
+    assert refused.exit_code == 2 and "engine.env" in refused.output, refused.output

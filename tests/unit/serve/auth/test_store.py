@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lab_llm.auth import AuthStore, StoreError
-from lab_llm.auth.store import ConflictError, RevokedKeyError
+from lab_llm.auth.store import ConflictError, RevokedKeyError, StoreContent
 
 
 @pytest.fixture
@@ -172,3 +172,74 @@ def test_a_malformed_copy_is_named_and_nothing_is_written(store: AuthStore) -> N
     with pytest.raises(StoreError, match="copy 0: store: the top level must be a mapping"):
         store.merge_api_keys_from([["not", "a", "store"]])
     assert store.path.read_text() == before
+
+
+def test_a_merge_keeps_key_names_unique_the_first_created_keeping_the_name(store: AuthStore, tmp_path: Path) -> None:
+    """Two copies that each made `openwebui`: the earlier key keeps the name, the other stays valid as NAME@ID."""
+    store.set_user("admin", "correct horse", "admin")
+    gate = copy_of(store, tmp_path / "gate.yaml")
+    _, first, _ = gate.add_api_key("openwebui", "user")
+    _, second, _ = store.add_api_key("openwebui", "user")
+    documents = {name: yaml.safe_load(path.read_text()) for name, path in (("gate", gate.path), ("head", store.path))}
+    documents["gate"]["api_keys"][0]["created_at"] = "2026-01-01T00:00:00+00:00"  # made first
+    gate.path.write_text(yaml.safe_dump(documents["gate"]))
+    assert store.merge_api_keys_from({"gate": documents["gate"]})[0] is True
+    assert gate.merge_api_keys_from([documents["head"]])[0] is True
+    assert store.path.read_text() == gate.path.read_text()  # either direction, the same store
+    kept, renamed = store.find_api_key(first), store.find_api_key(second)
+    assert kept is not None and kept.name == "openwebui"
+    assert renamed is not None and renamed.name == f"openwebui@{renamed.id}"
+    assert store.merge_api_keys_from([yaml.safe_load(gate.path.read_text())])[0] is False
+
+
+def test_the_name_check_reads_the_file_under_the_lock(store: AuthStore, tmp_path: Path) -> None:
+    """A process whose view is stale (another one just made the name) is refused, not given a duplicate."""
+    stale = AuthStore(store.path, known_roles={"user"})
+    stale.content = lambda: StoreContent(users={}, api_keys_by_digest={})  # type: ignore[method-assign]
+    store.add_api_key("openwebui", "user")
+    with pytest.raises(ConflictError, match="exists already"):
+        stale.add_api_key("openwebui", "user")
+    assert [key.name for key in store.api_keys()] == ["openwebui"]
+
+
+def test_users_come_from_the_copies_when_the_head_lost_its_store(store: AuthStore, tmp_path: Path) -> None:
+    store.set_user("admin", "correct horse", "admin")
+    gate = copy_of(store, tmp_path / "gate.yaml")
+    other = copy_of(store, tmp_path / "other.yaml")
+    other.set_user("bob", "battery staple", "user")
+    store.path.unlink()
+    head = AuthStore(store.path)
+    assert head.merge_api_keys_from([yaml.safe_load(p.read_text()) for p in (gate.path, other.path)])[0] is True
+    assert set(head.content().users) == {"admin", "bob"}
+    assert head.verify_password("admin", "correct horse") is not None
+
+
+def test_the_earliest_revocation_is_kept_whatever_the_order(store: AuthStore, tmp_path: Path) -> None:
+    store.add_api_key("app", "user")
+    early, late = copy_of(store, tmp_path / "early.yaml"), copy_of(store, tmp_path / "late.yaml")
+    for copy, when in ((early, "2026-01-01T00:00:00+00:00"), (late, "2026-02-01T00:00:00+00:00")):
+        copy.revoke_api_key("app")
+        document = yaml.safe_load(copy.path.read_text())
+        document["revoked_api_keys"][0]["revoked_at"] = when
+        copy.path.write_text(yaml.safe_dump(document))
+    documents = [yaml.safe_load(copy.path.read_text()) for copy in (late, early)]
+    for order in (documents, documents[::-1]):
+        merged = copy_of(store, tmp_path / "merged.yaml")
+        merged.merge_api_keys_from(order)
+        assert [gone.revoked_at for gone in merged.content().revoked_by_digest.values()] == [
+            "2026-01-01T00:00:00+00:00"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"users": ["a", "b"]}, "`users` must be a mapping of user name to {password_hash, role}, not a list"),
+        ({"users": 5}, "`users` must be a mapping .* not a number"),
+        ({"api_keys": 5}, "`api_keys` must be a list of mappings, not a number"),
+        ({"revoked_api_keys": "x"}, "`revoked_api_keys` must be a list of mappings, not a string"),
+    ],
+)
+def test_a_malformed_section_is_a_store_error(store: AuthStore, document: dict, expected: str) -> None:
+    with pytest.raises(StoreError, match=f"copy n1: store: {expected}"):
+        store.merge_api_keys_from({"n1": document})
