@@ -14,7 +14,8 @@ import yaml
 from lab_llm.config import AppConfig, ConfigError, load_config, model_layout_problems, parse_config
 from lab_llm.plan.cli import plan_command
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+# No local variables in a traceback: they may hold passwords, keys or a store's text (Ansible prints stderr).
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 users_app = typer.Typer(help="Users who log in with a password (OAuth2 password flow).", no_args_is_help=True)
 keys_app = typer.Typer(help="Long-lived API keys for applications such as OpenWebUI.", no_args_is_help=True)
 signing_app = typer.Typer(help="Keys that sign access tokens (rotate without downtime).", no_args_is_help=True)

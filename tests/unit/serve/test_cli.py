@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -220,3 +222,29 @@ def test_check_reads_the_configuration_from_stdin_before_it_is_written(config_fi
     document["engine"]["env"] = {"VLLM_HOST_IP": "10.0.0.5"}
     refused = invoke("check", "--no-signing-keys", "-c", "-", stdin=yaml.safe_dump(document))
     assert refused.exit_code == 2 and "engine.env" in refused.output, refused.output
+
+
+def test_an_unexpected_error_never_prints_local_variables(config_file: Path) -> None:
+    """Ansible shows the CLI's stderr (a refused merge): a traceback, as typer prints it with rich, must not carry
+    local variables (the store's text, a password)."""
+    script = (
+        "import sys\n"
+        "from lab_llm.auth.store import AuthStore\n"
+        "def explode(self, copies, *, dry_run=False):\n"
+        "    raise RuntimeError('boom')\n"
+        "AuthStore.merge_api_keys_from = explode\n"
+        "from lab_llm.cli import app\n"
+        "sys.argv = ['lab-llm', 'keys', 'merge', '-c', sys.argv[1]]\n"
+        "app()\n"
+    )
+    text = "users: {admin: {role: admin, password_hash: $argon2id$local-secret}}\n"
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(config_file)],
+        input=json.dumps([text]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0 and "boom" in result.stderr, result.stderr[-2000:]
+    assert "local-secret" not in result.stderr + result.stdout
