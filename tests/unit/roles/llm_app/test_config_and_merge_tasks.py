@@ -24,6 +24,7 @@ TASKS = COLLECTION_ROOT / "roles" / "llm_app" / "tasks"
 VENV = Path(sys.executable).parent.parent
 WRITE = [
     "Compose the app configuration and the Serve deployment",
+    "Look for lab-llm on the head",
     "Validate the composed configuration before writing it",
     "Create the configuration directory",
     "Write the app configuration",
