@@ -268,6 +268,64 @@ def test_a_streamed_request_the_engine_refuses_is_the_same_json_error_as_unstrea
     )
 
 
+CHAT_HI = {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+# A fresh user's trial with the SDK and curl: each answer names the field the client wrote, with the real engine.
+@pytest.mark.parametrize(
+    ("path", "fields", "param", "says"),
+    [
+        ("/v1/chat/completions", {"n": 100000}, "n", "at most"),
+        ("/v1/chat/completions", {"n": 0}, "n", "at least 1"),
+        ("/v1/chat/completions", {"presence_penalty": 5}, "presence_penalty", "[-2, 2]"),
+        ("/v1/chat/completions", {"max_completion_tokens": -5, "max_tokens": None}, "max_completion_tokens", "-5"),
+        ("/v1/chat/completions", {"messages": []}, "messages", "at least one"),
+        ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role", "wizard"),
+        ("/v1/chat/completions", {"messages": [{"role": "user"}]}, "messages.0.content", "content"),
+        ("/v1/chat/completions", {"messages": [{"role": "tool", "content": "x"}]}, "messages.0.tool_call_id", "id"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "\ud800"}]},
+            "messages.0.content",
+            "Unicode",
+        ),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "lab " * 12000}]}, "messages", ""),
+        ("/v1/completions", {"prompt": "lab " * 12000, "messages": None}, "prompt", ""),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_refusal_names_the_field_the_client_wrote(
+    http: httpx.Client, contract: dict, path: str, fields: dict, param: str, says: str, stream: bool
+) -> None:
+    body = {key: value for key, value in {**CHAT_HI, **fields, "stream": stream}.items() if value is not None}
+    # As JSON with escapes (`\\ud800`), the way the SDK sends a lone surrogate.
+    answer = http.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
+    error = assert_clean_error(answer, 400, contract)
+    assert error["param"] == param
+    assert says in error["message"]
+    assert "VLLM_" not in error["message"] and "TextEncodeInput" not in error["message"]
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_body_not_sent_as_json_is_unsupported_content_type(
+    local_deployment: LocalDeployment, contract: dict, content_type: str | None
+) -> None:
+    headers = {"Authorization": f"Bearer {local_deployment.api_key}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    answer = httpx.post(
+        f"{local_deployment.base_url}/v1/chat/completions", content=json.dumps(CHAT_HI), headers=headers, timeout=60
+    )
+    error = assert_clean_error(answer, 400, contract)
+    assert error["code"] == "unsupported_content_type"
+    assert (content_type or "no Content-Type") in error["message"]
+
+
+def test_a_trailing_slash_is_a_404_not_a_redirect(http: httpx.Client, contract: dict) -> None:
+    answer = http.post("/v1/chat/completions/", json=CHAT_HI, follow_redirects=False)
+    assert "'/v1/chat/completions'" in assert_clean_error(answer, 404, contract)["message"]
+
+
 def test_a_prompt_over_the_context_is_context_length_exceeded(http: httpx.Client, contract: dict) -> None:
     answer = http.post("/v1/completions", json={"model": "tiny-llama", "prompt": "lab " * 12000, "max_tokens": 4})
     assert assert_clean_error(answer, 400, contract)["code"] == "context_length_exceeded"
