@@ -137,3 +137,31 @@ def test_structured_outputs_are_derived_as_the_engine_derives_them() -> None:
         )
         with pytest.raises(module.VLLMClientError):
             module.structured_outputs_of(refused)
+
+
+def test_the_forced_call_parser_still_fits_vllms_parser() -> None:
+    """`tool_calls.forced_call_parser` subclasses the chat handler's `parser_cls` (a vLLM
+    `vllm.parser.abstract_parser.Parser`) and relies on these names and parameters: `parse(model_output, request,
+    enable_auto_tools, model_output_token_ids)`, `parse_delta(delta_text, delta_token_ids, request, prompt_token_ids,
+    *, finished)`, `set_prompt_token_ids`, the `model_tokenizer` an instance holds and the class's `tool_parser_cls`.
+    An upgrade that renames one fails here."""
+    try:
+        parser = importlib.import_module("vllm.parser.abstract_parser").Parser
+    except (ImportError, AttributeError) as error:
+        pytest.fail(f"vLLM's chat Parser moved ({_versions()}): {error}; tool_calls.forced_call_parser needs it")
+    expected = {
+        "parse": ["self", "model_output", "request", "enable_auto_tools", "model_output_token_ids"],
+        "parse_delta": ["self", "delta_text", "delta_token_ids", "request", "prompt_token_ids", "finished"],
+        "set_prompt_token_ids": ["self", "prompt_token_ids"],
+    }
+    for name, parameters in expected.items():
+        method = getattr(parser, name, None)
+        assert callable(method), f"vLLM's Parser lost {name} ({_versions()})"
+        assert list(inspect.signature(method).parameters) == parameters, (
+            f"vLLM's Parser.{name} takes {list(inspect.signature(method).parameters)} now ({_versions()})"
+        )
+    assert inspect.signature(parser.parse_delta).parameters["finished"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert hasattr(parser, "tool_parser_cls"), f"vLLM's Parser lost tool_parser_cls ({_versions()})"
+    assert "self.model_tokenizer" in inspect.getsource(parser.__init__), (
+        f"vLLM's Parser no longer keeps model_tokenizer ({_versions()})"
+    )
