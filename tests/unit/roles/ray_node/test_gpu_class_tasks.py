@@ -32,7 +32,7 @@ def run_gpu_class(tmp_path: Path, gpus: int | None, **variables: Any) -> tuple[i
     playbook.write_text(
         f"- name: GPU class\n  hosts: localhost\n  connection: local\n  gather_facts: false\n"
         f"  environment: {{PATH: '{path}'}}\n"
-        "  vars:\n    ray_node_role: worker\n    ray_node_head_address: 10.0.0.1\n"
+        "  vars:\n    ray_node_role: worker\n    ray_node_head_join_address: 10.0.0.1\n"
         "    ray_node_cluster_address: 10.0.0.2\n"
         "  tasks:\n    - name: The task file\n      ansible.builtin.include_role:\n        name: lab.llm.ray_node\n"
         "        tasks_from: gpu_class.yml\n        public: true\n"
