@@ -273,7 +273,9 @@ def test_browser_chat_attaches_the_built_in_tools_and_streams_the_answer(browser
     message = browser_chat.stored["chat"]["history"]["messages"][browser_chat.message_id]
     assert not message.get("error"), message.get("error")
     assert message["done"] is True
-    assert _message_text(message).strip() == streamed.strip()
+    # OpenWebUI re-renders the answer it stores; with the tiny model's random tokens (replacement characters) it
+    # dropped one space once in CI, so the stored text is compared with its whitespace left out.
+    assert "".join(_message_text(message).split()) == "".join(streamed.split())
 
 
 @pytest.mark.parametrize("task", sorted(TASK_MARKERS))
