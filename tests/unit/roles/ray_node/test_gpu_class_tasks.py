@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import COLLECTION_ROOT
-from tests.unit.serve.plan.test_fit_plan_playbook import run_playbook_file
+from tests.unit.serve.plan.test_fit_plan_playbook import run_playbook_file, task_results
 
 pytestmark = pytest.mark.playbook
 
@@ -42,11 +42,7 @@ def run_gpu_class(tmp_path: Path, gpus: int | None, **variables: Any) -> tuple[i
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps({"ansible_python_interpreter": sys.executable, **variables}))
     run = run_playbook_file(playbook, tmp_path, "-e", f"@{extra}")
-    report = json.loads(run.stdout)
-    tasks = {
-        task["task"]["name"].removeprefix("lab.llm.ray_node : "): task["hosts"]["localhost"]
-        for task in report["plays"][0]["tasks"]
-    }
+    tasks = task_results(run.stdout, role="lab.llm.ray_node")
     return run.returncode, tasks
 
 

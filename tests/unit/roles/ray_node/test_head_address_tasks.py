@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.serve.plan.test_fit_plan_playbook import run_playbook
+from tests.unit.serve.plan.test_fit_plan_playbook import run_playbook, task_results
 
 pytestmark = pytest.mark.playbook
 
@@ -35,10 +35,7 @@ def run_two_nodes(tmp_path: Path, head: dict[str, Any], *extra: str) -> tuple[in
         "        tasks_from: network.yml\n"
     )
     run = run_playbook(inventory, *extra, playbook=playbook)
-    report = json.loads(run.stdout)
-    tasks = {
-        task["task"]["name"].removeprefix("lab.llm.ray_node : "): task["hosts"] for task in report["plays"][0]["tasks"]
-    }
+    tasks = task_results(run.stdout, host=None, role="lab.llm.ray_node")
     return run.returncode, tasks
 
 

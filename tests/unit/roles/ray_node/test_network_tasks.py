@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.serve.plan.test_fit_plan_playbook import run_playbook_file
+from tests.unit.serve.plan.test_fit_plan_playbook import run_playbook_file, task_results
 
 pytestmark = pytest.mark.playbook
 
@@ -28,11 +28,7 @@ def run_network_tasks(tmp_path: Path, **variables: Any) -> tuple[int, dict[str, 
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps(variables))
     run = run_playbook_file(playbook, tmp_path, "-e", f"@{extra}")
-    report = json.loads(run.stdout)
-    tasks = {
-        task["task"]["name"].removeprefix("lab.llm.ray_node : "): task["hosts"]["localhost"]
-        for task in report["plays"][0]["tasks"]
-    }
+    tasks = task_results(run.stdout, role="lab.llm.ray_node")
     return run.returncode, tasks
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.serve.plan.test_fit_plan_playbook import run_playbook
+from tests.unit.serve.plan.test_fit_plan_playbook import run_playbook, task_results
 
 pytestmark = pytest.mark.playbook
 
@@ -65,11 +65,7 @@ def run_versions(tmp_path: Path, venv: Path, **variables: Any) -> tuple[int, dic
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps(variables))
     run = run_playbook(inventory, "-e", f"@{extra}", playbook=playbook)
-    report = json.loads(run.stdout)
-    tasks = {
-        task["task"]["name"].removeprefix("lab.llm.ray_node : "): task["hosts"]["worker"]
-        for task in report["plays"][0]["tasks"]
-    }
+    tasks = task_results(run.stdout, host="worker", role="lab.llm.ray_node")
     return run.returncode, tasks
 
 

@@ -47,9 +47,15 @@ def run_playbook_file(playbook: Path, tmp_path: Path, *extra: str) -> subprocess
     return run_playbook(inventory, *extra, playbook=playbook)
 
 
-def task_results(output: str) -> dict[str, dict]:
+def task_results(output: str, host: str | None = "localhost", role: str = "") -> dict[str, dict]:
+    """The first play's task results by task name (without the `ROLE : ` prefix Ansible gives a role's tasks), each
+    the result on `host`, or on every host by name when `host` is None."""
     report = json.loads(output)
-    return {task["task"]["name"]: task["hosts"]["localhost"] for task in report["plays"][0]["tasks"]}
+    prefix = f"{role} : " if role else ""
+    return {
+        task["task"]["name"].removeprefix(prefix): task["hosts"] if host is None else task["hosts"][host]
+        for task in report["plays"][0]["tasks"]
+    }
 
 
 def test_reference_lab_plan_is_set_as_a_fact() -> None:
