@@ -114,6 +114,11 @@ def _message_text(message: dict[str, Any]) -> str:
     return "\n".join(texts) if texts else message.get("content") or ""
 
 
+def _visible(text: str) -> str:
+    """`text` without whitespace and U+FFFD, the two things OpenWebUI's stored copy has been seen to drop."""
+    return "".join(char for char in text if not char.isspace() and char != "\ufffd")
+
+
 def _wait_for_chat(
     openwebui: OpenWebUI, chat_id: str, message_id: str, received: queue.Queue[dict[str, Any]], before: int
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -273,9 +278,10 @@ def test_browser_chat_attaches_the_built_in_tools_and_streams_the_answer(browser
     message = browser_chat.stored["chat"]["history"]["messages"][browser_chat.message_id]
     assert not message.get("error"), message.get("error")
     assert message["done"] is True
-    # OpenWebUI re-renders the answer it stores; with the tiny model's random tokens (replacement characters) it
-    # dropped one space once in CI, so the stored text is compared with its whitespace left out.
-    assert "".join(_message_text(message).split()) == "".join(streamed.split())
+    # OpenWebUI re-renders the answer it stores. The tiny model's random tokens include byte pieces that decode to
+    # U+FFFD, and in CI the stored copy once lost a space and once a U+FFFD beside another one, while OpenWebUI's own
+    # final event above matched the stream exactly; so the stored text is compared without whitespace and U+FFFD.
+    assert _visible(_message_text(message)) == _visible(streamed)
 
 
 @pytest.mark.parametrize("task", sorted(TASK_MARKERS))
