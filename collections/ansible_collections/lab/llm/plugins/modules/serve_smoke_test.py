@@ -86,10 +86,11 @@ usage:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.serve.client import ServeApi, ServeApiError
+from ansible_collections.lab.llm.plugins.module_utils.serve.smoke_runner import SmokeTestRunner
 
 
-def main() -> None:
-    argument_spec = dict(
+def argument_spec() -> dict:
+    return dict(
         url=dict(type="str", required=True),
         validate_certs=dict(type="bool", default=True),
         ca_path=dict(type="path"),
@@ -99,22 +100,17 @@ def main() -> None:
         prompt=dict(type="str", default="Say hello."),
         max_tokens=dict(type="int", default=8, no_log=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
     try:
-        api = ServeApi(p["url"], p["validate_certs"], p["ca_path"])
-        api.healthy()
-        token = api.token(p["username"], p["password"])
-        model = p["model"]
-        if not model:
-            models = api.models(token)
-            if not models:
-                raise ServeApiError("GET %s/v1/models lists no model" % p["url"])
-            model = models[0]
-        reply, usage = api.chat(token, model, p["prompt"], p["max_tokens"])
+        api = ServeApi(params["url"], params["validate_certs"], params["ca_path"])
+        result = SmokeTestRunner(api, params).run()
     except ServeApiError as error:
         module.fail_json(msg="smoke test: %s" % error)
-    module.exit_json(changed=False, model=model, reply=(reply or "")[:200], usage=usage)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
