@@ -258,72 +258,9 @@ ansible_facts:
                         "class": "020000", "driver": "igb"}]
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lab.llm.plugins.module_utils.bootloader import detect_boot_loader
-from ansible_collections.lab.llm.plugins.module_utils.iommu import (
-    check_card_group,
-    cpu_vendor,
-    read_iommu_state,
-)
-from ansible_collections.lab.llm.plugins.module_utils.pci import (
-    host_modules,
-    model_names,
-    nvidia_gpu_cards,
-    read_all_functions,
-    read_pci_aliases,
-    read_vfio_pci_ids_options,
-)
-
-
-def discover(root: str, config_root: str) -> dict:
-    """The whole ``gpu_passthrough`` fact."""
-    functions = read_all_functions(root)
-    cards = nvidia_gpu_cards(functions)
-    names = model_names(config_root, {f.vendor_device for card in cards for f in card.functions})
-    aliases = read_pci_aliases(root)
-    gpus = []
-    for card in cards:
-        group = check_card_group(root, card, functions)
-        ids = {f.vendor_device for f in card.functions}
-        own = {f.address for f in card.functions}
-        function_facts = [
-            dict(f.as_dict(), name=names.get(f.vendor_device), host_drivers=host_modules(f, aliases))
-            for f in card.functions
-        ]
-        gpus.append(
-            {
-                "address": card.slot,
-                "model": names.get(card.display_function.vendor_device),
-                "functions": function_facts,
-                "vfio_ids": sorted(ids),
-                "host_drivers": sorted({m for f in function_facts for m in f["host_drivers"]}),
-                "same_ids_elsewhere": sorted(
-                    address for address, f in functions.items() if f.vendor_device in ids and address not in own
-                ),
-                "bound_to_vfio": all(f.driver == "vfio-pci" for f in card.functions),
-                "iommu_group": group.group,
-                "iommu_group_members": group.members,
-                "iommu_group_clean": group.clean,
-                "foreign_devices": [
-                    {
-                        k: v
-                        for k, v in f.as_dict().items()
-                        if k in ("address", "vendor_id", "device_id", "class", "driver")
-                    }
-                    for f in group.foreign
-                ],
-            }
-        )
-    return {
-        "cpu_vendor": cpu_vendor(root),
-        "iommu": read_iommu_state(root).as_dict(),
-        "boot_loader": detect_boot_loader(root, config_root).as_dict(),
-        "gpus": gpus,
-        "vfio_pci_ids_options": read_vfio_pci_ids_options(config_root),
-    }
+from ansible_collections.lab.llm.plugins.module_utils.passthrough_facts import FactsError, gather
 
 
 def main() -> None:
@@ -334,13 +271,10 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    root = module.params["root"]
-    if not os.path.isdir(os.path.join(root, "proc")) or not os.path.isdir(os.path.join(root, "sys")):
-        module.fail_json(msg=f"root={root!r} has no proc/ and sys/ directories to read")
     try:
-        facts = discover(root, module.params["config_root"])
-    except (OSError, ValueError) as error:
-        module.fail_json(msg=f"cannot read PCI/IOMMU state below root={root!r}: {error}")
+        facts = gather(module.params["root"], module.params["config_root"])
+    except FactsError as error:
+        module.fail_json(msg=str(error))
     module.exit_json(changed=False, ansible_facts={"gpu_passthrough": facts})
 
 
