@@ -330,24 +330,11 @@ suggestions:
   elements: dict
 """
 
-import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-# The oldest lab-llm whose planner takes what this module sends (Hub ids, discovered GPUs, revision).
-LAB_LLM_MIN_VERSION = "0.1.0"
-
-LAB_LLM_IMPORT_ERROR: str | None = None
-LAB_LLM_VERSION: str | None
-try:
-    from lab_llm import __version__ as LAB_LLM_VERSION
-    from lab_llm.plan import DoesNotFitError, PlanInputError
-    from lab_llm.plan.engine_args import vllm_serve_command
-    from lab_llm.plan.spec import plan_from_spec
-except ImportError:
-    LAB_LLM_VERSION = None
-    LAB_LLM_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.lab.llm.plugins.module_utils.fit_plan import LAB_LLM_IMPORT_ERROR, FitPlanError, FitPlanRunner
 
 
 def argument_spec() -> dict[str, Any]:
@@ -412,28 +399,6 @@ def argument_spec() -> dict[str, Any]:
     )
 
 
-def without_none(value: Any) -> Any:
-    """Ansible fills unset suboptions with None; the planner applies its own defaults to keys that are absent."""
-    if isinstance(value, dict):
-        return dict((key, without_none(item)) for key, item in value.items() if item is not None)
-    if isinstance(value, list):
-        return [without_none(item) for item in value]
-    return value
-
-
-def version_tuple(version: object) -> tuple[int, ...]:
-    """'0.1.0' -> (0, 1, 0); pre-release and local parts ('0.2.0rc1', '0.1.0+g1') count as their release."""
-    parts: list[int] = []
-    for part in str(version).split("+", maxsplit=1)[0].split("."):
-        digits = ""
-        for character in part:
-            if not character.isdigit():
-                break
-            digits += character
-        parts.append(int(digits or 0))
-    return tuple(parts)
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if LAB_LLM_IMPORT_ERROR is not None:
@@ -441,31 +406,11 @@ def main() -> None:
             msg=missing_required_lib("lab-llm", reason="to plan on the host that runs lab.llm.llm_fit_plan"),
             exception=LAB_LLM_IMPORT_ERROR,
         )
-    if version_tuple(LAB_LLM_VERSION) < version_tuple(LAB_LLM_MIN_VERSION):
-        module.fail_json(
-            msg="lab.llm.llm_fit_plan needs lab-llm >= %s on the host that runs it; %s is installed there: "
-            "upgrade it (pip install -U lab-llm)" % (LAB_LLM_MIN_VERSION, LAB_LLM_VERSION)
-        )
-    params = without_none(module.params)
     try:
-        plan = plan_from_spec(
-            params["model"],
-            params.get("inventory") or {},
-            params.get("limits") or {},
-            discovered_gpus=params.get("discovered_gpus") or [],
-        )
-    except PlanInputError as error:
-        module.fail_json(msg="lab.llm.llm_fit_plan: bad input: %s" % error)
-    except DoesNotFitError as error:
-        details = error.as_dict()
-        module.fail_json(msg=str(error), reasons=details["reasons"], suggestions=details["suggestions"])
-    result = plan.model_dump(mode="json")
-    module.exit_json(
-        changed=False,
-        plan=result,
-        vllm_serve=vllm_serve_command(plan, params["model"].get("revision")),
-        ansible_facts=dict(lab_llm_fit_plan=result),
-    )
+        result = FitPlanRunner(module.params).run()
+    except FitPlanError as error:
+        module.fail_json(msg=str(error), **error.details)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
