@@ -87,9 +87,14 @@ def unencodable_path(node: Any, path: tuple[str, ...] = ()) -> str | None:
     return None
 
 
-def validated(model: type[BaseModel], body: dict[str, Any]) -> None:
-    """Check the body with the engine's request class and derive its structured-output constraint as the engine
-    will (`engine_contract.structured_outputs_of`), or a 400 naming the bad field; never an exception."""
+def validated(model: type[BaseModel], body: dict[str, Any], raw: bytes) -> None:
+    """Check the body (`raw`, parsed as `body`) with the engine's request class and derive its structured-output
+    constraint as the engine will (`engine_contract.structured_outputs_of`), or a 400 naming the bad field; never an
+    exception.
+
+    The check is pydantic's strict JSON mode: a value of the wrong JSON type (`"stream": "yes"`, `"max_tokens": 1.5`
+    or `"1"`) is refused as OpenAI refuses it, where the engine's own lax parsing would coerce it; an integer where a
+    number is expected stays valid."""
     bad_text = unencodable_path(body)
     if bad_text is not None:
         raise ApiError(
@@ -99,7 +104,7 @@ def validated(model: type[BaseModel], body: dict[str, Any]) -> None:
             param=None if bad_text == "body" else bad_text,
         )
     try:
-        request = model.model_validate(body)
+        request = model.model_validate_json(raw, strict=True)
         if model is ChatCompletionRequest:
             check_messages(body["messages"])
         structured_outputs_of(request)  # type: ignore[arg-type]
@@ -219,7 +224,7 @@ class GateMiddleware:
         raw = await read_body(receive)
         body = parse_json_object(raw)
         check_model_allowed(principal, self.gate.model_to_serve(model_of(body)))
-        validated(request_class, body)
+        validated(request_class, body, raw)
         return raw, frozenset(body)
 
     async def _relay(

@@ -434,11 +434,18 @@ USER = [{"role": "user", "content": "hi"}]
         # A user message: told as the user message it is, not as the developer message (the union's first member).
         ({"messages": [{"role": "user", "content": None}]}, "messages.0.content", "valid string"),
         ({"messages": [{"role": "system", "content": 5}]}, "messages.0.content", "valid string"),
-        ({"messages": ["hi"]}, "messages.0", "valid dictionary"),
+        ({"messages": ["hi"]}, "messages.0", "should be an object"),  # JSON's term, not Python's
         # A validator's wrapper (`function-wrap[...]`) is no part of the body's path.
         ({"response_format": {"type": "xml"}}, "response_format.type", "'json_schema'"),
         ({"messages": USER, "tools": [{"type": "function"}]}, "tools.0.function", "Field required"),
         ({"messages": USER, "temperature": "hot"}, "temperature", "valid number"),
+        # OpenAI refuses a value of the wrong JSON type where the engine's lax parsing would coerce it.
+        ({"messages": USER, "stream": "yes"}, "stream", "valid boolean"),
+        ({"messages": USER, "logprobs": 1}, "logprobs", "valid boolean"),
+        ({"messages": USER, "max_tokens": "5"}, "max_tokens", "valid integer"),
+        ({"messages": USER, "max_tokens": 5.0}, "max_tokens", "valid integer"),
+        ({"messages": USER, "temperature": "0.5"}, "temperature", "valid number"),
+        ({"messages": USER, "stop": 5}, "stop", "valid string"),
         # vLLM's message union admits any role with every field optional; OpenAI does not (issue: fresh user's trial).
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role", "'wizard' is not one of"),
         ({"messages": [*USER, {"role": "Human", "content": "x"}]}, "messages.1.role", "'Human' is not one of"),
@@ -484,6 +491,13 @@ def test_every_openai_message_role_passes_the_gate(gated: GatedApp, messages: li
         "/v1/chat/completions", json={**CHAT, "messages": messages}, headers=gated.headers("bob")
     )
     assert answer.status_code == 200, answer.text
+
+
+def test_an_integer_where_a_number_is_expected_is_a_number(gated: GatedApp) -> None:
+    body = {**CHAT, "temperature": 1, "top_p": 1, "presence_penalty": 0, "logit_bias": {"5": 10}}
+    answer = gated.client.post("/v1/chat/completions", json=body, headers=gated.headers("bob"))
+    assert answer.status_code == 200, answer.text
+    assert gated.engine.received
 
 
 def test_model_objects_follow_openais_contract(gated: GatedApp, openai_contract: dict) -> None:
