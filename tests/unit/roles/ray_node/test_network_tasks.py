@@ -98,3 +98,24 @@ def test_an_address_no_interface_holds_is_refused(tmp_path: Path) -> None:
     assert status != 0
     refusal = tasks["Refuse a node whose cluster interface cannot be found"]
     assert "no network interface holds the cluster address '198.51.100.7' (from ansible_host)" in refusal["msg"]
+
+
+def test_a_named_interface_carries_gloo_and_nccl(tmp_path: Path) -> None:
+    status, tasks = run_network_tasks(tmp_path, ansible_host="127.0.0.1", ray_node_socket_ifname="lo")
+    assert status == 0
+    environment = facts_of(tasks)["ray_node_process_environment"]
+    assert (environment["GLOO_SOCKET_IFNAME"], environment["NCCL_SOCKET_IFNAME"]) == ("lo", "lo")
+
+
+@pytest.mark.parametrize(
+    ("ifname", "unknown"), [("ens18", "ens18"), ("lo, eth-nope", "eth-nope"), ("^docker", "^docker")]
+)
+def test_an_interface_the_node_does_not_have_is_refused_before_anything_is_composed(
+    tmp_path: Path, ifname: str, unknown: str
+) -> None:
+    status, tasks = run_network_tasks(tmp_path, ansible_host="127.0.0.1", ray_node_socket_ifname=ifname)
+    assert status != 0
+    refusal = tasks["Refuse a ray_node_socket_ifname that names no interface of the node"]
+    assert f"names {unknown}, which this node does not have (its interfaces: " in refusal["msg"]
+    assert "lo" in refusal["msg"].split("its interfaces:")[1]
+    assert "Compose the environment of the Ray processes" not in tasks
