@@ -39,15 +39,7 @@ from ansible_collections.lab.llm.plugins.module_utils.bootloader_cmdline import 
     render_dropin,
     repeatable_keys,
 )
-from ansible_collections.lab.llm.plugins.module_utils.files import write_atomically
-
-
-def read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
+from ansible_collections.lab.llm.plugins.module_utils.files import read_text, write_atomically
 
 
 class KernelCmdlineRunner:

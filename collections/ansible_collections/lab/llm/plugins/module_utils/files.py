@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: lab-llm developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The collection's one way to write a file on the managed host: atomically, with the mode it must have."""
+"""The collection's one way to read a file it may write, and to write a file on the managed host: atomically, with
+the mode it must have."""
 
 from __future__ import annotations
 
@@ -36,3 +37,13 @@ def write_atomically(path: str, content: str, mode: int, atomic_move: Callable[[
         if os.path.exists(temporary):
             os.remove(temporary)
     os.chmod(path, mode)
+
+
+def read_text(path: str) -> str | None:
+    """The UTF-8 text of ``path``, or None when it does not exist (an empty file is ``""``); other OSErrors
+    propagate."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
