@@ -318,50 +318,16 @@ application_status:
   sample: RUNNING
 """
 
-from typing import Any
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lab.llm.plugins.module_utils.k8s import rayservice, upgrade, waiter
-from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
+from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC
 from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import TAINT_EFFECTS
-from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
-from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
-
-API_VERSION = "ray.io/v1"
+from ansible_collections.lab.llm.plugins.module_utils.k8s.rayservice_runner import RayServiceError, RayServiceRunner
+from ansible_collections.lab.llm.plugins.module_utils.k8s.upgrade import UPGRADE_STRATEGIES
 
 
-def _check_gpu_budget(module: AnsibleModule, dry_run: K8sService, manifest: dict[str, Any], ref: str) -> None:
-    """Refuse (or warn about) a RayService the GPU budget cannot run, before anything is written.
-
-    The stored object and the dry-run result both carry the server's defaults, so comparing them tells what KubeRay
-    will see change (see module_utils/k8s/upgrade.py for its rules).
-    """
-    before, after = dry_run.apply(manifest)[1:]
-    problems = upgrade.budget_problems(
-        (before or {}).get("spec") if before else None, (after or manifest)["spec"], module.params["gpu_budget"]
-    )
-    if not problems:
-        return
-    second = before and upgrade.cluster_change(before["spec"], (after or manifest)["spec"]) == "new_cluster"
-    message = "%s: %s cannot be scheduled with the GPUs the cluster has (%s)%s" % (
-        ref,
-        "this change makes KubeRay start a second RayCluster beside the serving one, which"
-        if second
-        else "the RayService",
-        "; ".join(problems),
-        "; free GPUs, or take the change with downtime (state=absent, then apply)"
-        " or keep the cluster (engine_change_upgrade=in_place)"
-        if second
-        else "",
-    )
-    if module.params["gpu_budget_check"] == "fail":
-        module.fail_json(msg=message)
-    module.warn(message)
-
-
-def main() -> None:
-    argument_spec = dict(
+def argument_spec() -> dict:
+    spec = dict(
         name=dict(type="str", default="lab-llm"),
         namespace=dict(type="str", default="lab-llm"),
         image=dict(type="str"),
@@ -440,9 +406,7 @@ def main() -> None:
         ),
         metrics_target=dict(type="str", default="lab-llm"),
         engine_change_upgrade=dict(type="str", choices=["in_place", "new_cluster"], default="in_place"),
-        upgrade_strategy=dict(
-            type="str", choices=["NewCluster", "NewClusterWithIncrementalUpgrade", "None"], default="NewCluster"
-        ),
+        upgrade_strategy=dict(type="str", choices=list(UPGRADE_STRATEGIES), default="NewCluster"),
         gpu_budget=dict(type="dict"),
         gpu_budget_check=dict(type="str", choices=["fail", "warn"], default="fail"),
         state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -450,64 +414,20 @@ def main() -> None:
         wait_timeout=dict(type="int", default=1800),
         render_only=dict(type="bool", default=False),
     )
-    argument_spec.update(AUTH_ARG_SPEC)
+    spec.update(AUTH_ARG_SPEC)
+    return spec
+
+
+def main() -> None:
     module = AnsibleModule(
-        argument_spec=argument_spec,
+        argument_spec=argument_spec(),
         required_if=[("state", "present", ("image", "auth_store", "signing_keys"))],
         supports_check_mode=True,
     )
-    params = module.params
-    ref = "RayService %s/%s" % (params["namespace"], params["name"])
-    serve_service = rayservice.serve_service_name(params["name"])
-    manifest: dict[str, Any] | None = None
-    if params["state"] == "present":
-        if params["fit_plan"] is not None:
-            params["fit_plan"] = {
-                k: v
-                for k, v in params["fit_plan"].items()
-                if k in ("engine", "engine_config", "worker_groups", "ray_placement_bundles")
-            }
-        try:
-            manifest = rayservice.render(params)
-        except rayservice.RenderError as error:
-            module.fail_json(msg="%s: %s" % (ref, error))
-    if params["render_only"]:
-        module.exit_json(changed=False, manifest=manifest, serve_service=serve_service)
-    result = dict(changed=False, manifest=manifest, serve_service=serve_service)
     try:
-        service = K8sService(connect(params), check_mode=module.check_mode)
-        if params["state"] == "absent":
-            before = service.get(API_VERSION, "RayService", params["name"], params["namespace"])
-            result["changed"] = service.delete(API_VERSION, "RayService", params["name"], params["namespace"])
-            result["diff"] = {"before": before or {}, "after": {}}
-            module.exit_json(**result)
-        if manifest is None:  # state=present rendered it above; render_only and state=absent have exited
-            raise AssertionError("no manifest rendered for state=present")
-        if params["gpu_budget"] is not None:
-            _check_gpu_budget(module, K8sService(service.client, check_mode=True), manifest, ref)
-        changed, before, after = service.apply(manifest)
-        result.update(changed=changed, diff={"before": before or {}, "after": after})
-        if params["wait"] and not module.check_mode:
-            obj = waiter.wait_for(
-                service,
-                API_VERSION,
-                "RayService",
-                params["name"],
-                params["namespace"],
-                waiter.rayservice_running(params["app_name"]),
-                params["wait_timeout"],
-            )
-            if obj is None:  # rayservice_running is done only on a RayService that exists
-                raise AssertionError("the wait ended without a RayService")
-            active = obj["status"]["activeServiceStatus"]
-            result.update(
-                ray_cluster=active.get("rayClusterName"),
-                application_status=active["applicationStatuses"][params["app_name"]]["status"],
-            )
-    except K8sError as error:
-        module.fail_json(msg=str(error), **result)
-    for warning in service.warnings:
-        module.warn(warning)
+        result = RayServiceRunner(module.params, module.check_mode, module.warn).run()
+    except RayServiceError as error:
+        module.fail_json(msg=str(error), **error.result)
     module.exit_json(**result)
 
 

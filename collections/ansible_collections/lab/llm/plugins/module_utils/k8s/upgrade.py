@@ -21,6 +21,9 @@ from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import GPU_C
 
 GPU_RESOURCE = "nvidia.com/gpu"
 NEW_CLUSTER_STRATEGIES = ("NewCluster", "NewClusterWithIncrementalUpgrade")
+# RayService spec.upgradeStrategy.type: KubeRay's RayServiceUpgradeType values (ray-operator/apis/ray/v1/
+# rayservice_types.go); the CRD's schema leaves the field a plain string.
+UPGRADE_STRATEGIES = (*NEW_CLUSTER_STRATEGIES, "None")
 
 
 def _hashed(cluster_spec: Mapping[str, Any] | None) -> dict[str, Any]:
