@@ -69,32 +69,13 @@ state:
   sample: capacity nvidia.com/gpu=1
 """
 
-from typing import Any, Callable, NamedTuple
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s import waiter
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
-
-
-class Condition(NamedTuple):
-    api_version: str
-    kind: str
-    namespaced: bool
-    # (the module's parameters) -> a waiter predicate
-    predicate: Callable[[dict[str, Any]], Callable]
-
-
-CONDITIONS = {
-    "node_ready": Condition("v1", "Node", False, lambda params: waiter.node_ready),
-    "node_gpus": Condition("v1", "Node", False, lambda params: waiter.node_gpus(params["gpus"])),
-    "deployment_available": Condition("apps/v1", "Deployment", True, lambda params: waiter.deployment_available),
-    "cluster_policy_ready": Condition(
-        "nvidia.com/v1", "ClusterPolicy", False, lambda params: waiter.cluster_policy_ready
-    ),
-}
+from ansible_collections.lab.llm.plugins.module_utils.k8s.waiter import CONDITIONS
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ A predicate takes the object (a dict, or None while it does not exist) and retur
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import static_instance_phase
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, WaitFailed, WaitTimeout
@@ -160,6 +160,24 @@ def cluster_policy_ready(obj: dict[str, Any] | None) -> tuple[bool, str | None, 
         return False, None, "ClusterPolicy not created yet (is the GPU Operator installed?)"
     state = (obj.get("status") or {}).get("state") or "no state yet"
     return state == "ready", None, "state %s" % state
+
+
+class Condition(NamedTuple):
+    """A wait lab.llm.k8s_wait offers by name: the kind it watches, whether that is namespaced, and its predicate."""
+
+    api_version: str
+    kind: str
+    namespaced: bool
+    # (the module's parameters) -> a waiter predicate
+    predicate: Callable[[Dict[str, Any]], Predicate]
+
+
+CONDITIONS = {
+    "node_ready": Condition("v1", "Node", False, lambda params: node_ready),
+    "node_gpus": Condition("v1", "Node", False, lambda params: node_gpus(params["gpus"])),
+    "deployment_available": Condition("apps/v1", "Deployment", True, lambda params: deployment_available),
+    "cluster_policy_ready": Condition("nvidia.com/v1", "ClusterPolicy", False, lambda params: cluster_policy_ready),
+}
 
 
 def rayservice_running(app_name: str) -> Predicate:

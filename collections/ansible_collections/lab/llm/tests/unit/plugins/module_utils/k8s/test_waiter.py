@@ -1,5 +1,5 @@
 """module_utils/k8s/waiter.py against the Kubernetes API stand-in: following the watch, deletion as a state, an
-expired resourceVersion (410 Gone)."""
+expired resourceVersion (410 Gone); the named conditions of lab.llm.k8s_wait."""
 
 from __future__ import annotations
 
@@ -49,3 +49,20 @@ def test_waiter_survives_an_expired_resource_version(kube_api: KubeApiStandIn, k
     assert obj["status"]["availableReplicas"] == 1
     watches = [path for method, path in kube_api.requests if "watch=" in path]
     assert 1 < len(watches) < 20  # it watched again after each 410, without spinning
+
+
+def test_named_conditions_watch_their_kind_with_the_modules_options(k8s: service.K8sService) -> None:
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-1"}, "status": {"capacity": {}}}
+    node["status"]["capacity"]["nvidia.com/gpu"] = "1"
+    two_gpus = waiter.CONDITIONS["node_gpus"].predicate({"gpus": 2})
+    assert two_gpus(node) == (False, None, "capacity nvidia.com/gpu=1")
+    assert waiter.CONDITIONS["node_gpus"].predicate({"gpus": 1})(node)[0] is True
+    assert {name: (c.api_version, c.kind, c.namespaced) for name, c in waiter.CONDITIONS.items()} == {
+        "node_ready": ("v1", "Node", False),
+        "node_gpus": ("v1", "Node", False),
+        "deployment_available": ("apps/v1", "Deployment", True),
+        "cluster_policy_ready": ("nvidia.com/v1", "ClusterPolicy", False),
+    }
+    # Each condition names a kind the API serves, namespaced as it says (the stand-in has the GPU Operator's CRD).
+    for condition in waiter.CONDITIONS.values():
+        assert k8s.resource(condition.api_version, condition.kind).namespaced is condition.namespaced
