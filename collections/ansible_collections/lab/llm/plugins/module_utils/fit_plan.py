@@ -15,6 +15,11 @@ from typing import Any
 # The oldest lab-llm whose planner takes what this module sends (Hub ids, discovered GPUs, revision).
 LAB_LLM_MIN_VERSION = "0.1.0"
 
+# The planner's vocabulary (lab_llm.plan.model WEIGHT_DTYPES, KV_CACHE_DTYPES), here so the argument spec can offer
+# them as choices where lab-llm is not installed; a unit test fails when they drift from lab-llm's.
+WEIGHT_DTYPES = ("fp16", "bf16", "fp8", "awq", "gptq")
+KV_CACHE_DTYPES = ("auto", "fp16", "bf16", "fp8")
+
 LAB_LLM_IMPORT_ERROR: str | None = None
 LAB_LLM_VERSION: str | None
 try:

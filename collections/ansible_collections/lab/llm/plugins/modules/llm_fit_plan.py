@@ -334,7 +334,13 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.lab.llm.plugins.module_utils.fit_plan import LAB_LLM_IMPORT_ERROR, FitPlanError, FitPlanRunner
+from ansible_collections.lab.llm.plugins.module_utils.fit_plan import (
+    KV_CACHE_DTYPES,
+    LAB_LLM_IMPORT_ERROR,
+    WEIGHT_DTYPES,
+    FitPlanError,
+    FitPlanRunner,
+)
 
 
 def argument_spec() -> dict[str, Any]:
@@ -349,9 +355,9 @@ def argument_spec() -> dict[str, Any]:
                 served_model_name=dict(type="str"),
                 config=dict(type="dict"),
                 config_path=dict(type="path"),
-                weights=dict(type="str", choices=["fp16", "bf16", "fp8", "awq", "gptq"]),
+                weights=dict(type="str", choices=list(WEIGHT_DTYPES)),
                 group_size=dict(type="int"),
-                kv_cache_dtype=dict(type="str", choices=["auto", "fp16", "bf16", "fp8"]),
+                kv_cache_dtype=dict(type="str", choices=list(KV_CACHE_DTYPES)),
                 context_length=dict(type="int"),
                 concurrency=dict(type="int"),
             ),

@@ -39,6 +39,12 @@ def params(**model: Any) -> dict[str, Any]:
     }
 
 
+def test_the_choices_are_the_planners_vocabulary() -> None:
+    from lab_llm.plan import model
+
+    assert (fit_plan.WEIGHT_DTYPES, fit_plan.KV_CACHE_DTYPES) == (model.WEIGHT_DTYPES, model.KV_CACHE_DTYPES)
+
+
 def test_versions_compare_by_their_release() -> None:
     assert version_tuple("0.2.0rc1+g1") == (0, 2, 0)
     assert version_tuple("0.1.0") < version_tuple("0.1.1") < version_tuple("0.10")
