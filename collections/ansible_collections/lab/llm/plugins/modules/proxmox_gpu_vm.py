@@ -372,6 +372,8 @@ def argument_spec() -> dict:
                 x_vga=dict(type="bool", default=False),
                 rombar=dict(type="bool", default=True),
             ),
+            mutually_exclusive=[("mapping", "host")],
+            required_one_of=[("mapping", "host")],
         ),
         network=dict(
             type="dict",

@@ -49,8 +49,6 @@ class GpuVmRunner:
             raise PveInputError("Proxmox would refuse these settings: " + "; ".join(problems))
         vms.validate_sshkeys((params["cloud_init"] or {}).get("sshkeys") or [])
         for index, gpu in enumerate(params["gpus"] or []):
-            if bool(gpu.get("mapping")) == bool(gpu.get("host")):
-                raise PveInputError("gpus: give exactly one of mapping or host per item, got %r" % gpu)
             vms.hostpci_value(gpu)
             if gpu.get("host") and params["state"] != "absent" and not vms.raw_pci_allowed(params):
                 raise PveInputError(vms.raw_pci_refusal(params, "gpus[%d] host=%s" % (index, gpu["host"])))

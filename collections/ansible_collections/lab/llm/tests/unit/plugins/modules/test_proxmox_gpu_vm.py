@@ -155,6 +155,20 @@ def test_gpu_not_on_that_node_fails_before_any_write(pve, monkeypatch) -> None:
     assert_fails_without_writes(pve, monkeypatch, as_root, "PCI device 0000:41:00 is not on node pve1")
 
 
+@pytest.mark.parametrize(
+    ("gpu", "message"),
+    [
+        ({"mapping": "rtx3090", "host": "0000:01:00"}, "parameters are mutually exclusive: mapping|host found in gpus"),
+        ({"pcie": True}, "one of the following is required: mapping, host found in gpus"),
+    ],
+)
+def test_a_gpu_is_a_mapping_or_a_host_never_both(pve, monkeypatch, gpu: dict, message: str) -> None:
+    """The argument spec carries the rule, so it fails before the module connects."""
+    requests_before = len(pve.cluster.requests)
+    assert_fails_without_writes(pve, monkeypatch, vm_args(pve, "gpu-both", gpus=[gpu]), message)
+    assert len(pve.cluster.requests) == requests_before
+
+
 def test_vmid_of_a_vm_we_do_not_manage_is_refused(pve, monkeypatch) -> None:
     pve.cluster.add_vm(555, "pve2", {"name": "someones-db", "memory": "4096", "tags": "prod"}, status="running")
     assert_fails_without_writes(
