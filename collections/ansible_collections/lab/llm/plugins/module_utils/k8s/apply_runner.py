@@ -127,7 +127,10 @@ class ApplyRunner:
             )
             content = json.dumps(manifest, indent=2, sort_keys=True) + "\n"  # JSON is YAML
             mode = SECRET_FILE_MODE if holds_secrets(manifest["kind"]) else MANIFEST_FILE_MODE
-            before = read_text(path)
+            try:
+                before = read_text(path)
+            except (OSError, ValueError) as error:  # a directory, unreadable, not UTF-8: say so, write nothing there
+                raise ApplyError("cannot read %s: %s" % (path, error), files=files, objects=objects) from None
             changed = before != content or os.stat(path).st_mode & 0o7777 != mode
             if changed:
                 diff["before"][path] = _shown(before, manifest["kind"])

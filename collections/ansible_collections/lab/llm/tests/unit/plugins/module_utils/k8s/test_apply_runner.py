@@ -131,6 +131,19 @@ def test_a_file_that_cannot_be_written_reports_the_files_written_before(tmp_path
     assert [item["object"] for item in error.value.result["objects"]] == ["Namespace lab-llm"]
 
 
+def test_a_path_that_is_not_a_readable_file_is_named_not_a_traceback(tmp_path: Path) -> None:
+    render = tmp_path / "render"
+    (render / "Secret-lab-llm-keys.yml").mkdir(parents=True)
+    (render / "Namespace-cluster-lab-llm.yml").write_bytes(b"\xff\xfe not UTF-8")
+    with pytest.raises(ApplyError) as error:
+        run([NAMESPACE, SECRET], render_dir=str(render))
+    assert str(error.value).startswith("cannot read %s: " % (render / "Namespace-cluster-lab-llm.yml"))
+    assert error.value.result == {"files": [], "objects": []}
+    with pytest.raises(ApplyError, match=r"^cannot read .*Secret-lab-llm-keys\.yml: \[Errno 21\] Is a directory"):
+        run([SECRET], render_dir=str(render))
+    assert (render / "Namespace-cluster-lab-llm.yml").read_bytes() == b"\xff\xfe not UTF-8"
+
+
 def test_secret_values_are_the_secrets_data_and_string_data_only() -> None:
     config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "visible"}}
     assert secret_values([SECRET, config_map]) == {"c2VjcmV0LXZhbHVl", "hunter2"}
