@@ -22,7 +22,10 @@ https://kubernetes.io/docs/reference/using-api/api-concepts/ and .../server-side
 
 Not implemented (not used by lab.llm): the service proxy (it could not carry the app's bearer token anyway: the
 real API server deletes the Authorization header once it has authenticated a request), JSON patch, strategic list
-merging, finalizers, defaulting, admission beyond admission.py, auth.
+merging, finalizers, defaulting, admission beyond admission.py, authorization (RBAC).
+Authentication: a bearer token only, the one `kubeconfig()` writes; any other request gets 401 Unauthorized with
+the Status body the API server sends (kube-apiserver with anonymous auth off; Kubernetes docs, "Authenticating",
+"Anonymous requests").
 Controllers do not exist here: tests play them by calling `set_status()` / `put()` / `on_write` hooks.
 """
 
@@ -190,6 +193,8 @@ class KubeApiStandIn:
         self.lock = threading.Condition()
         self.on_write: list[Callable[[str, Kind, dict[str, Any]], None]] = []
         self.requests: list[tuple[str, str]] = []
+        # The bearer token the API accepts (the kubeconfig() it writes carries it).
+        self.token = "standin-token"
         # Watches from a resourceVersion older than this get `410 Gone` (an etcd compaction, played by tests).
         self.compacted_rv = 0
         for group, version, kind, plural, namespaced, status in CORE_KINDS:
@@ -235,7 +240,7 @@ class KubeApiStandIn:
                     "kind": "Config",
                     "current-context": "standin",
                     "clusters": [{"name": "standin", "cluster": {"server": self.url}}],
-                    "users": [{"name": "standin", "user": {"token": "standin-token"}}],
+                    "users": [{"name": "standin", "user": {"token": self.token}}],
                     "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "standin"}}],
                 }
             ),
@@ -542,11 +547,18 @@ class KubeApiStandIn:
                 self.lock.wait(min(remaining, 0.5))
 
     def discovery(self, path: str) -> dict[str, Any] | None:
-        if path == "/version":
+        # kube-apiserver serves /version and /version/ alike (the client's VersionApi asks for the latter).
+        if path in ("/version", "/version/"):
             return {
                 "major": "1",
                 "minor": schemas.KUBERNETES_VERSION.split(".")[1],
                 "gitVersion": f"v{schemas.KUBERNETES_VERSION}.0-standin",
+                # The rest of version.Info (k8s.io/apimachinery/pkg/version/types.go); the client requires them.
+                "gitCommit": "0" * 40,
+                "gitTreeState": "clean",
+                "buildDate": "2026-01-01T00:00:00Z",
+                "goVersion": "go1.25.0",
+                "compiler": "gc",
                 "platform": "linux/amd64",
             }
         if path == "/api":
@@ -669,6 +681,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = parsed.path
         self.api.requests.append((method, self.path))
         try:
+            if self.headers.get("Authorization") != f"Bearer {self.api.token}":
+                self._body()
+                raise ApiError(401, "Unauthorized", "Unauthorized")
             if method == "GET":
                 found = self.api.discovery(path)
                 if found is not None:

@@ -17,6 +17,9 @@ description:
     capacity (the device plugin runs); C(deployment_available) for all replicas of a Deployment updated and
     available; C(cluster_policy_ready) for the NVIDIA GPU Operator's ClusterPolicy C(status.state=ready).
   - Never changes anything.
+  - In check mode it does not wait, as C(kubernetes.core.k8s) does not wait in check mode (the objects a check run
+    would create are not there). It reads the object once and says what a real run would wait for, and whether that
+    already holds (RV(ready)).
 author:
   - lab-llm developers (@lab-llm)
 extends_documentation_fragment:
@@ -63,17 +66,27 @@ EXAMPLES = r"""
 
 RETURN = r"""
 state:
-  description: How the object was seen when the wait ended.
+  description: How the object was seen when the wait ended (in check mode, when it was read).
   returned: success
   type: str
   sample: capacity nvidia.com/gpu=1
+ready:
+  description: Whether the object is in the state of O(condition); always true after a real run that did not fail.
+  returned: success
+  type: bool
+  sample: true
+msg:
+  description: In check mode, what a real run would wait for and how the object is now.
+  returned: check mode
+  type: str
+  sample: "check mode, not waited: a real run waits up to 600s for Node gpu-1 (node_gpus); now: Node not registered yet"
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s import waiter
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
-from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
+from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, object_ref
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
 from ansible_collections.lab.llm.plugins.module_utils.k8s.waiter import CONDITIONS
 
@@ -98,12 +111,28 @@ def main() -> None:
     namespace = params["namespace"] if condition.namespaced else None
     try:
         service = K8sService(connect(params))
+        if module.check_mode:
+            done, failure, state = waiter.look_once(
+                service, condition.api_version, condition.kind, params["name"], namespace, predicate
+            )
+            module.exit_json(
+                changed=False,
+                ready=done,
+                state=failure or state,
+                msg="check mode, not waited: a real run waits up to %ss for %s (%s); now: %s"
+                % (
+                    params["timeout"],
+                    object_ref(condition.kind, params["name"], namespace),
+                    params["condition"],
+                    failure or state,
+                ),
+            )
         obj = waiter.wait_for(
             service, condition.api_version, condition.kind, params["name"], namespace, predicate, params["timeout"]
         )
     except K8sError as error:
         module.fail_json(msg=str(error))
-    module.exit_json(changed=False, state=predicate(obj)[2])
+    module.exit_json(changed=False, ready=True, state=predicate(obj)[2])
 
 
 if __name__ == "__main__":

@@ -61,6 +61,20 @@ def wait_for(
     )
 
 
+def look_once(
+    service: K8sService,
+    api_version: str,
+    kind: str,
+    name: str,
+    namespace: str | None,
+    predicate: Predicate,
+) -> tuple[bool, str | None, str]:
+    """One read, no wait (check mode): (done, failure or None, state) of the object as it is now; `not found` when
+    it does not exist (yet). K8sError when the cluster does not serve the kind."""
+    service.resource(api_version, kind)
+    return predicate(service.get(api_version, kind, name, namespace))
+
+
 def _watch_once(
     service: K8sService,
     resource: Any,
