@@ -107,6 +107,7 @@ def validated(model: type[BaseModel], body: dict[str, Any], raw: bytes) -> None:
         request = model.model_validate_json(raw, strict=True)
         if model is ChatCompletionRequest:
             check_messages(body["messages"])
+        check_logit_bias(body.get("logit_bias"))
         structured_outputs_of(request)  # type: ignore[arg-type]
     except ApiError:
         raise
@@ -137,6 +138,23 @@ _MESSAGE_NEEDS = {
     "tool": ("content", "tool_call_id"),
     "function": ("content", "name"),
 }
+
+
+# OpenAI's range for a logit_bias value (CreateChatCompletionRequest / CreateCompletionRequest of
+# openai/openai-openapi: "an associated bias value from -100 to 100"); vLLM clamps values beyond it silently.
+LOGIT_BIAS_RANGE = (-100.0, 100.0)
+
+
+def check_logit_bias(logit_bias: Any) -> None:
+    """Refuse a `logit_bias` value outside OpenAI's -100..100 (`ApiError` 400, `param` `logit_bias.<token id>`);
+    its types were checked by the engine's request class before."""
+    low, high = LOGIT_BIAS_RANGE
+    for token, bias in (logit_bias or {}).items():
+        if not low <= bias <= high:
+            param = f"logit_bias.{token}"
+            raise ApiError(
+                400, f"invalid request: a logit_bias value must be from -100 to 100, not {bias} at {param}", param=param
+            )
 
 
 def check_messages(messages: Any) -> None:

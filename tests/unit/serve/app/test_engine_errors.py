@@ -446,6 +446,8 @@ USER = [{"role": "user", "content": "hi"}]
         ({"messages": USER, "max_tokens": 5.0}, "max_tokens", "valid integer"),
         ({"messages": USER, "temperature": "0.5"}, "temperature", "valid number"),
         ({"messages": USER, "stop": 5}, "stop", "valid string"),
+        ({"messages": USER, "logit_bias": {"5": 100.5}}, "logit_bias.5", "from -100 to 100, not 100.5"),
+        ({"messages": USER, "logit_bias": {"5": 1, "7": -101}}, "logit_bias.7", "from -100 to 100, not -101"),
         # vLLM's message union admits any role with every field optional; OpenAI does not (issue: fresh user's trial).
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role", "'wizard' is not one of"),
         ({"messages": [*USER, {"role": "Human", "content": "x"}]}, "messages.1.role", "'Human' is not one of"),
@@ -493,8 +495,17 @@ def test_every_openai_message_role_passes_the_gate(gated: GatedApp, messages: li
     assert answer.status_code == 200, answer.text
 
 
+def test_a_completion_logit_bias_out_of_openais_range_is_a_400(gated: GatedApp, openai_contract: dict) -> None:
+    body = {**COMPLETION, "logit_bias": {"9": 250}}
+    error = assert_clean_error(
+        gated.client.post("/v1/completions", json=body, headers=gated.headers("bob")), 400, openai_contract
+    )
+    assert (error["param"], "not 250" in error["message"]) == ("logit_bias.9", True)
+    assert gated.engine.received == []
+
+
 def test_an_integer_where_a_number_is_expected_is_a_number(gated: GatedApp) -> None:
-    body = {**CHAT, "temperature": 1, "top_p": 1, "presence_penalty": 0, "logit_bias": {"5": 10}}
+    body = {**CHAT, "temperature": 1, "top_p": 1, "presence_penalty": 0, "logit_bias": {"5": 100, "7": -100}}
     answer = gated.client.post("/v1/chat/completions", json=body, headers=gated.headers("bob"))
     assert answer.status_code == 200, answer.text
     assert gated.engine.received
