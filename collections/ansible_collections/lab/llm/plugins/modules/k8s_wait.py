@@ -84,55 +84,35 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lab.llm.plugins.module_utils.k8s import waiter
-from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
-from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError, object_ref
-from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
+from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC
+from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
+from ansible_collections.lab.llm.plugins.module_utils.k8s.wait_runner import WaitRunner
 from ansible_collections.lab.llm.plugins.module_utils.k8s.waiter import CONDITIONS
 
 
-def main() -> None:
-    argument_spec = dict(
+def argument_spec() -> dict:
+    spec = dict(
         condition=dict(type="str", required=True, choices=sorted(CONDITIONS)),
         name=dict(type="str", required=True),
         namespace=dict(type="str"),
         gpus=dict(type="int", default=1),
         timeout=dict(type="int", default=600),
     )
-    argument_spec.update(AUTH_ARG_SPEC)
+    spec.update(AUTH_ARG_SPEC)
+    return spec
+
+
+def main() -> None:
     module = AnsibleModule(
-        argument_spec=argument_spec,
+        argument_spec=argument_spec(),
         supports_check_mode=True,
         required_if=[("condition", name, ("namespace",)) for name, found in CONDITIONS.items() if found.namespaced],
     )
-    params = module.params
-    condition = CONDITIONS[params["condition"]]
-    predicate = condition.predicate(params)
-    namespace = params["namespace"] if condition.namespaced else None
     try:
-        service = K8sService(connect(params))
-        if module.check_mode:
-            done, failure, state = waiter.look_once(
-                service, condition.api_version, condition.kind, params["name"], namespace, predicate
-            )
-            module.exit_json(
-                changed=False,
-                ready=done,
-                state=failure or state,
-                msg="check mode, not waited: a real run waits up to %ss for %s (%s); now: %s"
-                % (
-                    params["timeout"],
-                    object_ref(condition.kind, params["name"], namespace),
-                    params["condition"],
-                    failure or state,
-                ),
-            )
-        obj = waiter.wait_for(
-            service, condition.api_version, condition.kind, params["name"], namespace, predicate, params["timeout"]
-        )
+        result = WaitRunner(module.params, module.check_mode).run()
     except K8sError as error:
         module.fail_json(msg=str(error))
-    module.exit_json(changed=False, ready=True, state=predicate(obj)[2])
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
