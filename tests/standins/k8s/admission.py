@@ -35,7 +35,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
+
+from kubernetes.utils.quantity import parse_quantity
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -98,12 +101,14 @@ def _label_problems(labels: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def _quantity_bytes(value: str) -> float:
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(value))
-    if not match:
-        return float("nan")
-    return float(match.group(1)) * units.get(match.group(2), 1)
+def _quantity(value: str | None) -> Decimal | None:
+    """A resource.Quantity as a number (the kubernetes client's parser); None when there is none."""
+    if not value:
+        return None
+    try:
+        return parse_quantity(value)
+    except ValueError:
+        return None
 
 
 def _same(left: Any, right: Any) -> bool:
@@ -125,7 +130,8 @@ def _update_problems(kind: str, old: dict[str, Any], new: dict[str, Any]) -> lis
             )
         before = ((old_spec.get("resources") or {}).get("requests") or {}).get("storage")
         after = ((new_spec.get("resources") or {}).get("requests") or {}).get("storage")
-        if before and after and _quantity_bytes(after) < _quantity_bytes(before):
+        old_size, new_size = _quantity(before), _quantity(after)
+        if old_size is not None and new_size is not None and new_size < old_size:
             found.append(("spec.resources.requests.storage", "Forbidden: field can not be less than previous value"))
     elif kind == "Secret":
         if old.get("type", "Opaque") != new.get("type", "Opaque"):

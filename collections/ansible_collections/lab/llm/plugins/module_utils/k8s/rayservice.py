@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import DECKHOUSE_GROUP_LABEL, GPU_CLASS_LABEL
+from ansible_collections.lab.llm.plugins.module_utils.requirements import missing_library
 from ansible_collections.lab.llm.plugins.module_utils.serve.app_config import unknown_fields
+
+try:
+    from kubernetes.utils.quantity import parse_quantity
+except ImportError:  # rendering says so when it meets a quantity (missing_library)
+    parse_quantity = None  # type: ignore[assignment]
 
 IMPORT_PATH = "lab_llm.app:build_app"
 AUTH_STORE_DIR = "/var/lib/lab-llm/auth"
@@ -347,20 +354,34 @@ def _head_group(spec: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-_DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+# <sign><digits>[.<digits>] followed by a binary suffix (Ki..Ei), a decimal one (n u m k M G T P E) or an exponent.
+_QUANTITY = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?")
 
 
 def quantity_bytes(value: str | int, what: str) -> int:
-    """Bytes of a Kubernetes memory quantity (``32Gi``, ``32768Mi``, ``64G``, ``1073741824``), else RenderError."""
-    text = str(value).strip()
-    for suffixes in (_BINARY, _DECIMAL):
-        for suffix, factor in suffixes.items():
-            if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
-                return int(float(text[: -len(suffix)]) * factor)
-    if text.isdigit():
-        return int(text)
-    raise RenderError("%s=%r is not a memory quantity (for example 32Gi)" % (what, value))
+    """Bytes of a Kubernetes memory quantity (``32Gi``, ``32768Mi``, ``64G``, ``1073741824``), parsed by the
+    kubernetes client (``kubernetes.utils.parse_quantity``, the rules of apimachinery's resource.Quantity);
+    RenderError naming ``what`` for text that is no quantity, for no memory at all and for a fraction of a byte."""
+    if parse_quantity is None:
+        raise RenderError(missing_library("kubernetes", "to read Kubernetes quantities"))
+    try:
+        # parse_quantity reads the number with Decimal, which also takes spaces, `1_000`, `NaN` and `Infinity`;
+        # the API server does not (the grammar of k8s.io/apimachinery/pkg/api/resource/quantity.go).
+        if not isinstance(value, int) and not _QUANTITY.fullmatch(str(value)):
+            raise ValueError(value)
+        quantity = parse_quantity(value)
+    except ValueError:
+        raise RenderError("%s=%r is not a memory quantity (for example 32Gi)" % (what, value)) from None
+    if quantity <= 0:
+        raise RenderError(
+            "%s=%r is no memory: a memory quantity is more than 0 bytes (for example 32Gi)" % (what, value)
+        )
+    if quantity != quantity.to_integral_value():
+        raise RenderError(
+            "%s=%r is %s bytes, a fraction of a byte: the suffix m means milli; mega is M, mebi Mi (for example 32Gi)"
+            % (what, value, quantity)
+        )
+    return int(quantity)
 
 
 def worker_memory(spec: Mapping[str, Any], group: Mapping[str, Any]) -> str:
