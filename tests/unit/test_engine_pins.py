@@ -186,10 +186,12 @@ def test_the_makefile_installs_with_the_cpu_pins() -> None:
     assert_no_drift("cpu", "Makefile", exact_pins(re.findall(r"'([^']+==[^']+)'", makefile), "Makefile"))
 
 
-def test_the_modules_name_the_pinned_library_versions() -> None:
-    """What a module says to install when its library is missing is what the tests ran."""
-    assert_no_drift("cpu", "module_utils/requirements.py", requirements.TESTED_VERSIONS)
-    assert set(requirements.TESTED_VERSIONS) <= set(pinned("cpu")), "a library the modules need is not pinned"
+def test_the_modules_name_the_pinned_library_versions(project: dict[str, Any]) -> None:
+    """What a module says to install when its library is missing is what the tests ran (lab-llm: this project)."""
+    libraries = dict(requirements.TESTED_VERSIONS)
+    assert libraries.pop("lab-llm") == project["version"], "module_utils/requirements.py names another lab-llm"
+    assert_no_drift("cpu", "module_utils/requirements.py", libraries)
+    assert set(libraries) <= set(pinned("cpu")), "a library the modules need is not pinned"
 
 
 def test_the_venv_runs_the_pinned_engine() -> None:

@@ -2,9 +2,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The Python libraries lab.llm's modules import on the host that runs them, at the versions the tests ran.
 
-The versions are the project's pins (constraints.txt of the lab-llm repository; tests/unit/test_engine_pins.py fails
-when they differ). A module whose library is missing fails with Ansible's `missing_required_lib` message naming the
-package and that version, before it changes anything.
+The versions are the project's pins (constraints.txt of the lab-llm repository, its pyproject.toml for lab-llm
+itself; tests/unit/test_engine_pins.py fails when they differ). A module whose library is missing fails with
+Ansible's `missing_required_lib` message naming the package and that version, before it changes anything.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from ansible.module_utils.basic import missing_required_lib
 
 # {distribution name on PyPI: the version the tests ran}
 TESTED_VERSIONS = {
+    # The project's own package, which lab.llm.llm_fit_plan imports (pyproject.toml's version).
+    "lab-llm": "0.1.0",
     "kubernetes": "37.0.2",
     "proxmoxer": "2.3.0",
     "requests": "2.34.2",

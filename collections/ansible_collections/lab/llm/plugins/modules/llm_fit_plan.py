@@ -332,7 +332,7 @@ suggestions:
 
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.fit_plan import (
     KV_CACHE_DTYPES,
@@ -341,6 +341,7 @@ from ansible_collections.lab.llm.plugins.module_utils.fit_plan import (
     FitPlanError,
     FitPlanRunner,
 )
+from ansible_collections.lab.llm.plugins.module_utils.requirements import missing_library
 
 
 def argument_spec() -> dict[str, Any]:
@@ -409,7 +410,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if LAB_LLM_IMPORT_ERROR is not None:
         module.fail_json(
-            msg=missing_required_lib("lab-llm", reason="to plan on the host that runs lab.llm.llm_fit_plan"),
+            msg=missing_library("lab-llm", reason="to plan on the host that runs lab.llm.llm_fit_plan"),
             exception=LAB_LLM_IMPORT_ERROR,
         )
     try:

@@ -325,9 +325,10 @@ ip_addresses:
   sample: [192.0.2.31]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.pve.client import (
+    MISSING_LIBRARY,
     PROXMOXER_IMPORT_ERROR,
     PVE_REQUIRED_ONE_OF,
     PVE_REQUIRED_TOGETHER,
@@ -337,6 +338,7 @@ from ansible_collections.lab.llm.plugins.module_utils.pve.client import (
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveError
 from ansible_collections.lab.llm.plugins.module_utils.pve.vm import NIC_MODELS
 from ansible_collections.lab.llm.plugins.module_utils.pve.vm_runner import GpuVmRunner
+from ansible_collections.lab.llm.plugins.module_utils.requirements import missing_library
 
 
 def argument_spec() -> dict:
@@ -417,7 +419,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     if PROXMOXER_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("proxmoxer"), exception=PROXMOXER_IMPORT_ERROR)
+        module.fail_json(
+            msg=missing_library(MISSING_LIBRARY, "to talk to the Proxmox VE API"), exception=PROXMOXER_IMPORT_ERROR
+        )
     params = module.params
     try:
         runner = GpuVmRunner(PveClient.from_params(params), params, module.check_mode)

@@ -125,9 +125,10 @@ mapping:
            "map": ["node=pve2,path=0000:01:00,id=10de:2204,subsystem-id=1043:87b3,iommugroup=14"]}
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.pve.client import (
+    MISSING_LIBRARY,
     PROXMOXER_IMPORT_ERROR,
     PVE_REQUIRED_ONE_OF,
     PVE_REQUIRED_TOGETHER,
@@ -136,6 +137,7 @@ from ansible_collections.lab.llm.plugins.module_utils.pve.client import (
 )
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveError
 from ansible_collections.lab.llm.plugins.module_utils.pve.mapping import ensure_mapping
+from ansible_collections.lab.llm.plugins.module_utils.requirements import missing_library
 
 
 def argument_spec() -> dict:
@@ -171,7 +173,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     if PROXMOXER_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("proxmoxer"), exception=PROXMOXER_IMPORT_ERROR)
+        module.fail_json(
+            msg=missing_library(MISSING_LIBRARY, "to talk to the Proxmox VE API"), exception=PROXMOXER_IMPORT_ERROR
+        )
     try:
         client = PveClient.from_params(module.params)
         result = ensure_mapping(client, module.params, module.check_mode)

@@ -16,14 +16,19 @@ from typing import Any
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.lab.llm.plugins.module_utils.pve.exceptions import PveApiError, PveError
+from ansible_collections.lab.llm.plugins.module_utils.requirements import missing_library
 
 PROXMOXER_IMPORT_ERROR = None
+# The library that could not be imported (a key of requirements.TESTED_VERSIONS), for missing_library().
+MISSING_LIBRARY = "proxmoxer"
 try:
     import requests
     from proxmoxer import ProxmoxAPI
     from proxmoxer.core import AuthenticationError, ResourceException
-except ImportError:  # pragma: no cover - reported by the module through missing_required_lib
+except ImportError as error:  # reported by the module through missing_library (missing_required_lib)
     PROXMOXER_IMPORT_ERROR = traceback.format_exc()
+    # proxmoxer needs requests too: a missing requests is named as such, whichever import met it.
+    MISSING_LIBRARY = "requests" if (error.name or "").split(".", maxsplit=1)[0] == "requests" else "proxmoxer"
 
 # Writes are not idempotent on the server side (a clone retried after a 5xx could clone twice),
 # so only reads are retried on 5xx; every method is retried when the connection could not be opened.
@@ -62,7 +67,7 @@ class PveClient:
     def from_params(cls, params: dict) -> PveClient:
         """Connect with the module's connection options (see pve_argument_spec)."""
         if PROXMOXER_IMPORT_ERROR is not None:
-            raise PveError("the proxmoxer Python library is required: %s" % PROXMOXER_IMPORT_ERROR)
+            raise PveError(missing_library(MISSING_LIBRARY, "to talk to the Proxmox VE API"))
         verify = params["validate_certs"]
         if verify and params.get("ca_path"):
             verify = params["ca_path"]

@@ -94,7 +94,7 @@ def test_without_lab_llm_it_says_what_to_install(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(llm_fit_plan, "LAB_LLM_IMPORT_ERROR", "Traceback: No module named 'lab_llm'")
     outcome = run_module(monkeypatch, reference_args())
     assert outcome.failed
-    assert "Failed to import the required Python library (lab-llm)" in outcome.result["msg"]
+    assert "Failed to import the required Python library (lab-llm==0.1.0)" in outcome.result["msg"]
     assert "lab.llm.llm_fit_plan" in outcome.result["msg"]
 
 
