@@ -192,11 +192,8 @@ bootstrap_script:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s import deckhouse
-from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC, connect
-from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
-from ansible_collections.lab.llm.plugins.module_utils.k8s.secrets import redacted
-from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
-from ansible_collections.lab.llm.plugins.module_utils.k8s.static_node import StaticNodeRunner, input_problems
+from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC
+from ansible_collections.lab.llm.plugins.module_utils.k8s.static_node import StaticNodeError, StaticNodeRunner
 
 
 def argument_spec() -> dict:
@@ -241,21 +238,10 @@ def main() -> None:
         required_if=[("state", "present", ("gpu_class",))],
         supports_check_mode=True,
     )
-    params = module.params
-    problems = input_problems(params)
-    if problems:
-        module.fail_json(msg="deckhouse_static_node %s: %s" % (params["name"], "; ".join(problems)))
-    if params["render_only"]:
-        # The count a render shows is this VM alone; applied, it is the number of StaticInstances of the group.
-        manifests = StaticNodeRunner(None, params, module.check_mode).manifests(1)
-        module.exit_json(changed=False, manifests=[redacted(manifest) for manifest in manifests])
     try:
-        service = K8sService(connect(params), check_mode=module.check_mode)
-        result = StaticNodeRunner(service, params, module.check_mode).run()
-    except K8sError as error:
+        result = StaticNodeRunner(module.params, module.check_mode, module.warn).run()
+    except StaticNodeError as error:
         module.fail_json(msg=str(error))
-    for warning in service.warnings:
-        module.warn(warning)
     module.exit_json(**result)
 
 

@@ -8,9 +8,11 @@ Manifests come from ``deckhouse.py``; this module decides what to apply, in whic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s import deckhouse, names, waiter
+from ansible_collections.lab.llm.plugins.module_utils.k8s.client import connect
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
 from ansible_collections.lab.llm.plugins.module_utils.k8s.node import drain as drain_node
 from ansible_collections.lab.llm.plugins.module_utils.k8s.secrets import redacted, secret_text
@@ -61,17 +63,24 @@ def input_problems(params: dict[str, Any]) -> list[str]:
     return [problem for problem in problems if problem]
 
 
-class StaticNodeRunner:
-    """Brings one VM to ``params["state"]``; ``run()`` returns the module result.
+class StaticNodeError(Exception):
+    """The options are wrong (nothing was sent to the cluster), or a call failed or a wait timed out (the message
+    names the object)."""
 
-    ``params`` are the module's options. ``service`` may be None for ``manifests()`` alone (render only).
-    Raises K8sError naming the object when a call fails or a wait times out.
+
+class StaticNodeRunner:
+    """Brings one VM to ``params["state"]``, or renders its manifests (``render_only``); ``run()`` returns the module
+    result.
+
+    ``params`` are the module's options. ``warn`` shows a warning (AnsibleModule.warn): the cluster's warnings, once
+    the run succeeded.
     """
 
-    def __init__(self, service: K8sService | None, params: dict[str, Any], check_mode: bool) -> None:
-        self.service = service
+    def __init__(self, params: dict[str, Any], check_mode: bool, warn: Callable[[str], None]) -> None:
+        self.service: K8sService | None = None  # connected by run(), after the options passed the checks
         self.params = params
         self.check_mode = check_mode
+        self.warn = warn
         self.caps_api = "deckhouse.io/%s" % params["caps_api_version"]
         self.credentials_name = params["credentials_name"] or "%s-ssh" % params["name"]
         self.changed = False
@@ -86,8 +95,26 @@ class StaticNodeRunner:
         return self.service
 
     def run(self) -> dict[str, Any]:
-        """``changed``, ``manifests`` (as applied, secrets redacted), ``evicted``, ``diff`` and the state's fields."""
-        result = self.present() if self.params["state"] == "present" else self.absent()
+        """``changed``, ``manifests`` (as applied, secrets redacted), ``evicted``, ``diff`` and the state's fields;
+        with ``render_only``, ``changed`` (False) and ``manifests`` alone, and no call to the cluster.
+
+        Raises StaticNodeError before any call when input_problems() finds the options wrong, and when a call fails
+        or a wait times out.
+        """
+        params = self.params
+        problems = input_problems(params)
+        if problems:
+            raise StaticNodeError("deckhouse_static_node %s: %s" % (params["name"], "; ".join(problems)))
+        if params["render_only"]:
+            # The count a render shows is this VM alone; applied, it is the number of StaticInstances of the group.
+            return dict(changed=False, manifests=[redacted(manifest) for manifest in self.manifests(1)])
+        try:
+            self.service = K8sService(connect(params), check_mode=self.check_mode)
+            result = self.present() if params["state"] == "present" else self.absent()
+        except K8sError as error:
+            raise StaticNodeError(str(error)) from None
+        for warning in self.service.warnings:
+            self.warn(warning)
         return dict(result, changed=self.changed, manifests=self.applied, evicted=self.drained, diff=self.diff)
 
     def manifests(self, count: int) -> list[dict[str, Any]]:
