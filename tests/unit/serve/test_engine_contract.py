@@ -30,15 +30,23 @@ def _has(distribution: str) -> bool:
     return True
 
 
-def contract():
+def contract_problem() -> str | None:
+    """Why `lab_llm.app.engine_contract` does not import with the installed Ray and vLLM, or None when it does."""
     try:
-        return importlib.import_module("lab_llm.app.engine_contract")
+        importlib.import_module("lab_llm.app.engine_contract")
     except ImportError as error:
-        pytest.fail(
+        return (
             f"the engine contract no longer imports with {_versions()}: {error}. A name lab-llm uses from Ray's or "
-            "vLLM's internals has moved; find its new home and change lab_llm/app/engine_contract.py (only there).",
-            pytrace=False,
+            "vLLM's internals has moved; find its new home and change lab_llm/app/engine_contract.py (only there)."
         )
+    return None
+
+
+def contract():
+    problem = contract_problem()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    return importlib.import_module("lab_llm.app.engine_contract")
 
 
 def test_every_internal_import_is_in_the_contract_module() -> None:
@@ -165,3 +173,25 @@ def test_the_forced_call_parser_still_fits_vllms_parser() -> None:
     assert "self.model_tokenizer" in inspect.getsource(parser.__init__), (
         f"vLLM's Parser no longer keeps model_tokenizer ({_versions()})"
     )
+
+
+def test_the_chat_handler_is_where_the_forced_call_parser_is_installed() -> None:
+    """`tool_calls.answer_cut_off_calls_as_streamed` reads `app.state.openai_serving_chat` (`engine_contract.
+    chat_serving`) and replaces its `parser_cls`; reached through attributes, a rename would switch the feature off
+    without an error, so the names are checked in vLLM's source."""
+    from vllm.entrypoints.openai.chat_completion.serving import OpenAIServingChat
+
+    assert "self.parser_cls" in inspect.getsource(OpenAIServingChat.__init__), (
+        f"vLLM's OpenAIServingChat no longer keeps parser_cls ({_versions()})"
+    )
+    sources = [
+        path.read_text()
+        for path in Path(importlib.import_module("vllm.entrypoints").__path__[0]).rglob("*.py")
+        if "openai_serving_chat" in path.read_text()
+    ]
+    assert any("state.openai_serving_chat = " in source for source in sources), (
+        f"vLLM's app no longer sets state.openai_serving_chat ({_versions()})"
+    )
+    module = contract()
+    app = type("App", (), {"state": type("State", (), {"openai_serving_chat": "handler"})()})()
+    assert module.chat_serving(app) == "handler"
