@@ -27,9 +27,11 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINYDR9JYyyug5eZrmtUx/hWRntaWghRo5xo+3
 RTX3090_MAP = [mapping_entry(node) for node in ("pve2", "pve3", "pve4")]
 
 
-@pytest.fixture(scope="module")
-def pve(shared_reference: Path, tmp_path_factory: pytest.TempPathFactory):
-    with running_standin(shared_reference, tmp_path_factory.mktemp("pve")) as standin:
+@pytest.fixture
+def pve(shared_reference: Path, tmp_path: Path):
+    """A stand-in of its own per test: no test sees the VMs (or the GPUs they hold) of another, whatever the order
+    and whether the tests share a process (plain pytest) or not (ansible-test units forks per test)."""
+    with running_standin(shared_reference, tmp_path / "pve") as standin:
         standin.cluster.mappings["rtx3090"] = {"map": list(RTX3090_MAP), "description": "RTX 3090"}
         yield standin
 
@@ -210,7 +212,7 @@ def test_check_mode_reports_changes_and_writes_nothing(pve, monkeypatch) -> None
     assert planned.result["created"] is True
     assert pve.cluster.writes()[writes_before:] == []
 
-    # A running VM of ours (each test sees a stand-in of its own under ansible-test units, which forks per test).
+    # A running VM of ours.
     assert not run_module(monkeypatch, vm_args(pve, "gpu-preview", node="pve3", state="started")).failed
     writes_before = len(pve.cluster.writes())
     preview = run_module(

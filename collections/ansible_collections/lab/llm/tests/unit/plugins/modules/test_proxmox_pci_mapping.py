@@ -13,9 +13,10 @@ from tests.module_runner import run_module_result as run_module_main
 from tests.standins.pve.scenario import GPUS, connection_args, gpu_functions, mapping_entry, running_standin
 
 
-@pytest.fixture(scope="module")
-def pve(shared_reference: Path, tmp_path_factory: pytest.TempPathFactory):
-    with running_standin(shared_reference, tmp_path_factory.mktemp("pve")) as standin:
+@pytest.fixture
+def pve(shared_reference: Path, tmp_path: Path):
+    """A stand-in of its own per test: no test sees what another one changed, in any order, in one process or not."""
+    with running_standin(shared_reference, tmp_path / "pve") as standin:
         yield standin
 
 

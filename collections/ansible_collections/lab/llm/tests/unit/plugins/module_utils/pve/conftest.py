@@ -13,9 +13,10 @@ from tests.standins.pve.scenario import connection_args, running_standin
 from tests.standins.pve.server import PveStandin
 
 
-@pytest.fixture(scope="module")
-def pve(shared_reference: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PveStandin]:
-    with running_standin(shared_reference, tmp_path_factory.mktemp("pve")) as standin:
+@pytest.fixture
+def pve(shared_reference: Path, tmp_path: Path) -> Iterator[PveStandin]:
+    """A stand-in of its own per test: no test sees what another one changed, in any order, in one process or not."""
+    with running_standin(shared_reference, tmp_path / "pve") as standin:
         yield standin
 
 
