@@ -202,6 +202,39 @@ def test_openwebui_takes_its_settings_from_the_env_and_accepts_uploads(rendered:
     assert int(body[:-1]) > upload_mb  # ingress-nginx's default of 1m would refuse every document
 
 
+def test_values_yaml_would_misread_reach_the_manifests_as_written(tmp_path: Path) -> None:
+    """Wildcard hosts (`*.lab.example`, which YAML would read as an alias) and words YAML 1.1 reads as booleans
+    (a storage class named `on`) reach the Ingresses and the claim as the strings the inventory gave."""
+    result = run_playbook(
+        "playbooks/site.yml",
+        "-i",
+        "inventory/reference-lab",
+        "--check",
+        "--limit",
+        "localhost,gpu_nodes",
+        "--start-at-task",
+        "Collect the GPUs Stages 1-2 found, per GPU VM",
+        "-e",
+        f"lab_llm_k8s_render_dir={tmp_path}",
+        "-e",
+        "rayservice_ingress_host=*.llm.lab.example",
+        "-e",
+        "openwebui_ingress_host=*.chat.lab.example",
+        "-e",
+        "openwebui_storage_class=on",
+        *VAULT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    found = manifests(tmp_path)
+    ingresses = {name: body for name, body in found.items() if body["kind"] == "Ingress"}
+    hosts = {body["metadata"]["name"]: body["spec"]["rules"][0]["host"] for body in ingresses.values()}
+    assert sorted(hosts.values()) == ["*.chat.lab.example", "*.llm.lab.example"], hosts
+    for body in ingresses.values():
+        assert body["spec"]["tls"][0]["hosts"] == [body["spec"]["rules"][0]["host"]]
+    claims = [body for body in found.values() if body["kind"] == "PersistentVolumeClaim" and "openwebui" in str(body)]
+    assert [claim["spec"]["storageClassName"] for claim in claims] == ["on"]
+
+
 def test_a_manifest_policy_checker_finds_nothing_lab_llm_has_not_decided(rendered: Path, tmp_path: Path) -> None:
     """Checkov's Kubernetes checks over every rendered manifest, and over the Pods KubeRay makes from the RayService's
     templates (Checkov does not read inside custom resources); tests/policy/checkov.yaml skips, with reasons, the
