@@ -20,16 +20,22 @@ LAB_LLM_MIN_VERSION = "0.1.0"
 WEIGHT_DTYPES = ("fp16", "bf16", "fp8", "awq", "gptq")
 KV_CACHE_DTYPES = ("auto", "fp16", "bf16", "fp8")
 
+# lab-llm itself first: an older lab-llm that lacks a planner module is "too old", not "missing".
 LAB_LLM_IMPORT_ERROR: str | None = None
 LAB_LLM_VERSION: str | None
 try:
     from lab_llm import __version__ as LAB_LLM_VERSION
-    from lab_llm.plan import DoesNotFitError, PlanInputError
-    from lab_llm.plan.engine_args import vllm_serve_command
-    from lab_llm.plan.spec import plan_from_spec
 except ImportError:
     LAB_LLM_VERSION = None
     LAB_LLM_IMPORT_ERROR = traceback.format_exc()
+
+PLANNER_IMPORT_ERROR: str | None = None
+try:
+    from lab_llm.plan import DoesNotFitError, PlanInputError
+    from lab_llm.plan.engine_args import vllm_serve_command
+    from lab_llm.plan.spec import plan_from_spec
+except ImportError as error:
+    PLANNER_IMPORT_ERROR = str(error)
 
 
 class FitPlanError(Exception):
@@ -82,6 +88,12 @@ class FitPlanRunner:
             raise FitPlanError(
                 "lab.llm.llm_fit_plan needs lab-llm >= %s on the host that runs it; %s is installed there: "
                 "upgrade it (pip install -U lab-llm)" % (LAB_LLM_MIN_VERSION, LAB_LLM_VERSION)
+            )
+        if PLANNER_IMPORT_ERROR is not None:
+            raise FitPlanError(
+                "lab.llm.llm_fit_plan: lab-llm %s is installed on the host that runs it, but its planner does not "
+                "import (%s): install the lab-llm release of this collection there"
+                % (LAB_LLM_VERSION, PLANNER_IMPORT_ERROR)
             )
         params = self.params
         try:

@@ -67,6 +67,19 @@ def test_a_too_old_lab_llm_is_refused_before_planning(monkeypatch: pytest.Monkey
     assert planned == []
 
 
+def test_an_old_lab_llm_without_the_planners_modules_is_told_to_upgrade(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fit_plan, "LAB_LLM_VERSION", "0.0.9")
+    monkeypatch.setattr(fit_plan, "PLANNER_IMPORT_ERROR", "No module named 'lab_llm.plan.spec'")
+    with pytest.raises(FitPlanError, match=r"needs lab-llm >= .* 0\.0\.9 is installed there: upgrade it"):
+        FitPlanRunner(params()).run()
+
+
+def test_a_planner_that_does_not_import_is_named_not_called_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fit_plan, "PLANNER_IMPORT_ERROR", "cannot import name 'plan_from_spec'")
+    with pytest.raises(FitPlanError, match=r"lab-llm .* is installed .* its planner does not import \(cannot import"):
+        FitPlanRunner(params()).run()
+
+
 def test_unset_limits_take_the_planners_defaults_and_a_second_run_plans_the_same() -> None:
     from lab_llm.plan import Limits
 
