@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from ray import serve
-from ray.serve.deployment import Application
 
 from lab_llm.app.engine_contract import LLMConfig, build_llm_deployment
 from lab_llm.app.placement import CpuThreadBinding, placement_group_config
@@ -89,7 +88,7 @@ class ProxyAnchor:
         return "ok"
 
 
-def build_app(args: dict[str, Any]) -> Application:
+def build_app(args: dict[str, Any]) -> serve.Application:
     """Ray Serve application builder (`import_path: lab_llm.app:build_app`)."""
     config = parse_config(args, source="the lab-llm application args")
     check_model_layout(config)

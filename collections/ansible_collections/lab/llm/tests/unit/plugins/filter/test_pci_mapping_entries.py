@@ -1,4 +1,4 @@
-"""lab.llm.pci_mapping_entries: the host stage's GPUs as Proxmox PCI mapping entries (what gpu_devices.j2 built)."""
+"""lab.llm.pci_mapping_entries: the host stage's GPUs as Proxmox PCI mapping entries."""
 
 from __future__ import annotations
 
