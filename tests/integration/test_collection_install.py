@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -170,3 +171,41 @@ def test_the_action_groups_reach_the_modules_of_the_install(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("/nonexistent/kubeconfig-from-the-group") >= 2, done.stdout
+
+
+def needs_the_repository(text: str) -> bool:
+    """A test file that imports the lab-llm repository's own tests package (the API stand-ins, their fixtures) or
+    reads the reference schemas of ../shared: it can only run inside that checkout."""
+    return bool(re.search(r"^\s*(from|import) tests\b", text, flags=re.MULTILINE)) or "shared_reference" in text
+
+
+def test_the_tarball_ships_no_test_that_needs_the_repository(installed: tuple[Path, dict[str, str], Path]) -> None:
+    """Outside the repository such a test could only be skipped; build_ignore in galaxy.yml leaves them out."""
+    tarball, _env, _collections = installed
+    with tarfile.open(tarball) as archive:
+        shipped = {name: archive.extractfile(name) for name in archive.getnames() if name.startswith("tests/")}
+        assert not [name for name in shipped if "__pycache__" in name or name.startswith("tests/output")], shipped
+        texts = {name: file.read().decode() for name, file in shipped.items() if name.endswith(".py") and file}
+    needing = sorted(name for name, text in texts.items() if needs_the_repository(text))
+    assert not needing, (
+        f"the tarball ships tests that need the lab-llm repository (add them to build_ignore): {needing}"
+    )
+    assert any(name.startswith("tests/unit/plugins/") for name in texts), "the tarball ships no plugin test at all"
+
+
+def test_the_shipped_tests_pass_from_the_install(installed: tuple[Path, dict[str, str], Path]) -> None:
+    """Run from the installed collection alone, every shipped test runs and passes; none is skipped."""
+    _tarball, env, collections = installed
+    root = collections / "ansible_collections" / "lab" / "llm"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", "tests/unit"],
+        cwd=root,
+        env=dict(env, PYTHONPATH=str(collections)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d+ passed(, \d+ warnings?)? in .*", summary), summary

@@ -1,5 +1,6 @@
-"""Every module that imports a Python library beyond Ansible fails without it with Ansible's missing_required_lib
-message, naming the package and the version the tests ran (module_utils/requirements.py), before it does anything.
+"""module_utils/requirements.py as every module uses it: a module that imports a Python library beyond Ansible
+fails without it with Ansible's missing_required_lib message, naming the package and the version the tests ran,
+before it does anything.
 
 Each module runs as Ansible runs it, in a Python process of its own (arguments from a file), where importing the
 library fails as on a host that lacks it.
@@ -17,7 +18,7 @@ import pytest
 
 from ansible_collections.lab.llm.plugins.module_utils.requirements import TESTED_VERSIONS
 
-# modules -> plugins -> unit -> tests -> llm -> lab -> ansible_collections -> the directory Python imports it from
+# module_utils -> plugins -> unit -> tests -> llm -> lab -> ansible_collections -> the directory Python imports it from
 COLLECTIONS_PATH = Path(__file__).resolve().parents[7]
 
 K8S = dict(kubeconfig="/nonexistent/kubeconfig")
