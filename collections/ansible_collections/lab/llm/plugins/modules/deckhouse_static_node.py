@@ -193,7 +193,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s import deckhouse
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC
-from ansible_collections.lab.llm.plugins.module_utils.k8s.static_node import StaticNodeError, StaticNodeRunner
+from ansible_collections.lab.llm.plugins.module_utils.k8s.static_node import (
+    BOOTSTRAP_FLOWS,
+    STATIC_INSTANCE,
+    StaticNodeError,
+    StaticNodeRunner,
+)
 
 
 def argument_spec() -> dict:
@@ -202,7 +207,7 @@ def argument_spec() -> dict:
         node_group=dict(type="str", required=True),
         gpu_class=dict(type="str"),
         address=dict(type="str"),
-        bootstrap=dict(type="str", choices=["static_instance", "script"], default="static_instance"),
+        bootstrap=dict(type="str", choices=list(BOOTSTRAP_FLOWS), default=STATIC_INSTANCE),
         node_labels=dict(type="dict", default={}),
         node_taints=dict(
             type="list",

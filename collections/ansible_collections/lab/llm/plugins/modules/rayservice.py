@@ -323,7 +323,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lab.llm.plugins.module_utils.k8s.client import AUTH_ARG_SPEC
 from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import TAINT_EFFECTS
 from ansible_collections.lab.llm.plugins.module_utils.k8s.rayservice_runner import RayServiceError, RayServiceRunner
-from ansible_collections.lab.llm.plugins.module_utils.k8s.upgrade import UPGRADE_STRATEGIES
+from ansible_collections.lab.llm.plugins.module_utils.k8s.upgrade import (
+    ENGINE_CHANGE_UPGRADES,
+    IN_PLACE,
+    UPGRADE_STRATEGIES,
+)
 
 
 def argument_spec() -> dict:
@@ -405,7 +409,7 @@ def argument_spec() -> dict:
             ),
         ),
         metrics_target=dict(type="str", default="lab-llm"),
-        engine_change_upgrade=dict(type="str", choices=["in_place", "new_cluster"], default="in_place"),
+        engine_change_upgrade=dict(type="str", choices=list(ENGINE_CHANGE_UPGRADES), default=IN_PLACE),
         upgrade_strategy=dict(type="str", choices=list(UPGRADE_STRATEGIES), default="NewCluster"),
         gpu_budget=dict(type="dict"),
         gpu_budget_check=dict(type="str", choices=["fail", "warn"], default="fail"),

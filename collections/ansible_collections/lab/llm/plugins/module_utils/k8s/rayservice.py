@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible_collections.lab.llm.plugins.module_utils.k8s.deckhouse import DECKHOUSE_GROUP_LABEL, GPU_CLASS_LABEL
+from ansible_collections.lab.llm.plugins.module_utils.k8s.upgrade import NEW_CLUSTER
 from ansible_collections.lab.llm.plugins.module_utils.requirements import missing_library
 from ansible_collections.lab.llm.plugins.module_utils.serve.app_config import unknown_fields
 
@@ -488,7 +489,7 @@ def render(spec: Mapping[str, Any]) -> dict[str, Any]:
         raise RenderError("; ".join(problems))
     engine, worker_groups, bundles = plan_placement(spec)
     head, workers = _head_group(spec), [_worker_group(spec, group) for group in worker_groups]
-    if spec.get("engine_change_upgrade") == "new_cluster":
+    if spec.get("engine_change_upgrade") == NEW_CLUSTER:
         # A change of the pod templates is a change of the cluster: KubeRay then brings up a new RayCluster and moves
         # traffic when it serves, instead of redeploying the Serve application in place.
         digest = hashlib.sha256(json.dumps(engine, sort_keys=True).encode("utf-8")).hexdigest()[:16]

@@ -103,7 +103,7 @@ class RayServiceRunner:
         )
         if not problems:
             return
-        second = before and upgrade.cluster_change(before["spec"], spec_after) == "new_cluster"
+        second = before and upgrade.cluster_change(before["spec"], spec_after) == upgrade.NEW_CLUSTER
         message = "%s: %s cannot be scheduled with the GPUs the cluster has (%s)%s" % (
             self.ref,
             "this change makes KubeRay start a second RayCluster beside the serving one, which"

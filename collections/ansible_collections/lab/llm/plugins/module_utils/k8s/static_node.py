@@ -18,7 +18,10 @@ from ansible_collections.lab.llm.plugins.module_utils.k8s.node import drain as d
 from ansible_collections.lab.llm.plugins.module_utils.k8s.secrets import redacted, secret_text
 from ansible_collections.lab.llm.plugins.module_utils.k8s.service import K8sService
 
-STATIC_INSTANCE = "static_instance"
+# The module's bootstrap flows: CAPS (SSHCredentials and StaticInstance, Deckhouse joins the VM over SSH), or the
+# group's bootstrap script run on the VM by hand.
+STATIC_INSTANCE, SCRIPT = "static_instance", "script"
+BOOTSTRAP_FLOWS = (STATIC_INSTANCE, SCRIPT)
 # The field manager that lowers a NodeGroup's staticInstances.count when a node leaves. Server-side apply removes the
 # fields a manager applied before and leaves out of its next apply (Kubernetes docs, "Server-Side Apply", field
 # management), so the count alone, applied as lab-llm (which applied the whole NodeGroup when nodes joined), would
@@ -177,7 +180,7 @@ class StaticNodeRunner:
     def present(self) -> dict[str, Any]:
         params = self.params
         result: dict[str, Any] = {}
-        if params["bootstrap"] == "script":
+        if params["bootstrap"] == SCRIPT:
             self.apply(self.manifests(0)[0])
             if self.api.get("v1", "Node", params["name"]) is None:
                 result["bootstrap_script"] = self.bootstrap_script()
@@ -235,7 +238,7 @@ class StaticNodeRunner:
     def absent(self) -> dict[str, Any]:
         params = self.params
         name = params["name"]
-        if params["bootstrap"] == "script":
+        if params["bootstrap"] == SCRIPT:
             self.drained = self.drain(name)
             if self.api.delete("v1", "Node", name):
                 self.changed = True

@@ -24,6 +24,10 @@ NEW_CLUSTER_STRATEGIES = ("NewCluster", "NewClusterWithIncrementalUpgrade")
 # RayService spec.upgradeStrategy.type: KubeRay's RayServiceUpgradeType values (ray-operator/apis/ray/v1/
 # rayservice_types.go); the CRD's schema leaves the field a plain string.
 UPGRADE_STRATEGIES = (*NEW_CLUSTER_STRATEGIES, "None")
+# How a change reaches the RayService's cluster: updated where it runs, or through a second RayCluster. The answers
+# of cluster_change() (besides `none`), and the choices of lab.llm.rayservice's engine_change_upgrade.
+IN_PLACE, NEW_CLUSTER = "in_place", "new_cluster"
+ENGINE_CHANGE_UPGRADES = (IN_PLACE, NEW_CLUSTER)
 
 
 def _hashed(cluster_spec: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -59,8 +63,8 @@ def cluster_change(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     if len(new.get("workerGroupSpecs") or []) >= kept:
         truncated = dict(new, workerGroupSpecs=(new.get("workerGroupSpecs") or [])[:kept])
         if _same(old, truncated):
-            return "in_place"
-    return "new_cluster"
+            return IN_PLACE
+    return NEW_CLUSTER
 
 
 def gpus_by_class(rayservice_spec: Mapping[str, Any]) -> dict[str, int]:
@@ -91,7 +95,7 @@ def budget_problems(before: Mapping[str, Any] | None, after: Mapping[str, Any], 
     if before:
         change = cluster_change(before, after)
         strategy = ((after.get("upgradeStrategy") or {}).get("type")) or "NewCluster"
-        if change == "new_cluster" and strategy in NEW_CLUSTER_STRATEGIES:
+        if change == NEW_CLUSTER and strategy in NEW_CLUSTER_STRATEGIES:
             running = gpus_by_class(before)
     problems: list[str] = []
     for gpu_class in sorted(set(needed) | set(running)):
