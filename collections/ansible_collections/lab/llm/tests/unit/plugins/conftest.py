@@ -1,4 +1,4 @@
-"""Fixtures shared by the module tests."""
+"""Fixtures shared by the plugin tests (modules and module_utils)."""
 
 from __future__ import annotations
 
