@@ -8,6 +8,8 @@ import os
 import traceback
 from typing import Any
 
+from ansible.module_utils.basic import env_fallback
+
 from ansible_collections.lab.llm.plugins.module_utils.k8s.exceptions import K8sError
 from ansible_collections.lab.llm.plugins.module_utils.requirements import missing_library
 
@@ -24,16 +26,6 @@ except ImportError:
     HAS_KUBERNETES = False
     KUBERNETES_IMPORT_ERROR = traceback.format_exc()
 
-# Options every lab.llm Kubernetes module accepts (documented in the lab.llm.k8s_auth doc fragment).
-AUTH_ARG_SPEC = dict(
-    kubeconfig=dict(type="path"),
-    context=dict(type="str"),
-    host=dict(type="str"),
-    api_key=dict(type="str", no_log=True),
-    ca_cert=dict(type="path"),
-    validate_certs=dict(type="bool", default=True),
-)
-
 # The same environment variables kubernetes.core reads, so one setup serves both.
 _ENV = {
     "kubeconfig": "K8S_AUTH_KUBECONFIG",
@@ -43,8 +35,21 @@ _ENV = {
     "ca_cert": "K8S_AUTH_SSL_CA_CERT",
 }
 
+# Options every lab.llm Kubernetes module accepts (documented in the lab.llm.k8s_auth doc fragment). The spec reads
+# the environment itself, so a token from K8S_AUTH_API_KEY is a no_log value Ansible masks like the option's own.
+AUTH_ARG_SPEC = dict(
+    kubeconfig=dict(type="path", fallback=(env_fallback, [_ENV["kubeconfig"]])),
+    context=dict(type="str", fallback=(env_fallback, [_ENV["context"]])),
+    host=dict(type="str", fallback=(env_fallback, [_ENV["host"]])),
+    api_key=dict(type="str", no_log=True, fallback=(env_fallback, [_ENV["api_key"]])),
+    ca_cert=dict(type="path", fallback=(env_fallback, [_ENV["ca_cert"]])),
+    validate_certs=dict(type="bool", default=True),
+)
+
 
 def _option(params: dict[str, Any], name: str) -> str | None:
+    """The option's value; for callers without the argument spec (a module has applied its fallback already), the
+    environment variable."""
     value = params.get(name)
     return value if value not in (None, "") else os.environ.get(_ENV[name]) or None
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from ansible_collections.lab.llm.plugins.modules import k8s_apply
 from tests.module_runner import run_module
 from tests.standins.k8s import fixtures
@@ -132,3 +134,18 @@ def test_check_mode_on_a_fresh_cluster_predicts_instead_of_failing(kube_api: Kub
     # Outside check mode the same missing namespace is an error.
     failed = run_module(k8s_apply.main, {"manifests": [pvc]})
     assert failed["msg"] == 'PersistentVolumeClaim lab-llm/data: not found (HTTP 404): namespaces "lab-llm" not found'
+
+
+def test_connection_settings_from_the_environment_are_used_and_the_token_is_masked(
+    kube_api: KubeApiStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """K8S_AUTH_* as kubernetes.core reads them; the token from K8S_AUTH_API_KEY is a no_log value like the
+    option's own, so it never shows in the result, even where a message would repeat it."""
+    token = "sk-env-token-0123456789"
+    monkeypatch.setenv("K8S_AUTH_API_KEY", token)
+    monkeypatch.setenv("K8S_AUTH_CONTEXT", "no-such-context")
+    result = run_module(k8s_apply.main, {"manifests": [NAMESPACE], "render_prefix": token})
+    assert result.get("failed"), result
+    assert "no-such-context" in result["msg"]  # the context came from the environment
+    assert token not in json.dumps(result)
+    assert result["invocation"]["module_args"]["api_key"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
