@@ -127,15 +127,6 @@ def test_a_role_the_gate_does_not_know_fails_before_the_old_key_is_deleted(
     assert kube_api.get("v1", "Secret", "openwebui-openai", "openwebui") == secret_before
 
 
-def test_the_runner_alone_refuses_an_unknown_role_before_any_call(kube_api: KubeApiStandIn, app: FakeLabLlm) -> None:
-    from ansible_collections.lab.llm.plugins.module_utils.serve.client import ServeApi, ServeApiError
-    from ansible_collections.lab.llm.plugins.module_utils.serve.key_runner import ApiKeyRunner
-
-    params = {**key_args(app), "key_role": "reader", "secret_key": "OPENAI_API_KEY"}
-    with pytest.raises(ServeApiError, match="key_role 'reader' is not one of admin, user, viewer"):
-        ApiKeyRunner(None, ServeApi(app.url), params, False).run()  # type: ignore[arg-type]
-
-
 def test_the_diff_shows_key_metadata_and_never_a_key(
     kube_api: KubeApiStandIn, app: FakeLabLlm, openwebui_namespace: None
 ) -> None:
