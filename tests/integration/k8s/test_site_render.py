@@ -32,9 +32,10 @@ VAULT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("render")
+def render_site(out: Path, *extra_vars: str) -> None:
+    """site.yml in check and render mode from Stage 3 on, its manifests written to `out`; `extra_vars` are
+    `NAME=VALUE` overrides of the inventory."""
+    overrides = [argument for value in extra_vars for argument in ("-e", value)]
     result = run_playbook(
         "playbooks/site.yml",
         "-i",
@@ -46,9 +47,16 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "Collect the GPUs Stages 1-2 found, per GPU VM",  # the first task of Stage 3 (fit_plan.yml)
         "-e",
         f"lab_llm_k8s_render_dir={out}",
+        *overrides,
         *VAULT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("render")
+    render_site(out)
     return out
 
 
@@ -205,26 +213,12 @@ def test_openwebui_takes_its_settings_from_the_env_and_accepts_uploads(rendered:
 def test_values_yaml_would_misread_reach_the_manifests_as_written(tmp_path: Path) -> None:
     """Wildcard hosts (`*.lab.example`, which YAML would read as an alias) and words YAML 1.1 reads as booleans
     (a storage class named `on`) reach the Ingresses and the claim as the strings the inventory gave."""
-    result = run_playbook(
-        "playbooks/site.yml",
-        "-i",
-        "inventory/reference-lab",
-        "--check",
-        "--limit",
-        "localhost,gpu_nodes",
-        "--start-at-task",
-        "Collect the GPUs Stages 1-2 found, per GPU VM",
-        "-e",
-        f"lab_llm_k8s_render_dir={tmp_path}",
-        "-e",
+    render_site(
+        tmp_path,
         "rayservice_ingress_host=*.llm.lab.example",
-        "-e",
         "openwebui_ingress_host=*.chat.lab.example",
-        "-e",
         "openwebui_storage_class=on",
-        *VAULT,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     found = manifests(tmp_path)
     ingresses = {name: body for name, body in found.items() if body["kind"] == "Ingress"}
     hosts = {body["metadata"]["name"]: body["spec"]["rules"][0]["host"] for body in ingresses.values()}
