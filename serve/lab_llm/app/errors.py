@@ -154,11 +154,23 @@ async def handle_http_exception(request: Request, error: Exception) -> JSONRespo
     """Starlette/FastAPI HTTPExceptions (unknown route, wrong method, unreadable body) in the OpenAI format."""
     assert isinstance(error, HTTPException)
     status = error.status_code if 400 <= error.status_code < 600 else 500
+    if status == 404:
+        return error_response(request, 404, no_such_route(request.url.path).message)
     message = _HTTP_EXCEPTION_MESSAGES.get(status, "the request could not be served")
-    path = request.url.path
-    if status == 404 and len(path) > 1 and path.endswith("/"):
-        message = f"{message}: {path[:128]!r}; paths take no trailing slash ({path.rstrip('/')[:128]!r})"
     return error_response(request, status, message, headers=dict(error.headers or {}))
+
+
+def has_trailing_slash(path: str) -> bool:
+    return len(path) > 1 and path.endswith("/")
+
+
+def no_such_route(path: str) -> ApiError:
+    """The 404 for a path the server does not publish; a path with a trailing slash is told the path without it
+    (no redirect: Starlette's 307 has an empty body, and many clients follow it without the POST body)."""
+    message = _HTTP_EXCEPTION_MESSAGES[404]
+    if has_trailing_slash(path):
+        message = f"{message}: {path[:128]!r}; paths take no trailing slash ({path.rstrip('/')[:128]!r})"
+    return ApiError(404, message)
 
 
 async def handle_validation_error(request: Request, error: Exception) -> JSONResponse:

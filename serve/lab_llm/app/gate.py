@@ -41,8 +41,15 @@ from lab_llm.app.engine_errors import (
     error_event,
     rewrite_error_events,
 )
-from lab_llm.app.errors import ApiError, api_error_json, internal_error_message, validation_problem
-from lab_llm.app.security import Gate, bearer_of, check_model_allowed, model_of, parse_json_object
+from lab_llm.app.errors import (
+    ApiError,
+    api_error_json,
+    has_trailing_slash,
+    internal_error_message,
+    no_such_route,
+    validation_problem,
+)
+from lab_llm.app.security import Gate, bearer_of, check_model_allowed, json_text, model_of, parse_json_object
 
 logger = logging.getLogger("lab_llm.app")
 
@@ -104,7 +111,7 @@ def validated(model: type[BaseModel], body: dict[str, Any], raw: bytes) -> None:
             param=None if bad_text == "body" else bad_text,
         )
     try:
-        request = model.model_validate_json(raw, strict=True)
+        request = model.model_validate_json(json_text(raw), strict=True)
         if model is ChatCompletionRequest:
             check_messages(body["messages"])
         check_logit_bias(body.get("logit_bias"))
@@ -179,7 +186,7 @@ def check_messages(messages: Any) -> None:
                 what = (
                     "a tool message needs the id of the call it answers"
                     if field == "tool_call_id"
-                    else (f"a {role} message needs {field}")
+                    else (f"{'an' if role == 'assistant' else 'a'} {role} message needs {field}")
                 )
                 raise ApiError(400, f"invalid request: {what} at {param}", param=param)
 
@@ -211,6 +218,12 @@ class GateMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.engine_app(scope, receive, send)  # vLLM's app starts and stops its own background tasks
+            return
+        if scope["type"] == "http" and has_trailing_slash(scope.get("path", "")):
+            # Before any route: `/v1/models/` must not reach `/v1/models/{model}` as the model "" (nor
+            # `/v1/models/tiny-llama/` as the model "tiny-llama/"); every path has one spelling.
+            error = no_such_route(scope["path"])
+            await api_error_json(str(scope.get("state", {}).get("request_id", "")), error)(scope, receive, send)
             return
         route = ENGINE_ROUTES.get(scope.get("path", "")) if scope["type"] == "http" else None
         if route is None or scope.get("method") != "POST":

@@ -182,12 +182,21 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def json_text(raw: bytes) -> bytes | str:
+    """A JSON body as the parser that reads it for the engine sees it: `json.loads` (Starlette's `Request.json`, which
+    vLLM's app uses) reads UTF-8 with a byte order mark, UTF-16 and UTF-32 too (RFC 8259 section 8.1 lets a parser
+    ignore the mark), where pydantic's JSON parser takes UTF-8 bytes alone; `raw` itself when it is plain UTF-8."""
+    encoding = json.detect_encoding(raw)
+    return raw if encoding == "utf-8" else raw.decode(encoding, "surrogatepass")
+
+
 def model_of(body: dict[str, Any]) -> str | None:
-    """The `model` of a JSON request body: None when absent, a 400 when it is not a string."""
+    """The `model` of a JSON request body: None when absent, null or empty (vLLM serves its model for a request that
+    names none: `OpenAIServing._is_model_supported`), a 400 when it is not a string."""
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise ApiError(400, "`model` must be a string", param="model")
-    return model
+    return model or None
 
 
 def check_model_allowed(principal: Principal, model: str) -> None:

@@ -291,6 +291,9 @@ def test_gate_errors_use_openai_codes(gated: GatedApp, openai_contract: dict) ->
         ("POST", "/v1/completions/"),
         ("POST", "/auth/token/"),
         ("GET", "/healthz/"),
+        # A route with a path parameter: not the model "" or "allowed--x/" (vLLM answers 307 to the path without it).
+        ("GET", "/v1/models/"),
+        ("GET", "/v1/models/allowed--x/"),
     ],
 )
 def test_a_trailing_slash_is_a_404_naming_the_path_not_a_redirect(
@@ -352,6 +355,25 @@ def test_a_lone_surrogate_is_a_400_naming_the_field(
     assert error["param"] == param
     assert "Unicode" in error["message"] and "TextEncodeInput" not in error["message"]
     assert gated.engine.received == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-32"])
+def test_a_body_in_any_encoding_json_reads_is_read_as_vllm_reads_it(
+    gated: GatedApp, openai_contract: dict, encoding: str
+) -> None:
+    # vLLM's app reads a body with json.loads, which takes UTF-8 with a byte order mark (Windows tools write one),
+    # UTF-16 and UTF-32; vllm serve answers such a body, so the gate checks it as that text, not as UTF-8 bytes.
+    headers = {**gated.headers("bob"), "Content-Type": "application/json"}
+    body = {**CHAT, "messages": [{"role": "user", "content": "caf\u00e9 \U0001f600"}]}
+    answer = gated.client.post("/v1/chat/completions", content=json.dumps(body).encode(encoding), headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert gated.engine.received == [body]
+    wrong = json.dumps({**body, "max_tokens": "many"}).encode(encoding)
+    error = assert_clean_error(
+        gated.client.post("/v1/chat/completions", content=wrong, headers=headers), 400, openai_contract
+    )
+    assert error["param"] == "max_tokens"
+    assert len(gated.engine.received) == 1
 
 
 def test_a_paired_surrogate_is_text(gated: GatedApp) -> None:

@@ -205,8 +205,11 @@ def test_a_body_without_model_is_checked_against_the_model_that_serves_it(gated:
     for who in ("rita", "restricted-key"):
         assert_error(gated.client.post(path, json=body, headers=gated.headers(who)), 403, SERVED_MODEL)
         assert_error(gated.client.post(path, json={**body, "model": None}, headers=gated.headers(who)), 403)
+        # vLLM serves its model for an empty `model` too (`_is_model_supported`): not a model "" that is not served.
+        assert_error(gated.client.post(path, json={**body, "model": ""}, headers=gated.headers(who)), 403)
     assert gated.engine.received == []
     assert gated.client.post(path, json=body, headers=gated.headers("bob")).status_code == 200
+    assert gated.client.post(path, json={**body, "model": ""}, headers=gated.headers("bob")).status_code == 200
 
 
 def test_the_model_list_and_the_model_checks_agree(gated: GatedApp) -> None:
