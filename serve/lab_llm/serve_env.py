@@ -1,4 +1,5 @@
-"""The environment Ray must start with for lab-llm's one-hop request path (client → HAProxy → the engine's replica).
+"""The environment Ray must start with for lab-llm's one-hop request path (client → HAProxy → the engine's replica)
+and Serve's controller.
 
 Ray Serve reads these at import, in every Ray process (controller, proxy manager, replicas), so they belong where Ray
 starts, never in a deployment's `runtime_env` (which reaches only that deployment's replicas). The same values are
@@ -10,6 +11,15 @@ to `ONE_HOP_ENV` by a unit test) and by the RayService's head and worker contain
 - `RAY_SERVE_THROUGHPUT_OPTIMIZED=1`: user code on the replica's main event loop (no cross-thread hand-off per
   request and per chunk), the router on the caller's loop, access-log lines buffered. Blocking calls must then stay
   off the loop: the gate runs argon2 in a worker thread.
+- `RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5` (Ray's default 0.1; read by the ServeController only, which sleeps this long
+  between control-loop steps, `ray/serve/_private/controller.py` `run_control_loop`; Ray's Serve performance guide,
+  ray-project/ray#45063): the idle controller uses about 1.3 % of a core instead of 3.35 % (bench/README.md,
+  "Levers"); nothing on the request path reads it. The cost: whatever the controller does, it notices up to 0.4 s
+  later per step (a failed health check, a replica that finished starting or stopping, a new replica set for
+  HAProxy, a deployment's status). Autoscaling delays (`upscale_delay_s`, `downscale_delay_s`) are wall-clock time
+  in Ray 2.60 (ray-project/ray#62144; they were loop counts before) and are met within one period; the health-check
+  sweep is sized from the period (`deployment_state.py`), so each replica is still checked every
+  `health_check_period_s`.
 
 HAProxy keeps files (config, admin socket, server state, metrics socket) and opens ports (stats 8404, Prometheus
 9101, the fallback Python proxy's 8500/9500) that are per host by default: two Rays on one host collide unless each
@@ -26,6 +36,7 @@ from pathlib import Path
 ONE_HOP_ENV: dict[str, str] = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
 }
 
 # Where HAProxy keeps its files, by variable (Ray 2.60, ray/serve/_private/constants.py).

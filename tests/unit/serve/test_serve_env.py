@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,9 +33,24 @@ def test_one_hop_switches_are_ray_serves_own_names() -> None:
         assert f'"{name}"' in constants, name
 
 
+def test_ray_serve_reads_the_switches_as_meant() -> None:
+    """The installed Ray Serve, imported in a fresh process with the environment, has HAProxy and the throughput
+    mode on and its controller's loop period at 0.5 s (a value Ray cannot parse would raise at import)."""
+    probe = (
+        "import json; from ray.serve._private import constants as c; print(json.dumps([c.RAY_SERVE_ENABLE_HA_PROXY, "
+        "c.RAY_SERVE_THROUGHPUT_OPTIMIZED, c.CONTROL_LOOP_INTERVAL_S]))"
+    )
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_SERVE_")}
+    run = subprocess.run(
+        [sys.executable, "-c", probe], env={**env, **ONE_HOP_ENV}, capture_output=True, text=True, check=True
+    )
+    assert json.loads(run.stdout.splitlines()[-1]) == [True, True, 0.5]
+
+
 def test_haproxy_files_and_ports_move_with_the_stack(tmp_path: Path) -> None:
     env = haproxy_env(Path("/tmp/lab-llm-x"), {"RAY_SERVE_HAPROXY_STATS_PORT": 18404})
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert env["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"] == "0.5"
     assert env["RAY_SERVE_HAPROXY_SOCKET_PATH"] == "/tmp/lab-llm-x/admin.sock"
     assert env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] == "/tmp/lab-llm-x"
     assert env["RAY_SERVE_HAPROXY_STATS_PORT"] == "18404"

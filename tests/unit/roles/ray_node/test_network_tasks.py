@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lab_llm.serve_env import ONE_HOP_ENV
 from tests.unit.serve.plan.test_fit_plan_playbook import run_playbook_file, task_results
 
 pytestmark = pytest.mark.playbook
@@ -53,6 +54,8 @@ def test_an_ipv4_ansible_host_is_the_address_and_its_interface_carries_gloo(tmp_
     assert facts["ray_node_cluster_ifname"] == "lo"
     environment = facts["ray_node_process_environment"]
     assert (environment["VLLM_HOST_IP"], environment["GLOO_SOCKET_IFNAME"]) == ("127.0.0.1", "lo")
+    # The Serve switches reach the environment Ray starts with (the one-hop path, the controller's loop period).
+    assert {name: environment.get(name) for name in ONE_HOP_ENV} == ONE_HOP_ENV
     assert (
         "cluster address 127.0.0.1 (from ansible_host) on interface lo"
         in tasks["Say which address and interface the node uses between nodes"]["msg"]

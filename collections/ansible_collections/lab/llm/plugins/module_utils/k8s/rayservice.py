@@ -42,8 +42,13 @@ RAY_GID = 100
 # on the head and every worker container, where Ray starts (not in the Serve application's runtime_env). HAProxy
 # listens on the serve port (8000), the only port the serve Service exposes; its side ports (stats 8404, metrics
 # 9101, fallback proxy 8500/9500) and the replicas' own ports (30000-31000) are container ports that no Service or
-# Ingress exposes, reachable only from inside the cluster network.
-ONE_HOP_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# Ingress exposes, reachable only from inside the cluster network. The Serve controller (on the head) steps its
+# control loop every 0.5 s instead of Ray's 0.1 s: less idle CPU, and replica changes are seen up to 0.4 s later.
+ONE_HOP_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
+}
 
 
 class RenderError(ValueError):
