@@ -19,8 +19,9 @@ stream; the stream itself passes through chunk by chunk, unbuffered after its fi
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -114,12 +115,17 @@ def validated(model: type[BaseModel], body: dict[str, Any], raw: bytes) -> None:
         request = model.model_validate_json(json_text(raw), strict=True)
         if model is ChatCompletionRequest:
             check_messages(body["messages"])
+            check_message_parts(request.messages)  # type: ignore[attr-defined]
         check_logit_bias(body.get("logit_bias"))
         structured_outputs_of(request)  # type: ignore[arg-type]
     except ApiError:
         raise
-    except ValidationError as error:
-        message, param = validation_problem(error.errors(include_url=False, include_input=False), body)
+    except (ValidationError, MessageItemsRefused) as error:
+        if isinstance(error, MessageItemsRefused):
+            problems = error.problems
+        else:
+            problems = tool_call_problems_located(error.errors(include_url=False, include_input=False), body)
+        message, param = validation_problem(problems, body)
         raise ApiError(400, message, param=param) from None
     except VLLMClientError as error:
         # vLLM's own validators say what is wrong (and often which parameter); its reprs are cut (client_problem).
@@ -129,6 +135,55 @@ def validated(model: type[BaseModel], body: dict[str, Any], raw: bytes) -> None:
         # A validator of the engine's class that raised something else on this body (TypeError, KeyError, ...).
         logger.info("request body refused by the engine's request class", exc_info=True)
         raise ApiError(400, f"invalid request: the body is not a valid {model.__name__}") from None
+
+
+class MessageItemsRefused(ValueError):
+    """A message's lazily validated items refused: pydantic's problems, each `loc` a path in the body."""
+
+    def __init__(self, problems: list[Any]) -> None:
+        super().__init__("a message's items are not valid")
+        self.problems = problems
+
+
+def check_message_parts(messages: Any) -> None:
+    """Validate what the request class leaves for later: vLLM's message types declare a message's `content` parts as
+    an `Iterable`, which pydantic validates only when vLLM iterates it while rendering the prompt (then vLLM answers
+    400 with pydantic's report on a `ValidatorIterator`, no field named). Iterating each one here refuses such a part
+    as the request's own class would, with `param` `messages.N.content.M.<field>`."""
+    for index, message in enumerate(messages if isinstance(messages, list) else []):
+        if not isinstance(message, dict):
+            continue
+        for field, value in message.items():
+            if isinstance(value, Iterator):  # pydantic's ValidatorIterator: validated as it is consumed
+                try:
+                    message[field] = list(value)
+                except ValidationError as error:
+                    problems = error.errors(include_url=False, include_input=False)
+                    located = [{**problem, "loc": ("messages", index, field, *problem["loc"])} for problem in problems]
+                    raise MessageItemsRefused(located) from None
+
+
+def tool_call_problems_located(problems: list[Any], body: dict[str, Any]) -> list[Any]:
+    """`problems` with the path of a refused tool call in the body. vLLM's request class validates an assistant
+    message's `tool_calls` in a model validator (`_materialize_tool_calls_after`), so pydantic reports them relative
+    to that list (`0.ChatCompletionMessageFunctionToolCallParam.type`) without the message they are in; the first
+    message whose calls the class refuses alone is that message (the validator goes through them in order)."""
+    if not any(problem.get("loc") and isinstance(problem["loc"][0], int) for problem in problems):
+        return problems
+    for index, message in enumerate(body.get("messages") or []):
+        if not isinstance(message, dict) or message.get("tool_calls") is None:
+            continue
+        try:
+            ChatCompletionRequest.model_validate_json(json.dumps({"messages": [message]}), strict=True)
+        except ValidationError as error:
+            relative = [
+                {**problem, "loc": ("messages", index, "tool_calls", *problem["loc"])}
+                for problem in error.errors(include_url=False, include_input=False)
+                if problem.get("loc") and isinstance(problem["loc"][0], int)
+            ]
+            if relative:
+                return relative
+    return problems
 
 
 # OpenAI's message roles (`ChatCompletionMessageParam` of openai/openai-openapi). vLLM's message union also admits

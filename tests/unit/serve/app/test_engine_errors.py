@@ -446,6 +446,7 @@ def test_an_engine_refusal_names_the_field_the_client_wrote_and_not_the_servers_
 
 
 USER = [{"role": "user", "content": "hi"}]
+TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
 
 
 @pytest.mark.parametrize(
@@ -479,6 +480,53 @@ USER = [{"role": "user", "content": "hi"}]
         ({"messages": [*USER, {"role": "tool", "content": "x"}]}, "messages.1.tool_call_id", "id of the call"),
         ({"messages": [*USER, {"role": "function", "content": "x"}]}, "messages.1.name", "function message needs"),
         ({"messages": []}, "messages", "at least one message"),
+        # Parts and tool calls the engine's class validates late (an Iterable; a model validator): named in the body,
+        # where vLLM said "validation errors for ValidatorIterator" or named a path without the message.
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]},
+            "messages.0.content.0.text",
+            "valid string",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_text", "text": "x"}]}]},
+            "messages.0.content.0.type",
+            "'text'",
+        ),
+        (
+            {
+                "messages": [
+                    *USER,
+                    {"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{}"}}]},
+                ]
+            },
+            "messages.1.tool_calls.0.type",
+            "Field required",
+        ),
+        (
+            {
+                "messages": [
+                    *USER,
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{**TOOL_CALL, "function": {"name": "f", "arguments": {"a": 1}}}],
+                    },
+                ]
+            },
+            "messages.1.tool_calls.0.function.arguments",
+            "valid string",
+        ),
+        (
+            {
+                "messages": [
+                    *USER,
+                    {"role": "assistant", "tool_calls": [TOOL_CALL]},
+                    {"role": "tool", "content": "1", "tool_call_id": "call_1"},
+                    {"role": "assistant", "tool_calls": [TOOL_CALL, {**TOOL_CALL, "id": 5}]},
+                ]
+            },
+            "messages.3.tool_calls.1.id",
+            "valid string",
+        ),
     ],
 )
 def test_a_refused_body_names_the_field_the_client_wrote(
@@ -492,9 +540,6 @@ def test_a_refused_body_names_the_field_the_client_wrote(
     assert error["message"].endswith(f" at {param}")
     assert "Param" not in error["message"] and "[" not in error["param"]
     assert gated.engine.received == []
-
-
-TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
 
 
 @pytest.mark.parametrize(
@@ -515,6 +560,25 @@ def test_every_openai_message_role_passes_the_gate(gated: GatedApp, messages: li
         "/v1/chat/completions", json={**CHAT, "messages": messages}, headers=gated.headers("bob")
     )
     assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}],
+        [{"image_url": "https://example.com/a.png"}],  # vLLM's own part forms
+        [{"type": "audio_url", "audio_url": {"url": "https://example.com/a.wav"}}],
+        [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}],  # what Anthropic-style clients add
+        [],
+    ],
+)
+def test_content_parts_the_engines_class_takes_pass_the_gate(gated: GatedApp, content: list) -> None:
+    messages = [{"role": "user", "content": content}, {"role": "assistant", "content": [{"type": "text", "text": "b"}]}]
+    answer = gated.client.post(
+        "/v1/chat/completions", json={**CHAT, "messages": messages}, headers=gated.headers("bob")
+    )
+    assert answer.status_code == 200, answer.text
+    assert gated.engine.received[-1]["messages"] == messages
 
 
 def test_a_completion_logit_bias_out_of_openais_range_is_a_400(gated: GatedApp, openai_contract: dict) -> None:
