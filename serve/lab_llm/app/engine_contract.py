@@ -47,6 +47,15 @@ def chat_serving(engine_app: Any) -> Any:
     return getattr(getattr(engine_app, "state", None), "openai_serving_chat", None)
 
 
+def served_max_model_len(engine_app: Any) -> int | None:
+    """The context length the engine serves (vLLM's `ModelConfig.max_model_len`, which its own `/v1/models` reports per
+    model) from its built app (`app.state.openai_serving_models.model_config`, set by
+    vllm/entrypoints/launchers/api_server/app_state.py), or None where the app has none."""
+    models = getattr(getattr(engine_app, "state", None), "openai_serving_models", None)
+    value = getattr(getattr(models, "model_config", None), "max_model_len", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def engine_errored(server: LLMServer) -> bool:
     """Whether the vLLM engine inside an `LLMServer` has died (vLLM's `EngineClient.errored`; the replica then fails
     its health check and Serve replaces it). False while the engine is starting."""
@@ -73,5 +82,6 @@ __all__ = [
     "chat_serving",
     "engine_errored",
     "model_path_id",
+    "served_max_model_len",
     "structured_outputs_of",
 ]

@@ -52,6 +52,11 @@ class ModelObject(BaseModel):
     object: Literal["model"] = "model"
     created: int = Field(description="Unix time (seconds) at which this deployment of the model was built.")
     owned_by: str
+    max_model_len: int | None = Field(
+        default=None,
+        description="The longest prompt plus completion, in tokens, that the engine serves: vLLM's field of the same "
+        "name on its own model objects, which clients read to size their context window (absent when unknown).",
+    )
 
 
 class ModelListResponse(BaseModel):
@@ -109,18 +114,20 @@ def gate_router(
     engine_health: Callable[[], Awaitable[Any]],
     created: int,
     owned_by: str = "lab-llm",
+    max_model_len: int | None = None,
 ) -> APIRouter:
     """The gate's routes. `engine_health()` raises when the engine cannot serve (readiness); `created` is the model
-    objects' `created` (Unix seconds)."""
+    objects' `created` (Unix seconds), `max_model_len` their context length in tokens (None: left out)."""
     router = APIRouter()
     caller = require(gate)
 
     def model_object(model_id: str) -> ModelObject:
-        return ModelObject(id=model_id, created=created, owned_by=owned_by)
+        return ModelObject(id=model_id, created=created, owned_by=owned_by, max_model_len=max_model_len)
 
     @router.get(
         "/v1/models",
         response_model=ModelListResponse,
+        response_model_exclude_none=True,
         responses=error_responses(401, 403, 500),
         summary="List the models the caller may use",
     )
@@ -134,6 +141,7 @@ def gate_router(
     @router.get(
         "/v1/models/{model:path}",
         response_model=ModelObject,
+        response_model_exclude_none=True,
         responses=error_responses(401, 403, 404, 500),
         summary="Retrieve a model",
     )

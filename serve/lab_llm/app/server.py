@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
-from lab_llm.app.engine_contract import LLMConfig, LLMServer, engine_errored
+from lab_llm.app.engine_contract import LLMConfig, LLMServer, engine_errored, served_max_model_len
 from lab_llm.app.errors import (
     ApiError,
     RequestIdMiddleware,
@@ -33,7 +33,7 @@ from lab_llm.app.tool_calls import answer_cut_off_calls_as_streamed
 from lab_llm.config import AppConfig
 
 
-def build_gate_app(gate: Gate, *, engine_health: Any, created: int) -> FastAPI:
+def build_gate_app(gate: Gate, *, engine_health: Any, created: int, max_model_len: int | None = None) -> FastAPI:
     """The gate's own FastAPI app: its routes, OpenAI errors for everything (404 for any path it does not publish)."""
     # No redirect for a trailing slash (Starlette's default answers 307 with an empty body, and many clients drop a
     # POST body on a redirect): every path has one spelling, the one the gate matches, and any other is a 404.
@@ -41,7 +41,7 @@ def build_gate_app(gate: Gate, *, engine_health: Any, created: int) -> FastAPI:
     app.add_exception_handler(ApiError, handle_api_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
-    app.include_router(gate_router(gate, engine_health=engine_health, created=created))
+    app.include_router(gate_router(gate, engine_health=engine_health, created=created, max_model_len=max_model_len))
     describe_api(app)
     return app
 
@@ -60,12 +60,15 @@ def gated_asgi_app(
     created: int = 0,
     answer_request_id: bool = True,
 ) -> tuple[ASGIApp, FastAPI, Gate, GateMiddleware]:
-    """The replica's whole ASGI app around `engine_app` (vLLM's): CORS (as vLLM's own app and ray.serve.llm allow any
-    origin: OpenWebUI's direct connections), the request id, the gate. Returns (app, gate's FastAPI app, gate,
+    """The replica's whole ASGI app around `engine_app` (vLLM's): CORS from any origin
+    (OpenWebUI's direct connections; ray.serve.llm allows any origin too, while `vllm serve` 0.32 allows none unless
+    `--allowed-origins` names them), the request id, the gate. Returns (app, gate's FastAPI app, gate,
     middleware); the last three for the in-process tests. `answer_request_id=False` in Serve's replica, whose own
     server answers the `x-request-id` header (see `RequestIdMiddleware`)."""
     gate = Gate(config.auth, served_models=[config.engine.model_id])
-    gate_app = build_gate_app(gate, engine_health=engine_health, created=created)
+    # The engine's own context length (derived from the model when the config gives none), as vLLM's /v1/models says.
+    max_model_len = served_max_model_len(engine_app) or config.engine.max_model_len
+    gate_app = build_gate_app(gate, engine_health=engine_health, created=created, max_model_len=max_model_len)
     middleware = GateMiddleware(
         engine_app, gate_app, gate, max_in_flight=in_flight_limit(config), engine_dead=engine_dead
     )

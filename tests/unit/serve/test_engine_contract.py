@@ -195,3 +195,25 @@ def test_the_chat_handler_is_where_the_forced_call_parser_is_installed() -> None
     module = contract()
     app = type("App", (), {"state": type("State", (), {"openai_serving_chat": "handler"})()})()
     assert module.chat_serving(app) == "handler"
+
+
+def test_the_engines_context_length_is_read_where_vllm_keeps_it() -> None:
+    """`engine_contract.served_max_model_len` reads `app.state.openai_serving_models.model_config.max_model_len`, what
+    vLLM's own `/v1/models` reports; reached through attributes, a rename would drop the field without an error, so the
+    names are checked in vLLM's source."""
+    from vllm.entrypoints.openai.models.serving import OpenAIServingModels
+
+    assert "self.model_config" in inspect.getsource(OpenAIServingModels.__init__), (
+        f"vLLM's OpenAIServingModels no longer keeps model_config ({_versions()})"
+    )
+    app_state = Path(importlib.import_module("vllm.entrypoints").__path__[0], "launchers", "api_server", "app_state.py")
+    assert "state.openai_serving_models = " in app_state.read_text(), (
+        f"vLLM's app no longer sets state.openai_serving_models ({_versions()})"
+    )
+    module = contract()
+    config = type("ModelConfig", (), {"max_model_len": 4096})()
+    app = type(
+        "App", (), {"state": type("State", (), {"openai_serving_models": type("M", (), {"model_config": config})()})()}
+    )()
+    assert module.served_max_model_len(app) == 4096
+    assert module.served_max_model_len(object()) is None

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from lab_llm.app.engine_contract import EngineDeadError, VLLMClientError
 from tests.unit.serve.app.contract import contract_errors
-from tests.unit.serve.app.gated_app import SERVED_MODEL, GatedApp
+from tests.unit.serve.app.gated_app import SERVED_MODEL, FakeVLLM, GatedApp, build_gated_app
 
 CHAT = {"model": SERVED_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 COMPLETION = {"model": SERVED_MODEL, "prompt": "hi", "max_tokens": 2}
@@ -600,9 +601,28 @@ def test_an_integer_where_a_number_is_expected_is_a_number(gated: GatedApp) -> N
 def test_model_objects_follow_openais_contract(gated: GatedApp, openai_contract: dict) -> None:
     listed = gated.client.get("/v1/models", headers=gated.headers("bob")).json()
     assert contract_errors(openai_contract, "ListModelsResponse", listed) == []
-    assert listed["data"][0] == {"id": SERVED_MODEL, "object": "model", "created": 1_700_000_000, "owned_by": "lab-llm"}
+    # `max_model_len` as vLLM's own model objects carry it (clients size their context window from it).
+    assert listed["data"][0] == {
+        "id": SERVED_MODEL,
+        "object": "model",
+        "created": 1_700_000_000,
+        "owned_by": "lab-llm",
+        "max_model_len": 64,
+    }
     one = gated.client.get("/v1/models/allowed--x", headers=gated.headers("bob")).json()
     assert contract_errors(openai_contract, "Model", one) == []
+    assert one == listed["data"][0]
+
+
+def test_model_objects_carry_the_context_length_the_engine_serves(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The engine derives max_model_len from the model when the config gives none; its own value is the one reported.
+    engine_app = FakeVLLM().app()
+    models = SimpleNamespace(model_config=SimpleNamespace(max_model_len=2048))
+    engine_app.state = SimpleNamespace(openai_serving_models=models)  # type: ignore[attr-defined]
+    gated = build_gated_app(tmp_path, engine_app=engine_app)
+    for path in ("/v1/models", "/v1/models/allowed--x"):
+        answer = gated.client.get(path, headers=gated.headers("bob")).json()
+        assert (answer["data"][0] if "data" in answer else answer)["max_model_len"] == 2048
 
 
 def test_readiness_follows_the_engine(gated: GatedApp, openai_contract: dict) -> None:
