@@ -157,7 +157,8 @@ def medians(rows: Sequence[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(row.get(key, 0.0) for row in rows) for key in keys} if rows else {}
 
 
-# Kernel functions on a wake-up's call chain that name how the thread was woken, innermost first.
+# Kernel functions on a wake-up's call chain that name how the thread was woken, the most specific first (an fd
+# that becomes ready wakes an `epoll_wait` through ep_poll_callback, under the eventfd or socket write that did it).
 WAKE_MECHANISMS: tuple[tuple[str, str], ...] = (
     ("hrtimer_wakeup", "timer"),
     ("futex_wake", "futex"),
@@ -174,7 +175,7 @@ WAKE_MECHANISMS: tuple[tuple[str, str], ...] = (
 def wakers_by_mechanism(script: str) -> list[str]:
     """One `<waker comm> (<mechanism>)` (or `timer expiry`) per sample of `perf script -F comm,tid,ip,sym` over
     `sched:sched_waking` recorded with call chains: the waker is the sample's task, the mechanism the first
-    WAKE_MECHANISMS marker on its chain (`other` if none)."""
+    WAKE_MECHANISMS marker found anywhere on its chain (`other` if none)."""
     found: list[str] = []
     for sample in script.strip().split("\n\n"):
         lines = [line for line in sample.splitlines() if line.strip()]
@@ -183,7 +184,7 @@ def wakers_by_mechanism(script: str) -> list[str]:
         comm = lines[0].split()[0]
         symbols = [line.split()[1] if len(line.split()) > 1 else "" for line in lines[1:]]
         mechanism = next(
-            (name for symbol in symbols for marker, name in WAKE_MECHANISMS if symbol.startswith(marker)), "other"
+            (name for marker, name in WAKE_MECHANISMS if any(symbol.startswith(marker) for symbol in symbols)), "other"
         )
         # A timer fires in whatever task the interrupt finds on the CPU: its name says nothing.
         found.append("timer expiry" if mechanism == "timer" else f"{comm} ({mechanism})")

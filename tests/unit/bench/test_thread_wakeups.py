@@ -86,7 +86,7 @@ def test_wakers_are_named_by_the_mechanism_on_their_call_chain():
     )
     assert wakeups.wakers_by_mechanism(script) == [
         "timer expiry",
-        "haproxy (epoll)",
+        "haproxy (tcp)",
         "ray::Serve (futex)",
         "python3 (other)",
     ]
