@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -220,8 +220,13 @@ def process_delta(before: dict[int, ThreadCounters], after: dict[int, ThreadCoun
     return total
 
 
-def loop_thread_of_replica(pid: int) -> int:
-    """The OS thread id of the replica's asyncio loop thread (by its Python name, from `py-spy dump --json`)."""
+def thread_names(pid: int) -> dict[int, str]:
+    """Every thread's name: the Python thread name where Python knows the thread (`py-spy dump --json`), else the
+    kernel's `comm` (Ray's and ZMQ's native threads)."""
+    names: dict[int, str] = {}
+    for tid in read_threads(pid):
+        with contextlib.suppress(FileNotFoundError):
+            names[tid] = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
     dump = subprocess.run(
         [venv_tool("py-spy"), "dump", "--json", "--nonblocking", "--pid", str(pid)],
         check=True,
@@ -229,9 +234,35 @@ def loop_thread_of_replica(pid: int) -> int:
         text=True,
     )
     for thread in json.loads(dump.stdout):
-        if thread.get("thread_name") == LOOP_THREAD_NAME and thread.get("os_thread_id"):
-            return int(thread["os_thread_id"])
-    raise RuntimeError(f"no thread {LOOP_THREAD_NAME!r} in process {pid}")
+        if thread.get("os_thread_id") and thread.get("thread_name"):
+            names[int(thread["os_thread_id"])] = f"py:{thread['thread_name']}"
+    return names
+
+
+def by_thread_name(
+    before: dict[int, ThreadCounters],
+    after: dict[int, ThreadCounters],
+    names: dict[int, str],
+    requests: int,
+    ticks_per_s: int,
+) -> dict[str, dict[str, float]]:
+    """Per-request figures of the process's threads, summed by thread name (`?` for threads started since the names
+    were read), only those that ran."""
+    summed: dict[str, ThreadCounters] = {}
+    for tid, counters in after.items():
+        delta = counters - before.get(tid, ThreadCounters())
+        if delta.run_ns:
+            name = names.get(tid, "?")
+            summed[name] = summed.get(name, ThreadCounters()) + delta
+    return {name: per_request(delta, requests, ticks_per_s) for name, delta in summed.items()}
+
+
+def loop_thread_of_replica(names: dict[int, str]) -> int:
+    """The OS thread id of the replica's asyncio loop thread, by its Python name."""
+    for tid, name in names.items():
+        if name == f"py:{LOOP_THREAD_NAME}":
+            return tid
+    raise RuntimeError(f"no thread {LOOP_THREAD_NAME!r} among {sorted(set(names.values()))}")
 
 
 # perf --------------------------------------------------------------------------------------------------------------
@@ -313,6 +344,7 @@ class Target:
     server: Server
     pid: int
     tid: int
+    names: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -325,6 +357,7 @@ class BlockResult:
     loop: dict[str, float]
     process: dict[str, float]
     syscalls: dict[str, float]
+    threads: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def measure_block(
@@ -351,6 +384,7 @@ def measure_block(
         seconds=seconds,
         loop=per_request(loop, requests, ticks_per_s),
         process=per_request(process_delta(threads_before, threads_after), requests, ticks_per_s),
+        threads=by_thread_name(threads_before, threads_after, target.names, requests, ticks_per_s),
         syscalls=syscalls,
     )
 
@@ -454,6 +488,14 @@ def print_summary(results: Sequence[BlockResult], names: Sequence[str], modes: S
                 diff = statistics.median(paired.get(f"{scope}.{key}", [0.0]))
                 label = f"{scope}.{key}"
                 print(f"   {label:28}" + "".join(f"{v:14.3f}" for v in values) + f"{diff:+16.3f}")
+        for name in names:
+            threads = medians([{k: v["cpu_ms"] for k, v in r.threads.items()} for r in rows[name]])
+            switches = medians([{k: v["voluntary"] for k, v in r.threads.items()} for r in rows[name]])
+            top = sorted(threads.items(), key=lambda item: -item[1])[:8]
+            print(
+                f"   {name} threads, ms CPU / voluntary switches per request: "
+                + ", ".join(f"{thread} {cpu:.2f}/{switches.get(thread, 0.0):.1f}" for thread, cpu in top)
+            )
         rates = {name: statistics.median(r.requests / r.seconds for r in rows[name]) for name in names}
         print("   req/s: " + ", ".join(f"{name} {rate:.1f}" for name, rate in rates.items()))
 
@@ -473,9 +515,10 @@ def find_targets(vllm: Server, lab: Server) -> list[Target]:
     replicas = probe.pids_by_role.get("llm_server", [])
     if len(replicas) != 1:
         raise RuntimeError(f"expected one engine replica, found {replicas}")
+    lab_names, vllm_names = thread_names(replicas[0]), thread_names(vllm.process.pid)
     return [
-        Target(lab, replicas[0], loop_thread_of_replica(replicas[0])),
-        Target(vllm, vllm.process.pid, vllm.process.pid),
+        Target(lab, replicas[0], loop_thread_of_replica(lab_names), lab_names),
+        Target(vllm, vllm.process.pid, vllm.process.pid, vllm_names),
     ]
 
 
