@@ -412,9 +412,11 @@ def measure_idle(targets: Sequence[Target], seconds: float, workdir: Path, args:
     return result
 
 
-def profile_block(target: Target, mode: str, args: argparse.Namespace, out: Path) -> None:
-    """Who wakes the loop thread, and where its CPU goes, over one block; perf report summaries printed."""
-    name = f"{target.server.name}-{mode}"
+def profile_block(target: Target, mode: str, args: argparse.Namespace, out: Path, tid: int | None = None) -> None:
+    """Who wakes the loop thread (or thread `tid` of the target's process), and where its CPU goes, over one block;
+    perf report summaries printed."""
+    tid = tid or target.tid
+    name = f"{target.server.name}-{mode}" + (f"-{tid}" if tid != target.tid else "")
     wakers_file, cpu_file = out / f"{name}-wakers.data", out / f"{name}-cpu.data"
     wakers = PerfSession(
         [
@@ -425,7 +427,7 @@ def profile_block(target: Target, mode: str, args: argparse.Namespace, out: Path
             "sched:sched_waking",
             "-g",
             "--filter",
-            f"pid == {target.tid}",
+            f"pid == {tid}",
             "-o",
             str(wakers_file),
         ],
@@ -433,7 +435,7 @@ def profile_block(target: Target, mode: str, args: argparse.Namespace, out: Path
         f"{name}-wakers",
     )
     cpu = PerfSession(
-        ["record", "-q", "-t", str(target.tid), "-e", "cpu-clock", "-F", "999", "-g", "-o", str(cpu_file)],
+        ["record", "-q", "-t", str(tid), "-e", "cpu-clock", "-F", "999", "-g", "-o", str(cpu_file)],
         out,
         f"{name}-cpu",
     )
@@ -445,7 +447,7 @@ def profile_block(target: Target, mode: str, args: argparse.Namespace, out: Path
         ["perf", "script", "-i", str(wakers_file), "-F", "comm,tid,ip,sym"], capture_output=True, text=True, check=True
     )
     by_waker = collections.Counter(wakers_by_mechanism(script.stdout))
-    print(f"\n-- {name}: who woke the loop thread {target.tid}, per request ({requests} requests)")
+    print(f"\n-- {name}: who woke thread {tid} ({target.names.get(tid, '?')}), per request ({requests} requests)")
     for waker, count in by_waker.most_common(15):
         print(f"   {count / requests:7.2f}  {waker}")
     for sort in ("dso", "dso,sym"):
@@ -534,6 +536,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--perf", action=argparse.BooleanOptionalAction, default=True, help="count syscalls")
     parser.add_argument("--profile", action="store_true", help="also record wakers and CPU by symbol")
+    parser.add_argument(
+        "--profile-thread",
+        action="append",
+        default=[],
+        help="with --profile, also profile the threads of this name (as in the summary, e.g. py:MainThread)",
+    )
     parser.add_argument("--out", type=Path, help="directory for the JSON results and perf.data files")
     # The same engine and serving settings as serve_overhead.py (its builders read these names).
     parser.add_argument("--max-model-len", type=int, default=512)
@@ -583,6 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for mode in args.modes:
                 for target in targets:
                     profile_block(target, mode, args, out)
+                    for tid, thread in target.names.items():
+                        if thread in args.profile_thread and tid != target.tid:
+                            profile_block(target, mode, args, out, tid)
     finally:
         lab.stop()
         vllm.stop()
