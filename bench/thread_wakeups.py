@@ -161,6 +161,7 @@ def medians(rows: Sequence[dict[str, float]]) -> dict[str, float]:
 # that becomes ready wakes an `epoll_wait` through ep_poll_callback, under the eventfd or socket write that did it).
 WAKE_MECHANISMS: tuple[tuple[str, str], ...] = (
     ("hrtimer_wakeup", "timer"),
+    ("timerfd_tmrproc", "timer"),
     ("futex_wake", "futex"),
     ("eventfd_", "eventfd"),
     ("pipe_write", "pipe"),

@@ -82,12 +82,15 @@ def test_wakers_are_named_by_the_mechanism_on_their_call_chain():
         "haproxy  1234 \n\tffffffff813aa9c4 try_to_wake_up\n\tffffffff81000001 ep_poll_callback\n"
         "\tffffffff81000002 sock_def_readable\n\tffffffff81000003 tcp_data_queue\n\n"
         "ray::Serve  77 \n\tffffffff813aa9c4 try_to_wake_up\n\tffffffff81000004 futex_wake\n\n"
+        "VLLM::Worker  5 \n\tffffffff813aa9c4 try_to_wake_up\n\tffffffff81731e3a ep_poll_callback\n"
+        "\tffffffff81735d54 timerfd_tmrproc\n\tffffffff81420bee __hrtimer_run_queues\n\n"
         "python3  9 \n\tffffffff813aa9c4 try_to_wake_up\n"
     )
     assert wakeups.wakers_by_mechanism(script) == [
         "timer expiry",
         "haproxy (tcp)",
         "ray::Serve (futex)",
+        "timer expiry",
         "python3 (other)",
     ]
 
