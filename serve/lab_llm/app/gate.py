@@ -145,6 +145,10 @@ class MessageItemsRefused(ValueError):
         self.problems = problems
 
 
+# pydantic's words for a wrong type in Python mode, as its JSON mode says them.
+_JSON_TERMS = {"dict_type": "Input should be an object", "list_type": "Input should be a valid array"}
+
+
 def check_message_parts(messages: Any) -> None:
     """Validate what the request class leaves for later: vLLM's message types declare a message's `content` parts as
     an `Iterable`, which pydantic validates only when vLLM iterates it while rendering the prompt (then vLLM answers
@@ -158,8 +162,15 @@ def check_message_parts(messages: Any) -> None:
                 try:
                     message[field] = list(value)
                 except ValidationError as error:
-                    problems = error.errors(include_url=False, include_input=False)
-                    located = [{**problem, "loc": ("messages", index, field, *problem["loc"])} for problem in problems]
+                    located = [
+                        {
+                            **problem,
+                            "loc": ("messages", index, field, *problem["loc"]),
+                            # Iterated as Python objects: told in JSON's terms, as the rest of the body is.
+                            "msg": _JSON_TERMS.get(problem["type"], problem["msg"]),
+                        }
+                        for problem in error.errors(include_url=False, include_input=False)
+                    ]
                     raise MessageItemsRefused(located) from None
 
 

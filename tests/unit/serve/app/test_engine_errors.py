@@ -488,6 +488,7 @@ TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "argu
             "messages.0.content.0.text",
             "valid string",
         ),
+        ({"messages": [{"role": "user", "content": ["hi"]}]}, "messages.0.content.0", "should be an object"),
         (
             {"messages": [{"role": "user", "content": [{"type": "input_text", "text": "x"}]}]},
             "messages.0.content.0.type",
