@@ -24,9 +24,11 @@ to `ONE_HOP_ENV` by a unit test) and by the RayService's head and worker contain
 HAProxy keeps files (config, admin socket, server state, metrics socket) and opens ports (stats 8404, Prometheus
 9101, the fallback Python proxy's 8500/9500) that are per host by default: two Rays on one host collide unless each
 gets its own (`haproxy_env`). Replica ports come from 30000-31000 (`RAY_SERVE_DIRECT_INGRESS_*_HTTP_PORT`; gRPC
-40000-41000) and bind every interface (Ray forces it, so HAProxy on another node can reach them): keep them closed
-to everything but the cluster's own network (ray_node: a firewall; Kubernetes: the Service exposes only HAProxy's
-port, and a NetworkPolicy admits only Ray pods to the others).
+40000-41000) and bind Serve's HTTP host (`http_options.host`, which HAProxy mode defaults to every interface, so
+HAProxy on another node can reach them): keep them closed to everything but the cluster's own network (ray_node: a
+firewall; Kubernetes: the Service exposes only HAProxy's port; lab-llm renders no NetworkPolicy, so other pods reach
+them unless the cluster's network policy stops it). HAProxy's stats and Prometheus ports bind every interface
+whatever the host.
 """
 
 from __future__ import annotations
