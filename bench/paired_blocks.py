@@ -61,6 +61,7 @@ from bench.serve_overhead import (
     run_load,
     vllm_server,
 )
+from bench.thread_wakeups import ThreadCounters, read_threads
 
 # vLLM metric samples the batching figures are computed from (sample names as exposed, summed over their labels).
 STEPS = "vllm:iteration_tokens_total_count"
@@ -105,14 +106,6 @@ def engine_batching(before: dict[str, float], after: dict[str, float], requests:
     }
 
 
-def schedstat_of(text: str) -> tuple[int, int]:
-    """(on-CPU ns, runnable-but-waiting ns) from one /proc/<pid>/task/<tid>/schedstat line (sched-stats.rst)."""
-    fields = text.split()
-    if len(fields) < 2:
-        raise ValueError(f"not a schedstat line: {text[:80]!r}")
-    return int(fields[0]), int(fields[1])
-
-
 def haproxy_socket_of(config_text: str) -> str | None:
     """The admin socket path of an HAProxy configuration (`stats socket PATH ...` in `global`), if any."""
     match = re.search(r"^\s*stats socket (\S+)", config_text, re.MULTILINE)
@@ -143,15 +136,8 @@ def median_or_nan(values: Sequence[float]) -> float:
 # Processes -------------------------------------------------------------------------------------------------------
 def thread_schedstat(pids: Sequence[int]) -> tuple[int, int]:
     """On-CPU and waiting nanoseconds of every thread of these processes (threads that ended are not counted)."""
-    on_cpu = waiting = 0
-    for pid in pids:
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                run, wait = schedstat_of((task / "schedstat").read_text())
-            except (FileNotFoundError, ProcessLookupError, ValueError):
-                continue
-            on_cpu, waiting = on_cpu + run, waiting + wait
-    return on_cpu, waiting
+    total = sum((counters for pid in pids for counters in read_threads(pid).values()), ThreadCounters())
+    return total.run_ns, total.wait_ns
 
 
 def haproxy_socket_path(pids: Sequence[int]) -> str | None:

@@ -6,6 +6,7 @@ No server is started here; the paired benchmark itself runs with `python -m benc
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -58,10 +59,12 @@ def test_engine_batching_is_nan_without_the_counters_or_movement():
     assert math.isnan(batching["engine_ms"])
 
 
-def test_schedstat_reads_run_and_wait_nanoseconds():
-    assert pair.schedstat_of("123456789 2345678 901\n") == (123456789, 2345678)
-    with pytest.raises(ValueError, match="schedstat"):
-        pair.schedstat_of("")
+def test_thread_schedstat_sums_the_threads_of_each_process():
+    before_run, before_wait = pair.thread_schedstat([os.getpid()])
+    sum(range(200_000))
+    after_run, after_wait = pair.thread_schedstat([os.getpid()])
+    assert after_run > before_run > 0 and after_wait >= before_wait >= 0
+    assert pair.thread_schedstat([os.getpid(), os.getpid()])[0] >= 2 * after_run
 
 
 def test_haproxy_socket_of_reads_the_global_stats_socket():
