@@ -250,7 +250,8 @@ def gate_router(
     ) -> CreatedApiKey:
         _refuse_key_changes_unless_allowed(gate, "create")
         try:
-            record, key, _created = gate.store.add_api_key(new_key.name, new_key.role)
+            # The store's file lock may be held by another process (`lab-llm keys`, an llm_app run): wait in a thread.
+            record, key, _created = await run_in_threadpool(gate.store.add_api_key, new_key.name, new_key.role)
         except StoreError as error:
             raise ApiError(409 if isinstance(error, ConflictError) else 400, str(error)) from None
         except OSError:
@@ -262,7 +263,7 @@ def gate_router(
     async def revoke_key(key_id: str, _admin: Annotated[Principal, Security(caller, scopes=["admin"])]) -> Response:
         _refuse_key_changes_unless_allowed(gate, "revoke")
         try:
-            revoked = gate.store.revoke_api_key(key_id)
+            revoked = await run_in_threadpool(gate.store.revoke_api_key, key_id)
         except OSError:
             raise ApiError(503, "the key store is read-only here; revoke keys with `lab-llm keys revoke`") from None
         if not revoked:

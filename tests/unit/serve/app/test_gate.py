@@ -6,6 +6,7 @@ bodies are refused early and cleanly."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import threading
 from pathlib import Path
@@ -301,6 +302,44 @@ def test_a_slow_login_does_not_hold_up_other_requests(gated: GatedApp) -> None:
 
     asyncio.run(scenario())
     assert order == ["healthz 200", "login 200"]
+
+
+@pytest.mark.parametrize("change", ["create", "revoke"])
+def test_a_key_change_waiting_for_the_stores_lock_does_not_hold_up_other_requests(gated: GatedApp, change: str) -> None:
+    """Another process holding the store's file lock (`lab-llm keys`, an llm_app run) delays only the key change."""
+    order: list[str] = []
+    admin = gated.headers("alice")
+    lock_path = gated.config.auth.store_path.with_name(gated.config.auth.store_path.name + ".lock")
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=gated.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://gate") as http:
+
+            async def key_change() -> None:
+                if change == "create":
+                    answer = await http.post("/admin/keys", json={"name": "app", "role": "user"}, headers=admin)
+                else:
+                    answer = await http.delete("/admin/keys/user-key", headers=admin)
+                order.append(f"{change} {answer.status_code}")
+
+            async def health() -> None:
+                await asyncio.sleep(0.2)  # the key change is waiting for the lock by now
+                answer = await http.get("/healthz")
+                order.append(f"healthz {answer.status_code}")
+                fcntl.flock(holder, fcntl.LOCK_UN)
+
+            await asyncio.gather(key_change(), health())
+
+    with open(lock_path, "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # a separate open file: conflicts with the store's own flock
+        # If the key change blocked the loop, /healthz could never release the lock: a timer does, and the order fails.
+        fallback = threading.Timer(5, fcntl.flock, (holder, fcntl.LOCK_UN))
+        fallback.start()
+        try:
+            asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+        finally:
+            fallback.cancel()
+    assert order == ["healthz 200", f"{change} {201 if change == 'create' else 204}"]
 
 
 # 5. Oversized credentials are refused before any parsing ---------------------------------------------------
