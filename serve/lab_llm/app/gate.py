@@ -285,17 +285,16 @@ class GateMiddleware:
         if scope["type"] == "lifespan":
             await self.engine_app(scope, receive, send)  # vLLM's app starts and stops its own background tasks
             return
+        request_id = str(scope.get("state", {}).get("request_id", ""))  # set by errors.RequestIdMiddleware
         if scope["type"] == "http" and has_trailing_slash(scope.get("path", "")):
             # Before any route: `/v1/models/` must not reach `/v1/models/{model}` as the model "" (nor
             # `/v1/models/tiny-llama/` as the model "tiny-llama/"); every path has one spelling.
-            error = no_such_route(scope["path"])
-            await api_error_json(str(scope.get("state", {}).get("request_id", "")), error)(scope, receive, send)
+            await api_error_json(request_id, no_such_route(scope["path"]))(scope, receive, send)
             return
         route = ENGINE_ROUTES.get(scope.get("path", "")) if scope["type"] == "http" else None
         if route is None or scope.get("method") != "POST":
             await self.gate_app(scope, receive, send)
             return
-        request_id = str(scope.get("state", {}).get("request_id", ""))
         try:
             body, fields = await self._admit(scope, receive, *route)
         except ApiError as error:
