@@ -52,10 +52,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.serve_overhead import (
-    DEFAULT_MODEL_DIR,
     FRONT_ROLES,
     CpuProbe,
     Server,
+    add_server_arguments,
     lab_llm_server,
     percentile,
     run_load,
@@ -428,8 +428,7 @@ def summary(results: Sequence[BlockResult], labels: Sequence[str]) -> dict[str, 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    model_dir = os.environ.get("LAB_LLM_MODEL_DIR") or str(DEFAULT_MODEL_DIR)
-    parser.add_argument("--model-dir", type=Path, default=Path(model_dir), help="default: $LAB_LLM_MODEL_DIR")
+    add_server_arguments(parser)
     parser.add_argument("--servers", default="vllm,lab-llm", help="two of vllm, lab-llm, lab-llm@DIR (comma)")
     parser.add_argument("--blocks", type=int, default=8, help="blocks per server")
     parser.add_argument("--requests", type=int, default=128, help="requests per block")
@@ -437,12 +436,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=48)
     parser.add_argument("--sample-interval", type=float, default=0.5, help="seconds between gauge samples")
-    parser.add_argument("--max-model-len", type=int, default=512)
-    parser.add_argument("--max-num-seqs", type=int, default=16)
-    parser.add_argument("--memory-fraction", type=float, default=0.08)
-    parser.add_argument("--num-cpus", type=int, default=6, help="logical CPUs of each local Ray")
     parser.add_argument("--base-port", type=int, default=8031, help="first server's port; the next one +1")
-    parser.add_argument("--startup-timeout", type=float, default=300.0)
     parser.add_argument(
         "--client-nice",
         type=int,

@@ -726,10 +726,23 @@ def report(runs: Sequence[ServerRun]) -> list[Verdict]:
     return verdicts
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, engine and Ray settings the server builders (`vllm_server`, `lab_llm_server`, ...) read, so every
+    benchmark that starts servers through them runs the same engine settings by default."""
     model_dir = os.environ.get("LAB_LLM_MODEL_DIR") or str(DEFAULT_MODEL_DIR)
     parser.add_argument("--model-dir", type=Path, default=Path(model_dir), help="default: $LAB_LLM_MODEL_DIR")
+    parser.add_argument("--max-model-len", type=int, default=512)
+    parser.add_argument("--max-num-seqs", type=int, default=16)
+    parser.add_argument(
+        "--memory-fraction", type=float, default=0.08, help="--gpu-memory-utilization (host RAM on CPU)"
+    )
+    parser.add_argument("--num-cpus", type=int, default=6, help="logical CPUs of the local Ray")
+    parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds per server")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_server_arguments(parser)
     parser.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
     parser.add_argument(
         "--concurrency",
@@ -753,12 +766,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=True,
         help="also measure stock ray.serve.llm without the gate, between the two (about 2 more minutes)",
     )
-    parser.add_argument("--max-model-len", type=int, default=512)
-    parser.add_argument("--max-num-seqs", type=int, default=16)
-    parser.add_argument(
-        "--memory-fraction", type=float, default=0.08, help="--gpu-memory-utilization (host RAM on CPU)"
-    )
-    parser.add_argument("--num-cpus", type=int, default=6, help="logical CPUs of the local Ray")
     parser.add_argument("--vllm-port", type=int, default=8021)
     parser.add_argument("--ray-port", type=int, default=8022)
     parser.add_argument("--app-port", type=int, default=8023)
@@ -768,7 +775,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=10.0,
         help="seconds of no load, after warm-up, to measure each process's idle CPU",
     )
-    parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds per server")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--keep-logs", action="store_true", help="keep the work directory with the server logs")
     args = parser.parse_args(argv)

@@ -48,10 +48,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.serve_overhead import (
-    DEFAULT_MODEL_DIR,
     RAY_ROLES,
     CpuProbe,
     Server,
+    add_server_arguments,
     lab_llm_server,
     run_load,
     run_stream_load,
@@ -527,8 +527,7 @@ def find_targets(vllm: Server, lab: Server) -> list[Target]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    model_dir = os.environ.get("LAB_LLM_MODEL_DIR") or str(DEFAULT_MODEL_DIR)
-    parser.add_argument("--model-dir", type=Path, default=Path(model_dir))
+    add_server_arguments(parser)
     parser.add_argument("--blocks", type=int, default=6, help="blocks per mode and server")
     parser.add_argument("--block-requests", type=int, default=40)
     parser.add_argument("--modes", default="plain,stream", help="plain, stream or both (comma-separated)")
@@ -544,14 +543,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="with --profile, also profile the threads of this name (as in the summary, e.g. py:MainThread)",
     )
     parser.add_argument("--out", type=Path, help="directory for the JSON results and perf.data files")
-    # The same engine and serving settings as serve_overhead.py (its builders read these names).
-    parser.add_argument("--max-model-len", type=int, default=512)
-    parser.add_argument("--max-num-seqs", type=int, default=16)
-    parser.add_argument("--memory-fraction", type=float, default=0.08)
-    parser.add_argument("--num-cpus", type=int, default=6)
     parser.add_argument("--vllm-port", type=int, default=8031)
     parser.add_argument("--app-port", type=int, default=8033)
-    parser.add_argument("--startup-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
     args.modes = [mode for mode in args.modes.split(",") if mode]
     if not set(args.modes) <= {"plain", "stream"} or args.blocks < 1 or args.block_requests < 1:
